@@ -1,0 +1,174 @@
+//! The one error type every crate of the workspace returns.
+
+use std::fmt;
+
+/// Which of a loss's two mining strategies an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrategyRole {
+    /// The positive mining strategy (`easy` | `hard`).
+    Positive,
+    /// The negative mining strategy (`easy` | `hard` | `semi-hard`).
+    Negative,
+}
+
+impl fmt::Display for StrategyRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StrategyRole::Positive => "positive",
+            StrategyRole::Negative => "negative",
+        })
+    }
+}
+
+/// Everything that can go wrong when building or evaluating a loss.
+///
+/// Each message names what was given and what was expected. The enum is
+/// `#[non_exhaustive]`: new failure modes can be added without breaking callers.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LossError {
+    /// Two inputs that must have one row each per example disagree.
+    #[error("{what} has {got} entries but {reference} has {expected}; they must have one entry per example")]
+    LengthMismatch {
+        /// The input whose length is wrong.
+        what: &'static str,
+        /// Its length.
+        got: usize,
+        /// The input it was compared with.
+        reference: &'static str,
+        /// The expected length.
+        expected: usize,
+    },
+    /// A flat buffer does not hold `rows × cols` values.
+    #[error("{what} buffer holds {got} values, but {rows} rows x {cols} columns need {expected}")]
+    BufferLength {
+        /// The input.
+        what: &'static str,
+        /// Values in the buffer.
+        got: usize,
+        /// Declared rows.
+        rows: usize,
+        /// Declared columns.
+        cols: usize,
+        /// `rows * cols`.
+        expected: usize,
+    },
+    /// Embeddings with rows but no columns.
+    #[error("{what} have {rows} rows but zero columns; an embedding needs at least one dimension")]
+    ZeroWidth {
+        /// The input.
+        what: &'static str,
+        /// Its number of rows.
+        rows: usize,
+    },
+    /// Query and key embeddings have different widths.
+    #[error("query embeddings have {queries} columns but key embeddings have {keys}; they must match")]
+    DimensionMismatch {
+        /// Query width.
+        queries: usize,
+        /// Key width.
+        keys: usize,
+    },
+    /// An embedding value is NaN or infinite.
+    #[error("{what} contain a non-finite value ({value}) at row {row}, column {col}; every value must be finite")]
+    NonFiniteEmbedding {
+        /// The input.
+        what: &'static str,
+        /// Row of the first bad value.
+        row: usize,
+        /// Column of the first bad value.
+        col: usize,
+        /// The value, widened to f64.
+        value: f64,
+    },
+    /// A sample weight is NaN or infinite.
+    #[error("sample_weight[{index}] is {value}; every weight must be finite")]
+    NonFiniteWeight {
+        /// Index of the first bad weight.
+        index: usize,
+        /// The weight, widened to f64.
+        value: f64,
+    },
+    /// A distance overflowed although its inputs were finite.
+    #[error("the {distance} distance between query {row} and key {col} is {value} in {dtype}: the embeddings are too large; rescale them (for example L2-normalise)")]
+    NonFiniteDistance {
+        /// Canonical distance name.
+        distance: &'static str,
+        /// Query row.
+        row: usize,
+        /// Key column.
+        col: usize,
+        /// The non-finite value.
+        value: f64,
+        /// `f32` or `f64`.
+        dtype: &'static str,
+    },
+    /// The signal-to-noise distance divides by the variance of the query row.
+    #[error("the snr distance is undefined for query row {row}: its values are all equal (zero variance); give rows that vary")]
+    ZeroVariance {
+        /// The constant query row.
+        row: usize,
+    },
+    /// A distance name that is neither a canonical name nor an alias.
+    #[error("unknown distance {given:?}; expected one of: {expected}")]
+    UnknownDistance {
+        /// The name as given.
+        given: String,
+        /// The accepted names, comma separated.
+        expected: String,
+    },
+    /// A mining strategy name outside the accepted set.
+    #[error("invalid {role} mining strategy {given:?}; expected one of: {expected}")]
+    InvalidStrategy {
+        /// Positive or negative.
+        role: StrategyRole,
+        /// The name as given.
+        given: String,
+        /// The accepted names.
+        expected: &'static str,
+    },
+    /// A reduction name outside Keras's set.
+    #[error("unknown reduction {given:?}; expected one of: auto, sum_over_batch_size, sum, none")]
+    UnknownReduction {
+        /// The name as given.
+        given: String,
+    },
+    /// `soft_margin = true` together with a margin other than 1.0 (TF Similarity 0.16's rule).
+    #[error("margin value is not used when soft_margin is set: got soft_margin = true with margin = {margin}; use margin = 1.0 (or leave it out), or soft_margin = false")]
+    MarginWithSoftMargin {
+        /// The margin given.
+        margin: f64,
+    },
+    /// A numeric hyper-parameter outside its domain.
+    #[error("invalid value {value} for {name}: {expected}")]
+    InvalidParameter {
+        /// The parameter.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// What the parameter accepts.
+        expected: &'static str,
+    },
+    /// An input so large that the loss's workspace would not fit in memory.
+    #[error("{what} of {rows} x {cols} would need {bytes} bytes, more than the {limit} bytes allowed; use smaller batches")]
+    TooLarge {
+        /// What would be allocated.
+        what: &'static str,
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+        /// Bytes needed.
+        bytes: u128,
+        /// The limit.
+        limit: u128,
+    },
+    /// A precondition of a specific loss (for example a stateful loss given the wrong batch).
+    #[error("{loss}: {message}")]
+    Unsupported {
+        /// The loss's name.
+        loss: String,
+        /// What is not supported, and what to do instead.
+        message: String,
+    },
+}

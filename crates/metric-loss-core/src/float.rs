@@ -1,0 +1,224 @@
+//! The scalar types losses are computed in: `f32` and `f64`.
+
+use std::fmt::{Debug, Display};
+use std::iter::Sum;
+use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
+
+use crate::{LossError, LossInput, LossOutput, MetricLoss, Workspace};
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// A floating-point type losses are computed in. Implemented for `f32` and `f64` only (sealed).
+///
+/// Besides arithmetic it carries the matrix product the distance kernels need, so that
+/// generic code gets the fast `matrixmultiply` kernel of each precision.
+pub trait Float:
+    sealed::Sealed
+    + Copy
+    + Default
+    + PartialOrd
+    + Debug
+    + Display
+    + Send
+    + Sync
+    + 'static
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + Sum
+    + nalgebra::Scalar
+{
+    /// 0.
+    const ZERO: Self;
+    /// 1.
+    const ONE: Self;
+    /// The type's name, `"f32"` or `"f64"`.
+    const DTYPE: &'static str;
+
+    /// Rounds an `f64` to this type.
+    fn from_f64(v: f64) -> Self;
+    /// Widens (or keeps) the value as an `f64`.
+    fn to_f64(self) -> f64;
+    /// `e^self`.
+    fn exp(self) -> Self;
+    /// Natural logarithm.
+    fn ln(self) -> Self;
+    /// Square root.
+    fn sqrt(self) -> Self;
+    /// Absolute value.
+    fn abs(self) -> Self;
+    /// Neither NaN nor infinite.
+    fn is_finite(self) -> bool;
+    /// The larger of two values (the other one if either is NaN).
+    fn max(self, other: Self) -> Self;
+    /// The smaller of two values (the other one if either is NaN).
+    fn min(self, other: Self) -> Self;
+
+    /// `c = alpha * a * b + beta * c` for an `m x k` matrix `a`, a `k x n` matrix `b` and an
+    /// `m x n` matrix `c`, each given by a slice and its row and column strides (in elements).
+    ///
+    /// # Panics
+    /// If a stride and shape reach past the end of its slice. Callers inside the workspace
+    /// derive strides from validated shapes, so this is a bug check, not an input check.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: (&[Self], usize, usize),
+        b: (&[Self], usize, usize),
+        beta: Self,
+        c: (&mut [Self], usize, usize),
+    );
+
+    #[doc(hidden)]
+    /// Routes a generic call to `compute_f32` or `compute_f64`.
+    fn dispatch<L: MetricLoss + ?Sized>(
+        loss: &L,
+        input: &LossInput<'_, Self>,
+        workspace: &mut Workspace,
+        out: &mut LossOutput<Self>,
+    ) -> Result<(), LossError>;
+}
+
+/// The largest index a `rows x cols` operand with these strides touches, plus one.
+fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    }
+}
+
+macro_rules! impl_float {
+    ($t:ty, $gemm:ident, $compute:ident) => {
+        impl Float for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const DTYPE: &'static str = stringify!($t);
+
+            #[inline(always)]
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            #[inline(always)]
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            #[inline(always)]
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            #[inline(always)]
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            #[inline(always)]
+            fn abs(self) -> Self {
+                <$t>::abs(self)
+            }
+            #[inline(always)]
+            fn is_finite(self) -> bool {
+                <$t>::is_finite(self)
+            }
+            #[inline(always)]
+            fn max(self, other: Self) -> Self {
+                <$t>::max(self, other)
+            }
+            #[inline(always)]
+            fn min(self, other: Self) -> Self {
+                <$t>::min(self, other)
+            }
+
+            fn gemm(
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: Self,
+                a: (&[Self], usize, usize),
+                b: (&[Self], usize, usize),
+                beta: Self,
+                c: (&mut [Self], usize, usize),
+            ) {
+                assert!(extent(m, k, a.1, a.2) <= a.0.len(), "gemm: a out of bounds");
+                assert!(extent(k, n, b.1, b.2) <= b.0.len(), "gemm: b out of bounds");
+                assert!(extent(m, n, c.1, c.2) <= c.0.len(), "gemm: c out of bounds");
+                if m == 0 || n == 0 {
+                    return;
+                }
+                // SAFETY: the three asserts above prove every element matrixmultiply reads or
+                // writes lies inside its slice; `c` is a unique borrow, so it aliases neither
+                // input. Strides are in elements and fit in isize because they index slices.
+                // Why unsafe at all: nalgebra's safe `gemm` takes its small-matrix path on
+                // strided views (nalgebra#1616) and otherwise needs column-major copies of both
+                // operands; calling the same kernel directly on our row-major buffers avoids that
+                // copy and its allocation on every call (benches/benches/matmul.rs compares both).
+                #[allow(unsafe_code)]
+                unsafe {
+                    matrixmultiply::$gemm(
+                        m,
+                        k,
+                        n,
+                        alpha,
+                        a.0.as_ptr(),
+                        a.1 as isize,
+                        a.2 as isize,
+                        b.0.as_ptr(),
+                        b.1 as isize,
+                        b.2 as isize,
+                        beta,
+                        c.0.as_mut_ptr(),
+                        c.1 as isize,
+                        c.2 as isize,
+                    );
+                }
+            }
+
+            fn dispatch<L: MetricLoss + ?Sized>(
+                loss: &L,
+                input: &LossInput<'_, Self>,
+                workspace: &mut Workspace,
+                out: &mut LossOutput<Self>,
+            ) -> Result<(), LossError> {
+                loss.$compute(input, workspace, out)
+            }
+        }
+    };
+}
+
+impl_float!(f32, sgemm, compute_f32);
+impl_float!(f64, dgemm, compute_f64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemm_row_major_times_transpose() {
+        // a: 2x3 row-major, b = a^T via strides => c = a a^T.
+        let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut c = [0.0f32; 4];
+        f32::gemm(2, 3, 2, 1.0, (&a, 3, 1), (&a, 1, 3), 0.0, (&mut c, 2, 1));
+        assert_eq!(c, [14.0, 32.0, 32.0, 77.0]);
+    }
+
+    #[test]
+    fn gemm_empty_is_a_no_op() {
+        let mut c: [f64; 0] = [];
+        f64::gemm(0, 3, 0, 1.0, (&[], 3, 1), (&[], 1, 3), 0.0, (&mut c, 0, 1));
+    }
+}

@@ -1,0 +1,45 @@
+//! The core of the `metric-loss` workspace: the [`MetricLoss`] trait and the pieces every
+//! metric-learning loss shares.
+//!
+//! - [`MetricLoss`]: labels and embeddings in; per-example losses, the reduced loss and the
+//!   gradient with respect to the embeddings out; `f32` and `f64`.
+//! - [`LossInput`], [`Batch`], [`Embeddings`]: borrowed inputs, with an optional separate
+//!   key set (a memory bank) and sample weights.
+//! - [`Distance`]: a pairwise distance with its vector-Jacobian products.
+//! - [`PositiveStrategy`], [`NegativeStrategy`]: mining strategy names.
+//! - [`Reduction`], [`SampleWeight`], [`reduce`]: Keras's reductions.
+//! - [`Workspace`], [`LossOutput`]: reusable buffers, so that training allocates nothing in
+//!   steady state.
+//! - [`LossError`]: the one error type.
+//!
+//! Implementations live in their own crates: `metric-loss-distances`, `metric-loss-mining`,
+//! `metric-loss-triplet`, and so on. A new loss needs only this crate.
+//!
+//! # Feature flags
+//! - `threads` (off by default): multi-threaded matrix products. `MATMUL_NUM_THREADS`
+//!   caps the thread count.
+//!
+//! # Supported Rust versions
+//! The minimum supported Rust version is 1.85. Raising it is a minor-version change.
+
+mod distance;
+mod embeddings;
+mod error;
+mod float;
+mod input;
+mod loss;
+mod output;
+mod reduction;
+mod strategy;
+mod workspace;
+
+pub use distance::Distance;
+pub use embeddings::{Batch, Embeddings, RowMajorBuffer};
+pub use error::{LossError, StrategyRole};
+pub use float::Float;
+pub use input::LossInput;
+pub use loss::{MetricLoss, MetricLossExt};
+pub use output::LossOutput;
+pub use reduction::{reduce, Reduction, SampleWeight};
+pub use strategy::{NegativeStrategy, PositiveStrategy};
+pub use workspace::Workspace;

@@ -1,0 +1,134 @@
+//! The `MetricLoss` trait.
+
+use std::fmt::Debug;
+
+use crate::{Batch, Embeddings, Float, LossError, LossInput, LossOutput, Reduction, Workspace};
+
+/// A metric-learning loss: labels and embeddings in, per-example losses, the reduced loss
+/// and the gradient with respect to the embeddings out.
+///
+/// The trait is object safe (`Box<dyn MetricLoss>` is what a config file deserialises to),
+/// so the two precisions are two methods. Write the loss once, generic over [`Float`], and
+/// forward both to it:
+///
+/// ```
+/// use metric_loss_core::{Float, LossError, LossInput, LossOutput, MetricLoss, MetricLossExt,
+///     Reduction, Workspace, reduce};
+///
+/// /// Mean squared norm of the embeddings: a toy loss.
+/// #[derive(Debug)]
+/// struct SquaredNorm;
+///
+/// impl SquaredNorm {
+///     fn run<T: Float>(&self, input: &LossInput<'_, T>, out: &mut LossOutput<T>)
+///         -> Result<(), LossError> {
+///         input.validate()?;
+///         let x = input.queries().embeddings();
+///         out.reset(x.rows(), 0, x.cols(), input.wants_gradient());
+///         let scale = T::from_f64(Reduction::Auto.example_scale(x.rows()));
+///         for i in 0..x.rows() {
+///             out.per_example[i] = x.row(i).iter().map(|v| *v * *v).sum();
+///             if input.wants_gradient() {
+///                 let g = T::from_f64(2.0) * input.sample_weight().get(i) * scale;
+///                 for (o, v) in out.grad_queries[i * x.cols()..].iter_mut().zip(x.row(i)) {
+///                     *o = g * *v;
+///                 }
+///             }
+///         }
+///         out.loss = reduce(&out.per_example, &input.sample_weight(), Reduction::Auto);
+///         Ok(())
+///     }
+/// }
+///
+/// impl MetricLoss for SquaredNorm {
+///     fn name(&self) -> &str { "squared_norm" }
+///     fn compute_f32(&self, input: &LossInput<'_, f32>, _: &mut Workspace,
+///         out: &mut LossOutput<f32>) -> Result<(), LossError> { self.run(input, out) }
+///     fn compute_f64(&self, input: &LossInput<'_, f64>, _: &mut Workspace,
+///         out: &mut LossOutput<f64>) -> Result<(), LossError> { self.run(input, out) }
+/// }
+///
+/// let out = SquaredNorm.evaluate(&[0, 1], &[3.0f32, 4.0, 0.0, 0.0], 2).unwrap();
+/// assert_eq!(out.loss, 12.5);
+/// assert_eq!(out.grad_queries, vec![3.0, 4.0, 0.0, 0.0]);
+/// ```
+pub trait MetricLoss: Debug + Send + Sync {
+    /// The loss's name (Keras's `name`).
+    fn name(&self) -> &str;
+
+    /// Evaluates the loss in `f32`, writing into `out` and reusing `workspace`.
+    ///
+    /// # Errors
+    /// A [`LossError`] for invalid input; `out` is then unspecified.
+    fn compute_f32(
+        &self,
+        input: &LossInput<'_, f32>,
+        workspace: &mut Workspace,
+        out: &mut LossOutput<f32>,
+    ) -> Result<(), LossError>;
+
+    /// Evaluates the loss in `f64`; see [`MetricLoss::compute_f32`].
+    ///
+    /// # Errors
+    /// A [`LossError`] for invalid input.
+    fn compute_f64(
+        &self,
+        input: &LossInput<'_, f64>,
+        workspace: &mut Workspace,
+        out: &mut LossOutput<f64>,
+    ) -> Result<(), LossError>;
+
+    /// The reduction applied to the per-example losses.
+    fn reduction(&self) -> Reduction {
+        Reduction::Auto
+    }
+
+    /// Forgets any state kept between calls (for example a cross-batch memory). Stateless
+    /// losses do nothing.
+    fn reset_state(&self) {}
+}
+
+/// Generic conveniences on every [`MetricLoss`], in either precision.
+pub trait MetricLossExt: MetricLoss {
+    /// Evaluates the loss into reusable `out` and `workspace` buffers (no allocation once
+    /// warmed up).
+    ///
+    /// # Errors
+    /// As [`MetricLoss::compute_f32`].
+    fn compute_into<T: Float>(
+        &self,
+        input: &LossInput<'_, T>,
+        workspace: &mut Workspace,
+        out: &mut LossOutput<T>,
+    ) -> Result<(), LossError> {
+        T::dispatch(self, input, workspace, out)
+    }
+
+    /// Evaluates the loss with fresh buffers.
+    ///
+    /// # Errors
+    /// As [`MetricLoss::compute_f32`].
+    fn compute<T: Float>(&self, input: &LossInput<'_, T>) -> Result<LossOutput<T>, LossError> {
+        let mut out = LossOutput::new();
+        self.compute_into(input, &mut Workspace::new(), &mut out)?;
+        Ok(out)
+    }
+
+    /// Evaluates the loss on labels and row-major embeddings with `dims` columns (keys are
+    /// the queries, no weights).
+    ///
+    /// # Errors
+    /// As [`MetricLoss::compute_f32`], plus shape errors.
+    fn evaluate<T: Float>(
+        &self,
+        labels: &[i64],
+        embeddings: &[T],
+        dims: usize,
+    ) -> Result<LossOutput<T>, LossError> {
+        let rows = if dims == 0 { labels.len() } else { embeddings.len() / dims };
+        let x = Embeddings::from_row_major(embeddings, rows, dims)?;
+        self.compute(&LossInput::new(Batch::new(labels, x)?))
+    }
+}
+
+impl<L: MetricLoss + ?Sized> MetricLossExt for L {}
