@@ -1,0 +1,263 @@
+//! The distance matrices and their vector-Jacobian products, in TF Similarity's arithmetic.
+
+use metric_loss_core::{Distance, Embeddings, Float, LossError};
+
+use crate::gram::{gram, gram_symmetric, mirror_upper};
+use crate::DistanceKind;
+
+/// TF Similarity's Euclidean clamp: below it the distance and its gradient are 0.
+const EUCLIDEAN_FLOOR: f64 = 1e-18;
+
+impl<T: Float> Distance<T> for DistanceKind {
+    fn name(&self) -> &'static str {
+        DistanceKind::name(*self)
+    }
+
+    fn matrix(
+        &self,
+        q: Embeddings<'_, T>,
+        k: Embeddings<'_, T>,
+        same: bool,
+        scratch: &mut Vec<T>,
+        out: &mut [T],
+    ) -> Result<(), LossError> {
+        let (n, m, dims) = (q.rows(), k.rows(), q.cols());
+        debug_assert_eq!(out.len(), n * m);
+        if n == 0 || m == 0 {
+            return Ok(());
+        }
+        let (qs, ks) = (q.as_slice(), k.as_slice());
+        let product = |alpha: T, out: &mut [T]| {
+            if same {
+                gram_symmetric(qs, n, dims, alpha, out);
+            } else {
+                gram(qs, ks, n, m, dims, alpha, out);
+            }
+        };
+        match self {
+            DistanceKind::InnerProduct => product(T::ONE, out),
+            DistanceKind::Cosine => {
+                product(T::ONE, out);
+                for v in out.iter_mut() {
+                    *v = (T::ONE - *v).max(T::ZERO);
+                }
+            }
+            DistanceKind::SquaredEuclidean | DistanceKind::Euclidean => {
+                product(T::from_f64(-2.0), out);
+                scratch.clear();
+                scratch.extend((0..n).map(|i| squared_norm(q.row(i))));
+                scratch.extend((0..m).map(|j| squared_norm(k.row(j))));
+                let (nq, nk) = scratch.split_at(n);
+                let floor = T::from_f64(EUCLIDEAN_FLOOR);
+                let euclidean = *self == DistanceKind::Euclidean;
+                for (row, qn) in out.chunks_exact_mut(m).zip(nq) {
+                    for (v, kn) in row.iter_mut().zip(nk) {
+                        // TF's association: (‖q‖² − 2q·k) + ‖k‖².
+                        let s = (*qn + *v) + *kn;
+                        *v = if !euclidean {
+                            s.max(T::ZERO)
+                        } else if s >= floor {
+                            s.sqrt()
+                        } else {
+                            T::ZERO
+                        };
+                    }
+                }
+            }
+            DistanceKind::Manhattan => {
+                for i in 0..n {
+                    let start = if same { i } else { 0 };
+                    for j in start..m {
+                        out[i * m + j] = manhattan(q.row(i), k.row(j));
+                    }
+                }
+                if same {
+                    mirror_upper(out, n);
+                }
+            }
+            DistanceKind::Snr => snr_matrix(q, k, same, scratch, out)?,
+        }
+        Ok(())
+    }
+
+    fn pair_vjp(&self, q: &[T], k: &[T], value: T, g: T, grad_q: &mut [T], grad_k: &mut [T]) {
+        match self {
+            DistanceKind::InnerProduct => {
+                axpy(g, k, grad_q);
+                axpy(g, q, grad_k);
+            }
+            DistanceKind::Cosine => {
+                // max(1 − q·k, 0) passes the gradient when its first argument is ≥ 0 (TF's
+                // maximum sends ties to the first argument); at a clipped 0 look at the sign.
+                if value > T::ZERO || T::ONE - dot(q, k) >= T::ZERO {
+                    axpy(-g, k, grad_q);
+                    axpy(-g, q, grad_k);
+                }
+            }
+            DistanceKind::SquaredEuclidean => {
+                let passes = value > T::ZERO
+                    || (squared_norm(q) - T::from_f64(2.0) * dot(q, k)) + squared_norm(k) >= T::ZERO;
+                if passes {
+                    let two_g = T::from_f64(2.0) * g;
+                    for ((gq, gk), (a, b)) in grad_q.iter_mut().zip(grad_k.iter_mut()).zip(q.iter().zip(k)) {
+                        let diff = *a - *b;
+                        *gq += two_g * diff;
+                        *gk -= two_g * diff;
+                    }
+                }
+            }
+            DistanceKind::Euclidean => {
+                // value = 0 means s < 1e-18, where TF's indicator zeroes the gradient.
+                if value > T::ZERO {
+                    let scale = g / value;
+                    for ((gq, gk), (a, b)) in grad_q.iter_mut().zip(grad_k.iter_mut()).zip(q.iter().zip(k)) {
+                        let diff = *a - *b;
+                        *gq += scale * diff;
+                        *gk -= scale * diff;
+                    }
+                }
+            }
+            DistanceKind::Manhattan => {
+                for ((gq, gk), (a, b)) in grad_q.iter_mut().zip(grad_k.iter_mut()).zip(q.iter().zip(k)) {
+                    let diff = *a - *b;
+                    // d|x|/dx is 0 at 0, as in TF.
+                    let s = if diff > T::ZERO {
+                        g
+                    } else if diff < T::ZERO {
+                        -g
+                    } else {
+                        T::ZERO
+                    };
+                    *gq += s;
+                    *gk -= s;
+                }
+            }
+            DistanceKind::Snr => snr_pair_vjp(q, k, g, grad_q, grad_k),
+        }
+    }
+}
+
+fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::ZERO; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = acc.iter().copied().sum::<T>();
+    for (x, y) in ra.iter().zip(rb) {
+        s += *x * *y;
+    }
+    s
+}
+
+fn squared_norm<T: Float>(a: &[T]) -> T {
+    dot(a, a)
+}
+
+fn manhattan<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::ZERO; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += (x[l] - y[l]).abs();
+        }
+    }
+    let mut s = acc.iter().copied().sum::<T>();
+    for (x, y) in ra.iter().zip(rb) {
+        s += (*x - *y).abs();
+    }
+    s
+}
+
+fn axpy<T: Float>(alpha: T, x: &[T], y: &mut [T]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += alpha * *x;
+    }
+}
+
+fn mean<T: Float>(a: &[T]) -> T {
+    a.iter().copied().sum::<T>() / T::from_f64(a.len() as f64)
+}
+
+/// Population variance, two-pass.
+fn variance<T: Float>(a: &[T]) -> T {
+    let mu = mean(a);
+    a.iter().map(|v| (*v - mu) * (*v - mu)).sum::<T>() / T::from_f64(a.len() as f64)
+}
+
+/// Var(q − k) / Var(q) for every pair, through the centred Gram matrix:
+/// Var(q − k) = Var(q) + Var(k) − 2·cov(q, k). No `n x m x dims` temporary.
+fn snr_matrix<T: Float>(
+    q: Embeddings<'_, T>,
+    k: Embeddings<'_, T>,
+    same: bool,
+    scratch: &mut Vec<T>,
+    out: &mut [T],
+) -> Result<(), LossError> {
+    let (n, m, dims) = (q.rows(), k.rows(), q.cols());
+    let inv_d = T::from_f64(1.0 / dims as f64);
+    // scratch = [centred queries | centred keys (unless same) | Var(q) | Var(k)].
+    scratch.clear();
+    let centre = |x: Embeddings<'_, T>, scratch: &mut Vec<T>| {
+        for i in 0..x.rows() {
+            let row = x.row(i);
+            let mu = mean(row);
+            scratch.extend(row.iter().map(|v| *v - mu));
+        }
+    };
+    centre(q, scratch);
+    if !same {
+        centre(k, scratch);
+    }
+    let centred = scratch.len();
+    for r in 0..centred / dims {
+        let v = squared_norm(&scratch[r * dims..(r + 1) * dims]) * inv_d;
+        scratch.push(v);
+    }
+    let (rows, variances) = scratch.split_at(centred);
+    let (qc, kc) = rows.split_at(n * dims);
+    let (kc, var_k) = if same { (qc, variances) } else { (kc, &variances[n..]) };
+    let var_q = &variances[..n];
+    if let Some(row) = var_q.iter().position(|v| *v == T::ZERO) {
+        return Err(LossError::ZeroVariance { row });
+    }
+    let alpha = T::from_f64(-2.0) * inv_d;
+    if same {
+        gram_symmetric(qc, n, dims, alpha, out);
+    } else {
+        gram(qc, kc, n, m, dims, alpha, out);
+    }
+    for (row, vq) in out.chunks_exact_mut(m).zip(var_q) {
+        for (v, vk) in row.iter_mut().zip(var_k) {
+            // Rounding can take a variance of identical rows just below 0; it is ≥ 0.
+            *v = ((*vq + *vk) + *v).max(T::ZERO) / *vq;
+        }
+    }
+    Ok(())
+}
+
+fn snr_pair_vjp<T: Float>(q: &[T], k: &[T], g: T, grad_q: &mut [T], grad_k: &mut [T]) {
+    let dims = T::from_f64(q.len() as f64);
+    let two_over_d = T::from_f64(2.0) / dims;
+    let (mq, mu) = (mean(q), {
+        let s: T = q.iter().zip(k).map(|(a, b)| *a - *b).sum();
+        s / dims
+    });
+    let var_q = variance(q);
+    let var_u = q.iter().zip(k).map(|(a, b)| {
+        let c = (*a - *b) - mu;
+        c * c
+    });
+    let var_u = var_u.sum::<T>() / dims;
+    let ratio = var_u / (var_q * var_q);
+    for (((gq, gk), a), b) in grad_q.iter_mut().zip(grad_k.iter_mut()).zip(q).zip(k) {
+        let du = two_over_d * ((*a - *b) - mu) / var_q;
+        let dq = two_over_d * (*a - mq) * ratio;
+        *gq += g * (du - dq);
+        *gk -= g * du;
+    }
+}
