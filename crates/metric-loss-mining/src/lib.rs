@@ -1,0 +1,47 @@
+//! Positive and negative mining with TF Similarity 0.17.1's exact semantics.
+//!
+//! For one anchor's row of distances, [`mine_row`] returns the mined positive and negative
+//! distances and where they came from; [`route_gradient`] sends a gradient back to the
+//! distance entries they were taken from.
+//!
+//! The rules (TF Similarity's `masked_max` / `masked_min` in float64):
+//! - Positives of anchor i: keys with the same label, minus key i when the diagonal is
+//!   removed. Negatives: keys with another label (never the diagonal).
+//! - A masked maximum over an **empty** mask is `rowmin − 1e-6` (computed in f64, then
+//!   rounded), attributed to the row minimum; a masked minimum over an empty mask is
+//!   `rowmax + 1e-6`, attributed to the row maximum. Row extremes cover the whole row,
+//!   diagonal included.
+//! - Otherwise the value is `(d − a) + a` in f64 with a the offset, which is `d` exactly
+//!   for f32 input.
+//! - The first index wins ties in the forward pass; the gradient is split equally among
+//!   exact ties, as `reduce_max` / `reduce_min` gradients are in TensorFlow.
+//! - Semi-hard: threshold tᵢ = the hardest positive (whatever the positive strategy);
+//!   qᵢ = min{d : negative, d > tᵢ} if any, else the farthest negative; with no negative at
+//!   all, the fallback column is 0, giving D[i, 0] if D[i, 0] ≤ tᵢ, else `rowmax + 1e-6`.
+//!
+//! ```
+//! use metric_loss_core::{NegativeStrategy, PositiveStrategy};
+//! use metric_loss_mining::{mine_row, RowContext};
+//!
+//! // Row 0 of the spec's golden cosine matrix, labels [0, 0, 1, 2].
+//! let row = [0.0f32, 0.19999999, 1.0, 1.6];
+//! let ctx = RowContext { anchor: 0, anchor_label: 0, key_labels: &[0, 0, 1, 2], remove_diagonal: true };
+//! let m = mine_row(&row, &ctx, PositiveStrategy::Hard, NegativeStrategy::SemiHard).unwrap();
+//! assert_eq!((m.positive, m.negative), (0.19999999, 1.0));
+//! ```
+//!
+//! # Feature flags
+//! None.
+//!
+//! # Supported Rust versions
+//! 1.85 or newer.
+
+mod extreme;
+mod route;
+mod row;
+
+pub use route::route_gradient;
+pub use row::{mine_row, Mined, NonFiniteEntry, Pick, PickMask, RowContext};
+
+/// TF Similarity's offset for empty masked extrema.
+pub const SENTINEL_OFFSET: f64 = 1e-6;

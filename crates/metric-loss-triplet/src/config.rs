@@ -1,0 +1,160 @@
+//! `TripletLossConfig`: the unchecked arguments, as a config file or TF Similarity writes
+//! them; `build` validates them once into a [`TripletLoss`].
+
+use metric_loss_core::{LossError, NegativeStrategy, PositiveStrategy, Reduction};
+use metric_loss_distances::DistanceKind;
+
+use crate::{Margin, TripletLoss};
+
+/// TripletLoss's arguments with TF Similarity's names and defaults, not yet validated.
+///
+/// `margin: None` (a config's `margin: null`, TF Similarity 0.17's spelling) means soft
+/// margin, like `soft_margin: true`.
+///
+/// ```
+/// use metric_loss_triplet::TripletLossConfig;
+/// let loss = TripletLossConfig::default()
+///     .distance("l2")
+///     .negative_mining_strategy("hard")
+///     .margin(0.2)
+///     .build()
+///     .unwrap();
+/// assert_eq!(loss.distance().name(), "euclidean");
+/// assert!(TripletLossConfig::default().soft_margin(true).margin(0.2).build().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct TripletLossConfig {
+    /// A distance name or alias (default `"cosine"`).
+    pub distance: String,
+    /// `"easy"` or `"hard"` (default).
+    pub positive_mining_strategy: String,
+    /// `"easy"`, `"hard"` or `"semi-hard"` (default).
+    pub negative_mining_strategy: String,
+    /// Soft-plus instead of the hinge (default `false`).
+    pub soft_margin: bool,
+    /// The hinge margin (default `Some(1.0)`); `None` means soft margin.
+    pub margin: Option<f64>,
+    /// The loss's name (default `"TripletLoss"`).
+    pub name: String,
+    /// Keras's reduction name (default `"auto"`).
+    pub reduction: String,
+    /// Give anchors with no positive or no negative a loss and gradient of 0 instead of
+    /// TF Similarity's ±1e-6 sentinel triplets (default `false`). They still count in the
+    /// batch size of the mean.
+    pub exclude_degenerate_anchors: bool,
+    /// Compute the soft margin as ln(1 + e^−|x|) + max(x, 0), which never overflows,
+    /// instead of TF Similarity's ln(e^−x + 1) + x, which is +∞ below x ≈ −88.7 in f32
+    /// (default `false`).
+    pub stable_soft_margin: bool,
+}
+
+impl Default for TripletLossConfig {
+    fn default() -> Self {
+        Self {
+            distance: "cosine".into(),
+            positive_mining_strategy: "hard".into(),
+            negative_mining_strategy: "semi-hard".into(),
+            soft_margin: false,
+            margin: Some(1.0),
+            name: "TripletLoss".into(),
+            reduction: "auto".into(),
+            exclude_degenerate_anchors: false,
+            stable_soft_margin: false,
+        }
+    }
+}
+
+impl TripletLossConfig {
+    /// Sets `distance`.
+    pub fn distance(mut self, name: impl Into<String>) -> Self {
+        self.distance = name.into();
+        self
+    }
+
+    /// Sets `positive_mining_strategy`.
+    pub fn positive_mining_strategy(mut self, name: impl Into<String>) -> Self {
+        self.positive_mining_strategy = name.into();
+        self
+    }
+
+    /// Sets `negative_mining_strategy`.
+    pub fn negative_mining_strategy(mut self, name: impl Into<String>) -> Self {
+        self.negative_mining_strategy = name.into();
+        self
+    }
+
+    /// Sets `soft_margin`.
+    pub fn soft_margin(mut self, soft: bool) -> Self {
+        self.soft_margin = soft;
+        self
+    }
+
+    /// Sets the hinge `margin`.
+    pub fn margin(mut self, margin: f64) -> Self {
+        self.margin = Some(margin);
+        self
+    }
+
+    /// Sets `name`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets `reduction`.
+    pub fn reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction.name().into();
+        self
+    }
+
+    /// Sets `exclude_degenerate_anchors`.
+    pub fn exclude_degenerate_anchors(mut self, exclude: bool) -> Self {
+        self.exclude_degenerate_anchors = exclude;
+        self
+    }
+
+    /// Sets `stable_soft_margin`.
+    pub fn stable_soft_margin(mut self, stable: bool) -> Self {
+        self.stable_soft_margin = stable;
+        self
+    }
+
+    /// Validates the arguments, in TF Similarity's order (distance, positive strategy,
+    /// negative strategy), then the margin.
+    ///
+    /// # Errors
+    /// [`LossError::UnknownDistance`], [`LossError::InvalidStrategy`],
+    /// [`LossError::UnknownReduction`], [`LossError::MarginWithSoftMargin`] (soft margin
+    /// with a margin other than 1.0), [`LossError::InvalidParameter`] (non-finite margin).
+    pub fn build(&self) -> Result<TripletLoss, LossError> {
+        let distance = DistanceKind::from_name(&self.distance)?;
+        let positive: PositiveStrategy = self.positive_mining_strategy.parse()?;
+        let negative: NegativeStrategy = self.negative_mining_strategy.parse()?;
+        let reduction: Reduction = self.reduction.parse()?;
+        let margin = match (self.soft_margin, self.margin) {
+            (true, Some(m)) if m != 1.0 => return Err(LossError::MarginWithSoftMargin { margin: m }),
+            (_, Some(m)) if !m.is_finite() => {
+                return Err(LossError::InvalidParameter {
+                    name: "margin",
+                    value: m,
+                    expected: "a finite number (or null for the soft margin)",
+                })
+            }
+            (false, Some(m)) => Margin::Hinge(m),
+            _ if self.stable_soft_margin => Margin::SoftStable,
+            _ => Margin::Soft,
+        };
+        Ok(TripletLoss {
+            distance,
+            positive,
+            negative,
+            margin,
+            name: self.name.clone(),
+            reduction,
+            exclude_degenerate_anchors: self.exclude_degenerate_anchors,
+            stable_soft_margin: self.stable_soft_margin,
+        })
+    }
+}

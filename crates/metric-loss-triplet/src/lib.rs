@@ -1,0 +1,41 @@
+//! TF Similarity's `TripletLoss`, number for number, with its gradient.
+//!
+//! ```
+//! use metric_loss_core::MetricLossExt;
+//! use metric_loss_triplet::TripletLoss;
+//!
+//! let loss = TripletLoss::default(); // cosine, hard / semi-hard, margin 1.0
+//! let x = [1.0f64, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
+//! let out = loss.evaluate(&[0, 0, 1, 1], &x, 2)?;
+//! assert!(out.loss.is_finite());
+//! # Ok::<(), metric_loss_core::LossError>(())
+//! ```
+//!
+//! For each anchor i: D = distance(queries, keys); pᵢ, qᵢ mined as in
+//! `metric-loss-mining`; ℓᵢ = max(pᵢ − qᵢ + m, 0) (hinge) or ln(e^{−x} + 1) + x with
+//! x = pᵢ − qᵢ (soft margin). The gradient is analytic: after the distance matrix it costs
+//! O(n·dims) (each anchor sends its gradient to one positive and one negative entry, or
+//! splits it among exact ties).
+//!
+//! # Differences from TF Similarity 0.17.1
+//! - The signature is 0.16's: `soft_margin: bool` plus `margin` (a config's
+//!   `margin: null` still means soft margin). `soft_margin = true` with a margin other
+//!   than 1.0 is an error; so is a non-finite margin.
+//! - Euclidean works in f64 (TF Similarity raises a `TypeError` there).
+//! - Invalid input is an error, never a NaN: non-finite embeddings or weights, an snr
+//!   query row with zero variance, distances that overflow.
+//! - Opt-ins: `exclude_degenerate_anchors`, `stable_soft_margin`.
+//!
+//! # Feature flags
+//! - `serde` (default): `Serialize` / `Deserialize` for [`TripletLossConfig`].
+//!
+//! # Supported Rust versions
+//! 1.85 or newer.
+
+mod config;
+mod loss;
+mod margin;
+
+pub use config::TripletLossConfig;
+pub use loss::{TripletLoss, MAX_DISTANCE_MATRIX_BYTES};
+pub use margin::Margin;

@@ -1,0 +1,270 @@
+//! `TripletLoss`: mining, the per-anchor loss, the reduction and the gradient.
+
+use metric_loss_core::{
+    reduce, Distance, Float, LossError, LossInput, LossOutput, MetricLoss, NegativeStrategy,
+    PositiveStrategy, Reduction, Workspace,
+};
+use metric_loss_distances::DistanceKind;
+use metric_loss_mining::{mine_row, route_gradient, Mined, RowContext};
+
+use crate::{Margin, TripletLossConfig};
+
+/// The largest distance matrix a call may allocate, in bytes (16 GiB): larger batches get
+/// [`LossError::TooLarge`] instead of an allocation failure.
+pub const MAX_DISTANCE_MATRIX_BYTES: u128 = 16 << 30;
+
+/// TF Similarity's `TripletLoss`: for each anchor, a mined positive distance pᵢ and negative
+/// distance qᵢ, and ℓᵢ = max(pᵢ − qᵢ + m, 0) or soft-plus(pᵢ − qᵢ).
+///
+/// Build it from a [`TripletLossConfig`] (validated once) or take the default (cosine,
+/// hard positives, semi-hard negatives, margin 1.0):
+///
+/// ```
+/// use metric_loss_core::MetricLossExt;
+/// use metric_loss_triplet::TripletLoss;
+///
+/// // The spec's golden batch: e0 = (1, 0), e1 = (0.8, 0.6), e2 = (0, 1), e3 = (-0.6, -0.8).
+/// let x = [1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
+/// let loss = TripletLoss::builder().margin(0.5).negative_mining_strategy("hard").build()?;
+/// let out = loss.evaluate(&[0, 0, 1, 2], &x, 2)?;
+/// assert!((out.per_example[1] - 0.3).abs() < 1e-6);
+/// assert!((out.loss - 0.099999756).abs() < 1e-7);
+/// assert_eq!(out.grad_queries.len(), 8);
+/// # Ok::<(), metric_loss_core::LossError>(())
+/// ```
+///
+/// Anchors with no positive or no negative follow TF Similarity (a ±1e-6 sentinel
+/// triplet, see `metric-loss-mining`) unless `exclude_degenerate_anchors` is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TripletLoss {
+    pub(crate) distance: DistanceKind,
+    pub(crate) positive: PositiveStrategy,
+    pub(crate) negative: NegativeStrategy,
+    pub(crate) margin: Margin,
+    pub(crate) name: String,
+    pub(crate) reduction: Reduction,
+    pub(crate) exclude_degenerate_anchors: bool,
+    pub(crate) stable_soft_margin: bool,
+}
+
+impl Default for TripletLoss {
+    fn default() -> Self {
+        TripletLossConfig::default()
+            .build()
+            .expect("the default config is valid")
+    }
+}
+
+impl TripletLoss {
+    /// The default arguments, to adjust and `build`.
+    pub fn builder() -> TripletLossConfig {
+        TripletLossConfig::default()
+    }
+
+    /// The loss's arguments (`get_config`): building them again gives an identical loss.
+    pub fn config(&self) -> TripletLossConfig {
+        let (soft_margin, margin) = match self.margin {
+            Margin::Hinge(m) => (false, Some(m)),
+            Margin::Soft | Margin::SoftStable => (true, Some(1.0)),
+        };
+        TripletLossConfig {
+            distance: self.distance.name().into(),
+            positive_mining_strategy: self.positive.name().into(),
+            negative_mining_strategy: self.negative.name().into(),
+            soft_margin,
+            margin,
+            name: self.name.clone(),
+            reduction: self.reduction.name().into(),
+            exclude_degenerate_anchors: self.exclude_degenerate_anchors,
+            stable_soft_margin: self.stable_soft_margin,
+        }
+    }
+
+    /// The distance.
+    pub fn distance(&self) -> DistanceKind {
+        self.distance
+    }
+
+    /// The positive mining strategy.
+    pub fn positive_mining_strategy(&self) -> PositiveStrategy {
+        self.positive
+    }
+
+    /// The negative mining strategy.
+    pub fn negative_mining_strategy(&self) -> NegativeStrategy {
+        self.negative
+    }
+
+    /// The margin rule.
+    pub fn margin(&self) -> Margin {
+        self.margin
+    }
+
+    fn run<T: Float>(
+        &self,
+        input: &LossInput<'_, T>,
+        workspace: &mut Workspace,
+        out: &mut LossOutput<T>,
+    ) -> Result<(), LossError> {
+        input.validate()?;
+        let (queries, keys) = (input.queries(), input.keys());
+        let (n, m, dims) = (queries.len(), keys.len(), queries.embeddings().cols());
+        let same = input.keys_are_queries();
+        let gradient = input.wants_gradient();
+        out.reset(n, if same { 0 } else { m }, dims, gradient);
+        if n == 0 {
+            return Ok(());
+        }
+        let bytes = (n as u128) * (m as u128) * std::mem::size_of::<T>() as u128;
+        if bytes > MAX_DISTANCE_MATRIX_BYTES {
+            return Err(LossError::TooLarge {
+                what: "the distance matrix",
+                rows: n,
+                cols: m,
+                bytes,
+                limit: MAX_DISTANCE_MATRIX_BYTES,
+            });
+        }
+
+        let scratch = workspace.get::<Scratch<T>>();
+        scratch.distances.clear();
+        scratch.distances.resize(n * m, T::ZERO);
+        let (q, k) = (queries.embeddings(), keys.embeddings());
+        self.distance
+            .matrix(q, k, same, &mut scratch.row_stats, &mut scratch.distances)?;
+
+        scratch.anchors.clear();
+        for i in 0..n {
+            let row = &scratch.distances[i * m..(i + 1) * m];
+            let ctx = self.context(input, i);
+            let mined = mine_row(row, &ctx, self.positive, self.negative).map_err(|e| {
+                LossError::NonFiniteDistance {
+                    distance: self.distance.name(),
+                    row: i,
+                    col: e.col,
+                    value: e.value,
+                    dtype: T::DTYPE,
+                }
+            })?;
+            let (loss, slope) = if self.exclude_degenerate_anchors && !(mined.has_positive && mined.has_negative) {
+                (T::ZERO, T::ZERO)
+            } else {
+                self.margin.apply(mined.positive - mined.negative)
+            };
+            out.per_example[i] = loss;
+            scratch.anchors.push(Anchor { mined, slope });
+        }
+        out.loss = reduce(&out.per_example, &input.sample_weight(), self.reduction);
+
+        if gradient {
+            let scale = T::from_f64(self.reduction.example_scale(n));
+            scratch.key_row.clear();
+            scratch.key_row.resize(dims, T::ZERO);
+            for i in 0..n {
+                let anchor = scratch.anchors[i];
+                let g = input.sample_weight().get(i) * scale * anchor.slope;
+                if g == T::ZERO {
+                    continue;
+                }
+                let row = &scratch.distances[i * m..(i + 1) * m];
+                let ctx = self.context(input, i);
+                let grads = Gradients {
+                    distance: &self.distance,
+                    q: q.row(i),
+                    keys: k,
+                    same,
+                    anchor: i,
+                    row,
+                };
+                let (grad_q, grad_k) = (&mut out.grad_queries, &mut out.grad_keys);
+                let key_row = &mut scratch.key_row;
+                route_gradient(row, &ctx, &anchor.mined.pos, g, |j, share| {
+                    grads.add_pair(j, share, grad_q, grad_k, key_row);
+                });
+                route_gradient(row, &ctx, &anchor.mined.neg, -g, |j, share| {
+                    grads.add_pair(j, share, grad_q, grad_k, key_row);
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn context<'a, T: Float>(&self, input: &LossInput<'a, T>, anchor: usize) -> RowContext<'a> {
+        RowContext {
+            anchor,
+            anchor_label: input.queries().labels()[anchor],
+            key_labels: input.keys().labels(),
+            remove_diagonal: input.removes_diagonal(),
+        }
+    }
+}
+
+/// Per-call scratch kept in the [`Workspace`].
+#[derive(Debug, Default)]
+struct Scratch<T> {
+    distances: Vec<T>,
+    row_stats: Vec<T>,
+    anchors: Vec<Anchor<T>>,
+    key_row: Vec<T>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Anchor<T> {
+    mined: Mined<T>,
+    /// dℓᵢ/dxᵢ.
+    slope: T,
+}
+
+/// Pushes a gradient on one distance entry (i, j) down to the embeddings.
+struct Gradients<'a, T> {
+    distance: &'a DistanceKind,
+    q: &'a [T],
+    keys: metric_loss_core::Embeddings<'a, T>,
+    same: bool,
+    anchor: usize,
+    row: &'a [T],
+}
+
+impl<T: Float> Gradients<'_, T> {
+    fn add_pair(&self, j: usize, g: T, grad_q: &mut [T], grad_k: &mut [T], key_row: &mut [T]) {
+        let dims = self.q.len();
+        // The key's share goes through `key_row` first: with keys = queries, rows i and j
+        // are in the same buffer (and may be the same row).
+        key_row.fill(T::ZERO);
+        let gq = &mut grad_q[self.anchor * dims..(self.anchor + 1) * dims];
+        self.distance
+            .pair_vjp(self.q, self.keys.row(j), self.row[j], g, gq, key_row);
+        let target = if self.same { grad_q } else { grad_k };
+        for (t, v) in target[j * dims..(j + 1) * dims].iter_mut().zip(key_row.iter()) {
+            *t += *v;
+        }
+    }
+}
+
+impl MetricLoss for TripletLoss {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn compute_f32(
+        &self,
+        input: &LossInput<'_, f32>,
+        workspace: &mut Workspace,
+        out: &mut LossOutput<f32>,
+    ) -> Result<(), LossError> {
+        self.run(input, workspace, out)
+    }
+
+    fn compute_f64(
+        &self,
+        input: &LossInput<'_, f64>,
+        workspace: &mut Workspace,
+        out: &mut LossOutput<f64>,
+    ) -> Result<(), LossError> {
+        self.run(input, workspace, out)
+    }
+
+    fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+}
