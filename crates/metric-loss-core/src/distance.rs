@@ -20,6 +20,10 @@ pub trait Distance<T: Float>: Debug + Send + Sync {
     /// says `k` is `q` itself, so implementations may compute only one triangle. `scratch`
     /// is reusable memory for per-row statistics.
     ///
+    /// A distance clamped at zero whose gradient is blocked by the clamp is written as
+    /// `-0.0` (it compares equal to `0.0`), so that [`Distance::pair_vjp`] follows the
+    /// forward pass's branch exactly instead of re-deriving it in another summation order.
+    ///
     /// # Errors
     /// When a distance is undefined for the input (see each implementation).
     fn matrix(

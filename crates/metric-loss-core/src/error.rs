@@ -62,7 +62,9 @@ pub enum LossError {
         rows: usize,
     },
     /// Query and key embeddings have different widths.
-    #[error("query embeddings have {queries} columns but key embeddings have {keys}; they must match")]
+    #[error(
+        "query embeddings have {queries} columns but key embeddings have {keys}; they must match"
+    )]
     DimensionMismatch {
         /// Query width.
         queries: usize,

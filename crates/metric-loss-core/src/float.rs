@@ -60,6 +60,8 @@ pub trait Float:
     fn abs(self) -> Self;
     /// Neither NaN nor infinite.
     fn is_finite(self) -> bool;
+    /// The sign bit is set (true for −0.0).
+    fn is_sign_negative(self) -> bool;
     /// The larger of two values (the other one if either is NaN).
     fn max(self, other: Self) -> Self;
     /// The smaller of two values (the other one if either is NaN).
@@ -140,6 +142,10 @@ macro_rules! impl_float {
             #[inline(always)]
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
+            }
+            #[inline(always)]
+            fn is_sign_negative(self) -> bool {
+                <$t>::is_sign_negative(self)
             }
             #[inline(always)]
             fn max(self, other: Self) -> Self {

@@ -125,7 +125,11 @@ pub trait MetricLossExt: MetricLoss {
         embeddings: &[T],
         dims: usize,
     ) -> Result<LossOutput<T>, LossError> {
-        let rows = if dims == 0 { labels.len() } else { embeddings.len() / dims };
+        let rows = if dims == 0 {
+            labels.len()
+        } else {
+            embeddings.len() / dims
+        };
         let x = Embeddings::from_row_major(embeddings, rows, dims)?;
         self.compute(&LossInput::new(Batch::new(labels, x)?))
     }

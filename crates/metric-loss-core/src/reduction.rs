@@ -68,7 +68,9 @@ impl FromStr for Reduction {
             "sum_over_batch_size" => Ok(Reduction::SumOverBatchSize),
             "sum" => Ok(Reduction::Sum),
             "none" => Ok(Reduction::None),
-            _ => Err(LossError::UnknownReduction { given: s.to_owned() }),
+            _ => Err(LossError::UnknownReduction {
+                given: s.to_owned(),
+            }),
         }
     }
 }
@@ -132,7 +134,11 @@ impl<T: Float> SampleWeight<'_, T> {
 ///
 /// The sum is accumulated in `f64`. A zero weight contributes exactly 0, even when its
 /// loss is infinite (Keras would give NaN there).
-pub fn reduce<T: Float>(per_example: &[T], weights: &SampleWeight<'_, T>, reduction: Reduction) -> T {
+pub fn reduce<T: Float>(
+    per_example: &[T],
+    weights: &SampleWeight<'_, T>,
+    reduction: Reduction,
+) -> T {
     let scale = reduction.example_scale(per_example.len());
     let sum: f64 = per_example
         .iter()
@@ -160,7 +166,10 @@ mod tests {
         let w = [1.0f32, 2.0, 0.0, 1.0];
         let got = reduce(&l, &SampleWeight::PerExample(&w), Reduction::Auto);
         assert!((got - 0.15).abs() < 1e-7, "{got}");
-        assert_eq!(reduce(&l, &SampleWeight::PerExample(&w), Reduction::Sum), 0.6);
+        assert_eq!(
+            reduce(&l, &SampleWeight::PerExample(&w), Reduction::Sum),
+            0.6
+        );
     }
 
     #[test]
@@ -183,7 +192,9 @@ mod tests {
     #[test]
     fn weights_are_checked() {
         assert!(SampleWeight::PerExample(&[1.0f32]).check(2).is_err());
-        assert!(SampleWeight::PerExample(&[1.0f32, f32::NAN]).check(2).is_err());
+        assert!(SampleWeight::PerExample(&[1.0f32, f32::NAN])
+            .check(2)
+            .is_err());
         assert!(SampleWeight::Scalar(f64::INFINITY).check(2).is_err());
         assert!(SampleWeight::Scalar(-2.0f64).check(2).is_ok());
     }

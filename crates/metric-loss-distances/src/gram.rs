@@ -8,7 +8,15 @@ const BLOCK: usize = 128;
 
 /// `out = alpha · Q Kᵀ` (`n x m`, row-major) for row-major `q` (`n x dims`) and `k`
 /// (`m x dims`).
-pub(crate) fn gram<T: Float>(q: &[T], k: &[T], n: usize, m: usize, dims: usize, alpha: T, out: &mut [T]) {
+pub(crate) fn gram<T: Float>(
+    q: &[T],
+    k: &[T],
+    n: usize,
+    m: usize,
+    dims: usize,
+    alpha: T,
+    out: &mut [T],
+) {
     T::gemm(
         n,
         dims,
@@ -67,7 +75,9 @@ mod tests {
     #[test]
     fn symmetric_matches_general() {
         let (n, d) = (300, 7);
-        let x: Vec<f64> = (0..n * d).map(|i| ((i * 37 % 101) as f64 - 50.0) / 17.0).collect();
+        let x: Vec<f64> = (0..n * d)
+            .map(|i| ((i * 37 % 101) as f64 - 50.0) / 17.0)
+            .collect();
         let mut a = vec![0.0; n * n];
         let mut b = vec![0.0; n * n];
         gram(&x, &x, n, n, d, 1.0, &mut a);

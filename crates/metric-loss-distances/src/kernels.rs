@@ -39,23 +39,25 @@ impl<T: Float> Distance<T> for DistanceKind {
             DistanceKind::Cosine => {
                 product(T::ONE, out);
                 for v in out.iter_mut() {
-                    *v = (T::ONE - *v).max(T::ZERO);
+                    *v = clamp_at_zero(T::ONE - *v);
                 }
             }
             DistanceKind::SquaredEuclidean | DistanceKind::Euclidean => {
                 product(T::from_f64(-2.0), out);
+                // Norms accumulated in f64 and s rounded once: at large norms the expansion
+                // otherwise loses a few ulps of the distance (TF's own error is smaller).
                 scratch.clear();
-                scratch.extend((0..n).map(|i| squared_norm(q.row(i))));
-                scratch.extend((0..m).map(|j| squared_norm(k.row(j))));
+                scratch.extend((0..n).map(|i| T::from_f64(squared_norm_f64(q.row(i)))));
+                scratch.extend((0..m).map(|j| T::from_f64(squared_norm_f64(k.row(j)))));
                 let (nq, nk) = scratch.split_at(n);
                 let floor = T::from_f64(EUCLIDEAN_FLOOR);
                 let euclidean = *self == DistanceKind::Euclidean;
                 for (row, qn) in out.chunks_exact_mut(m).zip(nq) {
                     for (v, kn) in row.iter_mut().zip(nk) {
                         // TF's association: (‖q‖² − 2q·k) + ‖k‖².
-                        let s = (*qn + *v) + *kn;
+                        let s = T::from_f64((qn.to_f64() + v.to_f64()) + kn.to_f64());
                         *v = if !euclidean {
-                            s.max(T::ZERO)
+                            clamp_at_zero(s)
                         } else if s >= floor {
                             s.sqrt()
                         } else {
@@ -88,18 +90,20 @@ impl<T: Float> Distance<T> for DistanceKind {
             }
             DistanceKind::Cosine => {
                 // max(1 − q·k, 0) passes the gradient when its first argument is ≥ 0 (TF's
-                // maximum sends ties to the first argument); at a clipped 0 look at the sign.
-                if value > T::ZERO || T::ONE - dot(q, k) >= T::ZERO {
+                // maximum sends ties to the first argument); -0.0 marks an active clamp.
+                if !value.is_sign_negative() {
                     axpy(-g, k, grad_q);
                     axpy(-g, q, grad_k);
                 }
             }
             DistanceKind::SquaredEuclidean => {
-                let passes = value > T::ZERO
-                    || (squared_norm(q) - T::from_f64(2.0) * dot(q, k)) + squared_norm(k) >= T::ZERO;
-                if passes {
+                if !value.is_sign_negative() {
                     let two_g = T::from_f64(2.0) * g;
-                    for ((gq, gk), (a, b)) in grad_q.iter_mut().zip(grad_k.iter_mut()).zip(q.iter().zip(k)) {
+                    for ((gq, gk), (a, b)) in grad_q
+                        .iter_mut()
+                        .zip(grad_k.iter_mut())
+                        .zip(q.iter().zip(k))
+                    {
                         let diff = *a - *b;
                         *gq += two_g * diff;
                         *gk -= two_g * diff;
@@ -110,7 +114,11 @@ impl<T: Float> Distance<T> for DistanceKind {
                 // value = 0 means s < 1e-18, where TF's indicator zeroes the gradient.
                 if value > T::ZERO {
                     let scale = g / value;
-                    for ((gq, gk), (a, b)) in grad_q.iter_mut().zip(grad_k.iter_mut()).zip(q.iter().zip(k)) {
+                    for ((gq, gk), (a, b)) in grad_q
+                        .iter_mut()
+                        .zip(grad_k.iter_mut())
+                        .zip(q.iter().zip(k))
+                    {
                         let diff = *a - *b;
                         *gq += scale * diff;
                         *gk -= scale * diff;
@@ -118,7 +126,11 @@ impl<T: Float> Distance<T> for DistanceKind {
                 }
             }
             DistanceKind::Manhattan => {
-                for ((gq, gk), (a, b)) in grad_q.iter_mut().zip(grad_k.iter_mut()).zip(q.iter().zip(k)) {
+                for ((gq, gk), (a, b)) in grad_q
+                    .iter_mut()
+                    .zip(grad_k.iter_mut())
+                    .zip(q.iter().zip(k))
+                {
                     let diff = *a - *b;
                     // d|x|/dx is 0 at 0, as in TF.
                     let s = if diff > T::ZERO {
@@ -134,6 +146,28 @@ impl<T: Float> Distance<T> for DistanceKind {
             }
             DistanceKind::Snr => snr_pair_vjp(q, k, g, grad_q, grad_k),
         }
+    }
+
+    fn dense_vjp(
+        &self,
+        q: Embeddings<'_, T>,
+        k: Embeddings<'_, T>,
+        dist: &[T],
+        dist_grad: &[T],
+        grad_q: &mut [T],
+        grad_k: &mut [T],
+    ) {
+        crate::dense::dense_vjp(*self, q, k, dist, dist_grad, grad_q, grad_k);
+    }
+}
+
+/// max(v, 0), with -0.0 when the clamp is active (see `Distance::matrix`).
+#[inline(always)]
+fn clamp_at_zero<T: Float>(v: T) -> T {
+    if v >= T::ZERO {
+        v
+    } else {
+        -T::ZERO
     }
 }
 
@@ -155,6 +189,10 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 
 fn squared_norm<T: Float>(a: &[T]) -> T {
     dot(a, a)
+}
+
+fn squared_norm_f64<T: Float>(a: &[T]) -> f64 {
+    a.iter().map(|v| v.to_f64() * v.to_f64()).sum()
 }
 
 fn manhattan<T: Float>(a: &[T], b: &[T]) -> T {
@@ -220,7 +258,11 @@ fn snr_matrix<T: Float>(
     }
     let (rows, variances) = scratch.split_at(centred);
     let (qc, kc) = rows.split_at(n * dims);
-    let (kc, var_k) = if same { (qc, variances) } else { (kc, &variances[n..]) };
+    let (kc, var_k) = if same {
+        (qc, variances)
+    } else {
+        (kc, &variances[n..])
+    };
     let var_q = &variances[..n];
     if let Some(row) = var_q.iter().position(|v| *v == T::ZERO) {
         return Err(LossError::ZeroVariance { row });

@@ -156,7 +156,12 @@ mod tests {
 
     #[test]
     fn unknown_names_list_the_accepted_ones() {
-        let err = DistanceKind::from_name("chebyshev").unwrap_err().to_string();
-        assert!(err.contains("chebyshev") && err.contains("sqeuclidean"), "{err}");
+        let err = DistanceKind::from_name("chebyshev")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("chebyshev") && err.contains("sqeuclidean"),
+            "{err}"
+        );
     }
 }

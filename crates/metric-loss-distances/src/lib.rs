@@ -37,6 +37,7 @@
 //! # Supported Rust versions
 //! 1.85 or newer.
 
+mod dense;
 mod gram;
 mod kernels;
 mod kind;

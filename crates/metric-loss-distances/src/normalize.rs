@@ -34,7 +34,10 @@ pub fn l2_normalize<T: Float>(x: &[T], dims: usize, out: &mut [T]) {
 /// # Panics
 /// If the slices differ in length.
 pub fn l2_normalize_vjp<T: Float>(x: &[T], dims: usize, upstream: &[T], grad_x: &mut [T]) {
-    assert!(x.len() == upstream.len() && x.len() == grad_x.len(), "l2_normalize_vjp: lengths");
+    assert!(
+        x.len() == upstream.len() && x.len() == grad_x.len(),
+        "l2_normalize_vjp: lengths"
+    );
     let eps = T::from_f64(EPSILON);
     for ((row, g), out) in x
         .chunks_exact(dims)

@@ -26,7 +26,11 @@ impl<T: Float> Extreme<T> {
     #[inline(always)]
     pub(crate) fn offer_max(&mut self, v: T, j: usize) {
         if self.ties == 0 || v > self.value {
-            *self = Self { value: v, index: j, ties: 1 };
+            *self = Self {
+                value: v,
+                index: j,
+                ties: 1,
+            };
         } else if v == self.value {
             self.ties += 1;
         }
@@ -35,7 +39,11 @@ impl<T: Float> Extreme<T> {
     #[inline(always)]
     pub(crate) fn offer_min(&mut self, v: T, j: usize) {
         if self.ties == 0 || v < self.value {
-            *self = Self { value: v, index: j, ties: 1 };
+            *self = Self {
+                value: v,
+                index: j,
+                ties: 1,
+            };
         } else if v == self.value {
             self.ties += 1;
         }

@@ -172,7 +172,10 @@ pub fn mine_row<T: Float>(
     let (mut neg_max, mut neg_min) = (Extreme::none(), Extreme::none());
     for (j, &d) in row.iter().enumerate() {
         if !d.is_finite() {
-            return Err(NonFiniteEntry { col: j, value: d.to_f64() });
+            return Err(NonFiniteEntry {
+                col: j,
+                value: d.to_f64(),
+            });
         }
         min.offer_min(d, j);
         max.offer_max(d, j);

@@ -134,7 +134,9 @@ impl TripletLossConfig {
         let negative: NegativeStrategy = self.negative_mining_strategy.parse()?;
         let reduction: Reduction = self.reduction.parse()?;
         let margin = match (self.soft_margin, self.margin) {
-            (true, Some(m)) if m != 1.0 => return Err(LossError::MarginWithSoftMargin { margin: m }),
+            (true, Some(m)) if m != 1.0 => {
+                return Err(LossError::MarginWithSoftMargin { margin: m })
+            }
             (_, Some(m)) if !m.is_finite() => {
                 return Err(LossError::InvalidParameter {
                     name: "margin",
@@ -156,5 +158,40 @@ impl TripletLossConfig {
             exclude_degenerate_anchors: self.exclude_degenerate_anchors,
             stable_soft_margin: self.stable_soft_margin,
         })
+    }
+}
+
+impl TryFrom<TripletLossConfig> for TripletLoss {
+    type Error = LossError;
+
+    /// [`TripletLossConfig::build`].
+    fn try_from(config: TripletLossConfig) -> Result<Self, LossError> {
+        config.build()
+    }
+}
+
+impl From<&TripletLoss> for TripletLossConfig {
+    /// [`TripletLoss::config`].
+    fn from(loss: &TripletLoss) -> Self {
+        loss.config()
+    }
+}
+
+/// A `TripletLoss` serialises as its [`TripletLossConfig`] (`get_config`).
+#[cfg(feature = "serde")]
+impl serde::Serialize for TripletLoss {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.config().serialize(serializer)
+    }
+}
+
+/// A `TripletLoss` deserialises from a [`TripletLossConfig`], validated by
+/// [`TripletLossConfig::build`]: invalid arguments are a deserialisation error.
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for TripletLoss {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        TripletLossConfig::deserialize(deserializer)?
+            .build()
+            .map_err(serde::de::Error::custom)
     }
 }

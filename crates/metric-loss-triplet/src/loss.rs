@@ -146,11 +146,12 @@ impl TripletLoss {
                     dtype: T::DTYPE,
                 }
             })?;
-            let (loss, slope) = if self.exclude_degenerate_anchors && !(mined.has_positive && mined.has_negative) {
-                (T::ZERO, T::ZERO)
-            } else {
-                self.margin.apply(mined.positive - mined.negative)
-            };
+            let (loss, slope) =
+                if self.exclude_degenerate_anchors && !(mined.has_positive && mined.has_negative) {
+                    (T::ZERO, T::ZERO)
+                } else {
+                    self.margin.apply(mined.positive - mined.negative)
+                };
             out.per_example[i] = loss;
             scratch.anchors.push(Anchor { mined, slope });
         }
@@ -235,7 +236,10 @@ impl<T: Float> Gradients<'_, T> {
         self.distance
             .pair_vjp(self.q, self.keys.row(j), self.row[j], g, gq, key_row);
         let target = if self.same { grad_q } else { grad_k };
-        for (t, v) in target[j * dims..(j + 1) * dims].iter_mut().zip(key_row.iter()) {
+        for (t, v) in target[j * dims..(j + 1) * dims]
+            .iter_mut()
+            .zip(key_row.iter())
+        {
             *t += *v;
         }
     }

@@ -1,0 +1,143 @@
+//! Runs fixture files produced by the real TF Similarity package against this workspace's
+//! losses, through their public API: one harness for `cargo test` and for
+//! `cargo xtask conformance FILE...`.
+//!
+//! A case passes when per-example losses, the reduced loss and the gradient agree within
+//! [`Tolerance::for_dtype`] (1e-5 / 1e-4 relative to `1 + |value|` in float32, 1e-10 in
+//! float64). Rows listed in a case's `ulp_sensitive_anchors` (where the result depends on
+//! float rounding of self-distances, spec §11 quirk 9) are compared with
+//! [`Tolerance::ulp_sensitive`]; such cases count as passed and are tallied separately.
+//! Error cases must produce the typed error this project's rules expect (spec,
+//! "decisions").
+//!
+//! ```no_run
+//! let report = metric_loss_conformance::run_files(&["fixtures/triplet_public.json.gz".as_ref()]).unwrap();
+//! println!("{}", report.summary());
+//! ```
+
+mod compare;
+mod fixture;
+mod triplet;
+
+use std::path::Path;
+
+pub use compare::Tolerance;
+pub use fixture::{load, FixtureFile};
+
+/// The result of one case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Agrees within the tolerances.
+    Passed,
+    /// Agrees, using the loose tolerance on its `ulp_sensitive_anchors` rows.
+    PassedLoose,
+    /// Disagrees; the message says where.
+    Failed(String),
+    /// Not comparable; the message says why.
+    Skipped(String),
+}
+
+/// The outcomes of every case run.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// `(file, case name, outcome)` in run order.
+    pub cases: Vec<(String, String, Outcome)>,
+}
+
+impl Report {
+    fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
+        self.cases.iter().filter(|(_, _, o)| f(o)).count()
+    }
+
+    /// Cases that passed (strictly or with the loose ulp tolerance).
+    pub fn passed(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Passed | Outcome::PassedLoose))
+    }
+
+    /// Cases that passed only with the loose tolerance on their ulp-sensitive rows.
+    pub fn passed_loose(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::PassedLoose))
+    }
+
+    /// Cases that failed.
+    pub fn failed(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Failed(_)))
+    }
+
+    /// Cases that were skipped.
+    pub fn skipped(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Skipped(_)))
+    }
+
+    /// `conformance: N passed, M failed, K skipped`.
+    pub fn summary(&self) -> String {
+        format!(
+            "conformance: {} passed, {} failed, {} skipped",
+            self.passed(),
+            self.failed(),
+            self.skipped()
+        )
+    }
+
+    /// One line per failed or skipped case, with its reason.
+    pub fn details(&self) -> String {
+        let mut s = String::new();
+        for (file, name, outcome) in &self.cases {
+            match outcome {
+                Outcome::Failed(why) => s += &format!("FAILED  {file} :: {name}: {why}\n"),
+                Outcome::Skipped(why) => s += &format!("skipped {file} :: {name}: {why}\n"),
+                _ => {}
+            }
+        }
+        s
+    }
+}
+
+/// Runs every case of every file. A float64 triplet file is run with the float32 file of
+/// the same directory (if any) at hand, to check the euclidean cases TF cannot compute in
+/// float64.
+///
+/// # Errors
+/// A message naming a file that cannot be read or is not a fixture file.
+pub fn run_files(paths: &[&Path]) -> Result<Report, String> {
+    let files = paths
+        .iter()
+        .map(|p| load(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let float32: Vec<serde_json::Value> = files
+        .iter()
+        .filter(|f| f.dtype == "float32")
+        .flat_map(|f| f.cases.iter().cloned())
+        .collect();
+    let mut report = Report::default();
+    for file in &files {
+        for case in &file.cases {
+            let name = case["name"].as_str().unwrap_or("<unnamed>").to_owned();
+            let outcome = run_case(case, &file.dtype, &file.cases, &float32);
+            report.cases.push((file.path.clone(), name, outcome));
+        }
+    }
+    Ok(report)
+}
+
+/// Runs one case, dispatching on `config.class_name` (absent means `TripletLoss`).
+pub fn run_case(
+    case: &serde_json::Value,
+    dtype: &str,
+    file_cases: &[serde_json::Value],
+    float32: &[serde_json::Value],
+) -> Outcome {
+    match case["config"]["class_name"].as_str() {
+        None | Some("TripletLoss") => triplet::run_case(case, dtype, file_cases, float32),
+        Some(other) => Outcome::Skipped(format!("no runner for class {other} in this build")),
+    }
+}
+
+/// The fixture files vendored in this crate.
+pub fn vendored_fixtures() -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    ["triplet_public.json.gz", "triplet_public_f64.json.gz"]
+        .iter()
+        .map(|f| dir.join(f))
+        .collect()
+}

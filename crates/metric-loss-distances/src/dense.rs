@@ -1,0 +1,280 @@
+//! Dense vector-Jacobian products: the gradient of Σᵢⱼ Gᵢⱼ Dᵢⱼ for a full `n x m` upstream
+//! matrix G, through matrix products instead of one `pair_vjp` per entry.
+//!
+//! | distance | grad_q | grad_k |
+//! | --- | --- | --- |
+//! | inner product | G K | Gᵀ Q |
+//! | cosine | −G K | −Gᵀ Q |
+//! | squared euclidean | 2 (diag(G 1) Q − G K) | 2 (diag(Gᵀ 1) K − Gᵀ Q) |
+//! | euclidean | the same with H = G / D (0 where D = 0) and factor 1 | |
+//!
+//! Clamped entries (cosine's `max(1 − q·k, 0)` and squared euclidean's `max(s, 0)` when the
+//! clamp is active) pass no gradient: the products include them, and a fix-up pass takes
+//! their contribution out again, one O(dims) correction per clamped entry (rare: only
+//! near-identical pairs are clamped). The branch rule is exactly `pair_vjp`'s. Manhattan and
+//! snr visit every non-zero entry with `pair_vjp`.
+//!
+//! Cost: two `n x m x dims` matrix products plus O(n·m) (and an `n x m` temporary for
+//! euclidean, an `m`-vector of column sums for both euclidean distances).
+
+use metric_loss_core::{Distance, Embeddings, Float};
+
+use crate::DistanceKind;
+
+/// The dense VJP of `kind`; see the module documentation.
+pub(crate) fn dense_vjp<T: Float>(
+    kind: DistanceKind,
+    q: Embeddings<'_, T>,
+    k: Embeddings<'_, T>,
+    dist: &[T],
+    dist_grad: &[T],
+    grad_q: &mut [T],
+    grad_k: &mut [T],
+) {
+    let (n, m, dims) = (q.rows(), k.rows(), q.cols());
+    debug_assert_eq!(dist.len(), n * m);
+    debug_assert_eq!(dist_grad.len(), n * m);
+    if n == 0 || m == 0 || dims == 0 {
+        return;
+    }
+    match kind {
+        DistanceKind::InnerProduct => products(q, k, dist_grad, T::ONE, grad_q, grad_k),
+        DistanceKind::Cosine => {
+            products(q, k, dist_grad, -T::ONE, grad_q, grad_k);
+            for_each_clamped(q, k, dist, dist_grad, |i, j, g| {
+                // Undo the −g·k / −g·q the products added for a clipped entry.
+                let (qi, kj) = (q.row(i), k.row(j));
+                if T::ONE - dot(qi, kj) < T::ZERO {
+                    axpy(g, kj, &mut grad_q[i * dims..(i + 1) * dims]);
+                    axpy(g, qi, &mut grad_k[j * dims..(j + 1) * dims]);
+                }
+            });
+        }
+        DistanceKind::SquaredEuclidean => {
+            differences(q, k, dist_grad, T::from_f64(2.0), grad_q, grad_k);
+            for_each_clamped(q, k, dist, dist_grad, |i, j, g| {
+                let (qi, kj) = (q.row(i), k.row(j));
+                let s = (squared_norm(qi) - T::from_f64(2.0) * dot(qi, kj)) + squared_norm(kj);
+                if s < T::ZERO {
+                    let two_g = T::from_f64(2.0) * g;
+                    let (gq, gk) = (i * dims, j * dims);
+                    for t in 0..dims {
+                        let diff = qi[t] - kj[t];
+                        grad_q[gq + t] -= two_g * diff;
+                        grad_k[gk + t] += two_g * diff;
+                    }
+                }
+            });
+        }
+        DistanceKind::Euclidean => {
+            // Below the 1e-18 clamp the value is exactly 0 and the gradient is 0.
+            let scaled: Vec<T> = dist
+                .iter()
+                .zip(dist_grad)
+                .map(|(d, g)| if *d > T::ZERO { *g / *d } else { T::ZERO })
+                .collect();
+            differences(q, k, &scaled, T::ONE, grad_q, grad_k);
+        }
+        DistanceKind::Manhattan | DistanceKind::Snr => {
+            for i in 0..n {
+                for j in 0..m {
+                    let g = dist_grad[i * m + j];
+                    if g != T::ZERO {
+                        let gq = &mut grad_q[i * dims..(i + 1) * dims];
+                        let gk = &mut grad_k[j * dims..(j + 1) * dims];
+                        kind.pair_vjp(q.row(i), k.row(j), dist[i * m + j], g, gq, gk);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// grad_q += alpha · G K and grad_k += alpha · Gᵀ Q.
+fn products<T: Float>(
+    q: Embeddings<'_, T>,
+    k: Embeddings<'_, T>,
+    g: &[T],
+    alpha: T,
+    grad_q: &mut [T],
+    grad_k: &mut [T],
+) {
+    let (n, m, dims) = (q.rows(), k.rows(), q.cols());
+    T::gemm(
+        n,
+        m,
+        dims,
+        alpha,
+        (g, m, 1),
+        (k.as_slice(), dims, 1),
+        T::ONE,
+        (grad_q, dims, 1),
+    );
+    T::gemm(
+        m,
+        n,
+        dims,
+        alpha,
+        (g, 1, m),
+        (q.as_slice(), dims, 1),
+        T::ONE,
+        (grad_k, dims, 1),
+    );
+}
+
+/// The gradient of Σ Hᵢⱼ · f(‖qᵢ − kⱼ‖²) for f' folded into `factor · H`:
+/// grad_q += factor (diag(H 1) Q − H K), grad_k += factor (diag(Hᵀ 1) K − Hᵀ Q).
+fn differences<T: Float>(
+    q: Embeddings<'_, T>,
+    k: Embeddings<'_, T>,
+    h: &[T],
+    factor: T,
+    grad_q: &mut [T],
+    grad_k: &mut [T],
+) {
+    let (m, dims) = (k.rows(), q.cols());
+    products(q, k, h, -factor, grad_q, grad_k);
+    let mut col_sums = vec![T::ZERO; m];
+    for (i, row) in h.chunks_exact(m).enumerate() {
+        let mut row_sum = T::ZERO;
+        for (c, v) in col_sums.iter_mut().zip(row) {
+            row_sum += *v;
+            *c += *v;
+        }
+        if row_sum != T::ZERO {
+            axpy(
+                factor * row_sum,
+                q.row(i),
+                &mut grad_q[i * dims..(i + 1) * dims],
+            );
+        }
+    }
+    for (j, c) in col_sums.iter().enumerate() {
+        if *c != T::ZERO {
+            axpy(factor * *c, k.row(j), &mut grad_k[j * dims..(j + 1) * dims]);
+        }
+    }
+}
+
+/// Calls `f(i, j, g)` for every entry whose value is exactly 0 (a possible clamp) and whose
+/// upstream gradient is not.
+fn for_each_clamped<T: Float>(
+    q: Embeddings<'_, T>,
+    k: Embeddings<'_, T>,
+    dist: &[T],
+    dist_grad: &[T],
+    mut f: impl FnMut(usize, usize, T),
+) {
+    let m = k.rows();
+    for i in 0..q.rows() {
+        for j in 0..m {
+            let (d, g) = (dist[i * m + j], dist_grad[i * m + j]);
+            if d == T::ZERO && g != T::ZERO {
+                f(i, j, g);
+            }
+        }
+    }
+}
+
+/// The same summation order as the kernels' dot product, so that branch decisions agree
+/// with `pair_vjp`.
+fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::ZERO; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = acc.iter().copied().sum::<T>();
+    for (x, y) in ra.iter().zip(rb) {
+        s += *x * *y;
+    }
+    s
+}
+
+fn squared_norm<T: Float>(a: &[T]) -> T {
+    dot(a, a)
+}
+
+fn axpy<T: Float>(alpha: T, x: &[T], y: &mut [T]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += alpha * *x;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The trait's default body: one `pair_vjp` per non-zero entry.
+    fn reference(
+        kind: DistanceKind,
+        q: Embeddings<'_, f64>,
+        k: Embeddings<'_, f64>,
+        dist: &[f64],
+        g: &[f64],
+    ) -> (Vec<f64>, Vec<f64>) {
+        let (n, m, d) = (q.rows(), k.rows(), q.cols());
+        let (mut gq, mut gk) = (vec![0.0; n * d], vec![0.0; m * d]);
+        for i in 0..n {
+            for j in 0..m {
+                let v = g[i * m + j];
+                if v != 0.0 {
+                    Distance::<f64>::pair_vjp(
+                        &kind,
+                        q.row(i),
+                        k.row(j),
+                        dist[i * m + j],
+                        v,
+                        &mut gq[i * d..(i + 1) * d],
+                        &mut gk[j * d..(j + 1) * d],
+                    );
+                }
+            }
+        }
+        (gq, gk)
+    }
+
+    fn values(len: usize, seed: u64) -> Vec<f64> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dense_matches_pairwise_for_every_distance() {
+        let (n, m, d) = (7, 9, 5);
+        let mut qv = values(n * d, 1);
+        let mut kv = values(m * d, 2);
+        // Identical rows and a row of norm > 1 exercise the clamps.
+        let (head, tail) = kv.split_at_mut(d);
+        tail[..d].copy_from_slice(head);
+        qv[..d].copy_from_slice(&kv[..d]);
+        for v in &mut qv[d..2 * d] {
+            *v *= 3.0;
+        }
+        kv[2 * d..3 * d].copy_from_slice(&qv[d..2 * d]);
+        let g = values(n * m, 3);
+        let q = Embeddings::from_row_major(&qv, n, d).unwrap();
+        let k = Embeddings::from_row_major(&kv, m, d).unwrap();
+        for kind in DistanceKind::ALL {
+            let mut dist = vec![0.0; n * m];
+            kind.matrix(q, k, false, &mut Vec::new(), &mut dist)
+                .unwrap();
+            let (rq, rk) = reference(kind, q, k, &dist, &g);
+            let (mut gq, mut gk) = (vec![0.0; n * d], vec![0.0; m * d]);
+            kind.dense_vjp(q, k, &dist, &g, &mut gq, &mut gk);
+            for (a, b) in gq.iter().zip(&rq).chain(gk.iter().zip(&rk)) {
+                assert!((a - b).abs() < 1e-9 * (1.0 + b.abs()), "{kind}: {a} vs {b}");
+            }
+        }
+    }
+}
