@@ -9,9 +9,10 @@
 //! | euclidean | the same with H = G / D (0 where D = 0) and factor 1 | |
 //!
 //! Clamped entries (cosine's `max(1 − q·k, 0)` and squared euclidean's `max(s, 0)` when the
-//! clamp is active) pass no gradient: the products include them, and a fix-up pass takes
-//! their contribution out again, one O(dims) correction per clamped entry (rare: only
-//! near-identical pairs are clamped). The branch rule is exactly `pair_vjp`'s. Manhattan and
+//! clamp is active, which `Distance::matrix` writes as `-0.0`) pass no gradient: the
+//! products include them, and a fix-up pass takes their contribution out again, one
+//! O(dims) correction per clamped entry (rare: only near-identical pairs are clamped). The
+//! branch rule is exactly `pair_vjp`'s. Manhattan and
 //! snr visit every non-zero entry with `pair_vjp`.
 //!
 //! Cost: two `n x m x dims` matrix products plus O(n·m) (and an `n x m` temporary for
@@ -41,28 +42,22 @@ pub(crate) fn dense_vjp<T: Float>(
         DistanceKind::InnerProduct => products(q, k, dist_grad, T::ONE, grad_q, grad_k),
         DistanceKind::Cosine => {
             products(q, k, dist_grad, -T::ONE, grad_q, grad_k);
-            for_each_clamped(q, k, dist, dist_grad, |i, j, g| {
+            for_each_clamped(dist, dist_grad, m, |i, j, g| {
                 // Undo the −g·k / −g·q the products added for a clipped entry.
-                let (qi, kj) = (q.row(i), k.row(j));
-                if T::ONE - dot(qi, kj) < T::ZERO {
-                    axpy(g, kj, &mut grad_q[i * dims..(i + 1) * dims]);
-                    axpy(g, qi, &mut grad_k[j * dims..(j + 1) * dims]);
-                }
+                axpy(g, k.row(j), &mut grad_q[i * dims..(i + 1) * dims]);
+                axpy(g, q.row(i), &mut grad_k[j * dims..(j + 1) * dims]);
             });
         }
         DistanceKind::SquaredEuclidean => {
             differences(q, k, dist_grad, T::from_f64(2.0), grad_q, grad_k);
-            for_each_clamped(q, k, dist, dist_grad, |i, j, g| {
+            for_each_clamped(dist, dist_grad, m, |i, j, g| {
                 let (qi, kj) = (q.row(i), k.row(j));
-                let s = (squared_norm(qi) - T::from_f64(2.0) * dot(qi, kj)) + squared_norm(kj);
-                if s < T::ZERO {
-                    let two_g = T::from_f64(2.0) * g;
-                    let (gq, gk) = (i * dims, j * dims);
-                    for t in 0..dims {
-                        let diff = qi[t] - kj[t];
-                        grad_q[gq + t] -= two_g * diff;
-                        grad_k[gk + t] += two_g * diff;
-                    }
+                let two_g = T::from_f64(2.0) * g;
+                let (gq, gk) = (i * dims, j * dims);
+                for t in 0..dims {
+                    let diff = qi[t] - kj[t];
+                    grad_q[gq + t] -= two_g * diff;
+                    grad_k[gk + t] += two_g * diff;
                 }
             });
         }
@@ -156,46 +151,15 @@ fn differences<T: Float>(
     }
 }
 
-/// Calls `f(i, j, g)` for every entry whose value is exactly 0 (a possible clamp) and whose
-/// upstream gradient is not.
-fn for_each_clamped<T: Float>(
-    q: Embeddings<'_, T>,
-    k: Embeddings<'_, T>,
-    dist: &[T],
-    dist_grad: &[T],
-    mut f: impl FnMut(usize, usize, T),
-) {
-    let m = k.rows();
-    for i in 0..q.rows() {
-        for j in 0..m {
-            let (d, g) = (dist[i * m + j], dist_grad[i * m + j]);
-            if d == T::ZERO && g != T::ZERO {
-                f(i, j, g);
-            }
+/// Calls `f(i, j, g)` for every entry whose clamp is active (written as `-0.0` by
+/// `Distance::matrix`, exactly the entries `pair_vjp` blocks) and whose upstream gradient
+/// is not zero.
+fn for_each_clamped<T: Float>(dist: &[T], dist_grad: &[T], m: usize, mut f: impl FnMut(usize, usize, T)) {
+    for (at, (d, g)) in dist.iter().zip(dist_grad).enumerate() {
+        if *d == T::ZERO && d.is_sign_negative() && *g != T::ZERO {
+            f(at / m, at % m, *g);
         }
     }
-}
-
-/// The same summation order as the kernels' dot product, so that branch decisions agree
-/// with `pair_vjp`.
-fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    let mut acc = [T::ZERO; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s = acc.iter().copied().sum::<T>();
-    for (x, y) in ra.iter().zip(rb) {
-        s += *x * *y;
-    }
-    s
-}
-
-fn squared_norm<T: Float>(a: &[T]) -> T {
-    dot(a, a)
 }
 
 fn axpy<T: Float>(alpha: T, x: &[T], y: &mut [T]) {

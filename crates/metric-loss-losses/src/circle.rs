@@ -1,0 +1,253 @@
+//! `CircleLoss`: the circle loss of Sun et al. (2020), rewritten for distances.
+
+use metric_loss_core::{Float, LossError, LossInput, LossOutput, Reduction, Workspace};
+use metric_loss_distances::DistanceKind;
+
+use crate::common::{finite, impl_metric_loss, log1p_sum_exp, run_dense};
+
+/// `CircleLoss`'s arguments with TF Similarity 0.17.1's names and defaults.
+///
+/// | key | default | meaning |
+/// | --- | --- | --- |
+/// | `distance` | `"cosine"` | a distance name or alias (the loss expects distances in [0, 2]) |
+/// | `gamma` | 80.0 | the scale γ |
+/// | `margin` | 0.4 | the relaxation m |
+/// | `name` | `"CircleLoss"` | |
+/// | `reduction` | `"auto"` | |
+/// | `remove_diagonal` | `true` | TF's hidden keyword |
+///
+/// ```
+/// use metric_loss_losses::CircleLossConfig;
+/// let loss = CircleLossConfig::default().gamma(32.0).margin(0.25).build()?;
+/// assert_eq!(loss.config().gamma, 32.0);
+/// assert!(CircleLossConfig::default().gamma(f64::NAN).build().is_err());
+/// # Ok::<(), metric_loss_core::LossError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct CircleLossConfig {
+    /// A distance name or alias (default `"cosine"`).
+    pub distance: String,
+    /// The scale γ (default 80.0).
+    pub gamma: f64,
+    /// The relaxation m (default 0.4).
+    pub margin: f64,
+    /// The loss's name (default `"CircleLoss"`).
+    pub name: String,
+    /// Keras's reduction name (default `"auto"`).
+    pub reduction: String,
+    /// Whether the self-pair is removed from the positives (default `true`).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "crate::common::is_true"))]
+    pub remove_diagonal: bool,
+}
+
+impl Default for CircleLossConfig {
+    fn default() -> Self {
+        Self {
+            distance: "cosine".into(),
+            gamma: 80.0,
+            margin: 0.4,
+            name: "CircleLoss".into(),
+            reduction: "auto".into(),
+            remove_diagonal: true,
+        }
+    }
+}
+
+impl CircleLossConfig {
+    /// Sets `distance`.
+    pub fn distance(mut self, name: impl Into<String>) -> Self {
+        self.distance = name.into();
+        self
+    }
+
+    /// Sets `gamma`.
+    pub fn gamma(mut self, v: f64) -> Self {
+        self.gamma = v;
+        self
+    }
+
+    /// Sets `margin`.
+    pub fn margin(mut self, v: f64) -> Self {
+        self.margin = v;
+        self
+    }
+
+    /// Sets `name`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets `reduction`.
+    pub fn reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction.name().into();
+        self
+    }
+
+    /// Sets `remove_diagonal`.
+    pub fn remove_diagonal(mut self, remove: bool) -> Self {
+        self.remove_diagonal = remove;
+        self
+    }
+
+    /// Validates the arguments. As in TF Similarity, γ = 0 and negative margins are
+    /// accepted.
+    ///
+    /// # Errors
+    /// [`LossError::UnknownDistance`], [`LossError::UnknownReduction`],
+    /// [`LossError::InvalidParameter`] for a non-finite γ or margin.
+    pub fn build(&self) -> Result<CircleLoss, LossError> {
+        Ok(CircleLoss {
+            distance: DistanceKind::from_name(&self.distance)?,
+            gamma: finite("gamma", self.gamma)?,
+            margin: finite("margin", self.margin)?,
+            name: self.name.clone(),
+            reduction: self.reduction.parse()?,
+            remove_diagonal: self.remove_diagonal,
+        })
+    }
+}
+
+/// TF Similarity's `CircleLoss`: the circle loss in the paper's similarity form with
+/// s = 1 − D.
+///
+/// # Formula
+/// With m the margin (constants formed in f64, then rounded to the embedding dtype):
+/// - α⁺ᵢⱼ = max(m + Dᵢⱼ, 0) for positives, α⁻ᵢⱼ = max((1 + m) − Dᵢⱼ, 0) for negatives;
+/// - s⁺ᵢⱼ = (−γ α⁺ᵢⱼ)(m − Dᵢⱼ) and s⁻ᵢⱼ = (γ α⁻ᵢⱼ)((1 − m) − Dᵢⱼ);
+/// - ℓᵢ = ln(1 + Σ_P e^{s⁺ᵢⱼ}) + ln(1 + Σ_N e^{s⁻ᵢⱼ}) when the anchor has at least one
+///   positive and one negative (there is no mining), else 0.
+///
+/// The gradient flows through the weights α as well (for a positive ∂s⁺/∂D = 2γD, for an
+/// unclipped negative −2γ(1 − D); a clipped weight passes the gradient at exactly 0, as
+/// TF's `maximum` does). Two TF quirks are kept: the two sums are separate logs (not the
+/// paper's ln(1 + Σ_N Σ_P)), and a negative beyond 1 + m still adds e⁰ = 1 to its sum.
+///
+/// # Degenerate anchors
+/// No positive or no negative: ℓᵢ = 0 with zero gradient (finite, as in TF).
+///
+/// # Differences from TF Similarity 0.17.1
+/// None in the numbers (TF is finite everywhere here); non-finite γ or margin are rejected.
+/// Values reach a few hundred with the defaults: compare relatively.
+///
+/// # Example
+/// ```
+/// use metric_loss_core::MetricLossExt;
+/// use metric_loss_losses::CircleLoss;
+///
+/// let x = [1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
+/// let out = CircleLoss::default().evaluate(&[0, 0, 1, 2], &x, 2)?;
+/// assert!((out.per_example[1] - 16.00007).abs() < 1e-4);
+/// assert!((out.loss - 4.173322).abs() < 1e-4);
+/// # Ok::<(), metric_loss_core::LossError>(())
+/// ```
+///
+/// # Cost per call
+/// As [`crate::MultiSimilarityLoss`]: the distance matrix, O(n·m) exponentials and two
+/// matrix products for the gradient; two `n x m` matrices of memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircleLoss {
+    distance: DistanceKind,
+    gamma: f64,
+    margin: f64,
+    name: String,
+    reduction: Reduction,
+    remove_diagonal: bool,
+}
+
+impl Default for CircleLoss {
+    fn default() -> Self {
+        CircleLossConfig::default()
+            .build()
+            .expect("the default config is valid")
+    }
+}
+
+impl CircleLoss {
+    /// The default arguments, to adjust and `build`.
+    pub fn builder() -> CircleLossConfig {
+        CircleLossConfig::default()
+    }
+
+    /// The loss's arguments (`get_config`).
+    pub fn config(&self) -> CircleLossConfig {
+        CircleLossConfig {
+            distance: self.distance.name().into(),
+            gamma: self.gamma,
+            margin: self.margin,
+            name: self.name.clone(),
+            reduction: self.reduction.name().into(),
+            remove_diagonal: self.remove_diagonal,
+        }
+    }
+
+    /// The distance.
+    pub fn distance(&self) -> DistanceKind {
+        self.distance
+    }
+
+    fn run<T: Float>(
+        &self,
+        input: &LossInput<'_, T>,
+        workspace: &mut Workspace,
+        out: &mut LossOutput<T>,
+    ) -> Result<(), LossError> {
+        let gamma = T::from_f64(self.gamma);
+        let o_pos = T::from_f64(self.margin);
+        let o_neg = T::from_f64(1.0 + self.margin);
+        let delta_pos = T::from_f64(self.margin);
+        let delta_neg = T::from_f64(1.0 - self.margin);
+        let mut pos_w = Vec::new();
+        let mut neg_w = Vec::new();
+        let mut slopes = Vec::new();
+        run_dense(
+            input,
+            workspace,
+            out,
+            self.distance,
+            self.reduction,
+            self.remove_diagonal,
+            |row, grad| {
+                let (d, ctx) = (row.d, &row.ctx);
+                let m = d.len();
+                if !((0..m).any(|j| ctx.is_positive(j)) && (0..m).any(|j| ctx.is_negative(j))) {
+                    return T::ZERO;
+                }
+                // (score, ∂score/∂D) per entry.
+                slopes.clear();
+                slopes.extend((0..m).map(|j| {
+                    let dj = d[j];
+                    if ctx.is_positive(j) {
+                        let t = o_pos + dj;
+                        let (a, da) = if t >= T::ZERO { (t, T::ONE) } else { (T::ZERO, T::ZERO) };
+                        let s = (-gamma * a) * (delta_pos - dj);
+                        (s, -gamma * (da * (delta_pos - dj) - a))
+                    } else if ctx.is_negative(j) {
+                        let t = o_neg - dj;
+                        let (a, da) = if t >= T::ZERO { (t, -T::ONE) } else { (T::ZERO, T::ZERO) };
+                        let s = (gamma * a) * (delta_neg - dj);
+                        (s, gamma * (da * (delta_neg - dj) - a))
+                    } else {
+                        (T::ZERO, T::ZERO)
+                    }
+                }));
+                pos_w.clear();
+                pos_w.resize(m, T::ZERO);
+                neg_w.clear();
+                neg_w.resize(m, T::ZERO);
+                let sl = &slopes;
+                let pos = (0..m).filter(|&j| ctx.is_positive(j)).map(|j| (j, sl[j].0));
+                let neg = (0..m).filter(|&j| ctx.is_negative(j)).map(|j| (j, sl[j].0));
+                let value = log1p_sum_exp(pos, &mut pos_w) + log1p_sum_exp(neg, &mut neg_w);
+                for (j, g) in grad.iter_mut().enumerate() {
+                    *g = (pos_w[j] + neg_w[j]) * slopes[j].1;
+                }
+                value
+            },
+        )
+    }
+}
+
+impl_metric_loss!(CircleLoss);

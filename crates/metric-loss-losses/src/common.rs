@@ -1,0 +1,272 @@
+//! Machinery the losses share: validation of hyper-parameters, the distance matrix in the
+//! workspace, the dense-loss driver and numerically careful exponentials.
+
+use metric_loss_core::{
+    reduce, Distance, Float, LossError, LossInput, LossOutput, Reduction, Workspace,
+};
+use metric_loss_distances::DistanceKind;
+use metric_loss_mining::RowContext;
+
+/// The largest distance matrix a call may allocate, in bytes (16 GiB, as for `TripletLoss`):
+/// larger batches get [`LossError::TooLarge`] instead of an allocation failure. The dense
+/// losses keep two `n x m` matrices (distances and their gradient) and count both.
+pub const MAX_MATRIX_BYTES: u128 = metric_loss_triplet::MAX_DISTANCE_MATRIX_BYTES;
+
+/// A finite hyper-parameter, or [`LossError::InvalidParameter`].
+pub(crate) fn finite(name: &'static str, value: f64) -> Result<f64, LossError> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(LossError::InvalidParameter {
+            name,
+            value,
+            expected: "a finite number",
+        })
+    }
+}
+
+/// A finite, non-zero hyper-parameter (one the loss divides by).
+pub(crate) fn finite_nonzero(
+    name: &'static str,
+    value: f64,
+    expected: &'static str,
+) -> Result<f64, LossError> {
+    let v = finite(name, value)?;
+    if v == 0.0 {
+        return Err(LossError::InvalidParameter {
+            name,
+            value,
+            expected,
+        });
+    }
+    Ok(v)
+}
+
+/// Errors when `n x m` matrices of `T`, `count` of them, would exceed [`MAX_MATRIX_BYTES`].
+pub(crate) fn check_size<T>(n: usize, m: usize, count: u128) -> Result<(), LossError> {
+    let bytes = (n as u128) * (m as u128) * std::mem::size_of::<T>() as u128 * count;
+    if bytes > MAX_MATRIX_BYTES {
+        return Err(LossError::TooLarge {
+            what: "the distance matrix",
+            rows: n,
+            cols: m,
+            bytes,
+            limit: MAX_MATRIX_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// `e^x` with results below the smallest normal number flushed to 0, as TensorFlow's CPU
+/// kernels do (e^x is 0 below x ≈ −87.34 in f32, not a subnormal).
+#[inline]
+pub(crate) fn exp_ftz<T: Float>(x: T) -> T {
+    let e = x.exp();
+    let smallest = if T::DTYPE == "f32" {
+        f64::from(f32::MIN_POSITIVE)
+    } else {
+        f64::MIN_POSITIVE
+    };
+    if e < T::from_f64(smallest) {
+        T::ZERO
+    } else {
+        e
+    }
+}
+
+/// ln(1 + Σⱼ e^{sⱼ}) over the scores `s` selected by `keep`, shifted by
+/// c = max(0, max kept sⱼ) so that it never overflows nor underflows to −∞. Writes the
+/// softmax weights ∂/∂sⱼ = e^{sⱼ−c} / (e^{−c} + Σ e^{sₖ−c}) into `weights` (0 where not
+/// kept) and returns the value.
+pub(crate) fn log1p_sum_exp<T: Float>(
+    scores: impl Iterator<Item = (usize, T)> + Clone,
+    weights: &mut [T],
+) -> T {
+    let mut c = T::ZERO;
+    for (_, s) in scores.clone() {
+        c = c.max(s);
+    }
+    let mut sum = (-c).exp();
+    for (j, s) in scores.clone() {
+        let e = (s - c).exp();
+        weights[j] = e;
+        sum += e;
+    }
+    for (j, _) in scores {
+        weights[j] = weights[j] / sum;
+    }
+    sum.ln() + c
+}
+
+/// One anchor's row, as a dense loss sees it.
+pub(crate) struct RowView<'a, T> {
+    /// Dᵢⱼ for every key j.
+    pub(crate) d: &'a [T],
+    /// Labels and the diagonal rule.
+    pub(crate) ctx: RowContext<'a>,
+    /// The key that is the anchor itself (the diagonal), when keys start with the queries.
+    pub(crate) self_col: Option<usize>,
+}
+
+/// Scratch of the dense losses, kept in the [`Workspace`].
+#[derive(Debug, Default)]
+struct DenseScratch<T> {
+    distances: Vec<T>,
+    row_stats: Vec<T>,
+    dist_grad: Vec<T>,
+    key_grad: Vec<T>,
+}
+
+/// The dense losses' driver: validates, fills D (`n x m`), calls `row(view, grad_row)` for
+/// each anchor (returning ℓᵢ and writing ∂ℓᵢ/∂Dᵢ· into `grad_row`, zeroed beforehand),
+/// reduces, scales each gradient row by wᵢ times the reduction's factor and pushes the
+/// whole matrix through [`Distance::dense_vjp`].
+pub(crate) fn run_dense<T: Float>(
+    input: &LossInput<'_, T>,
+    workspace: &mut Workspace,
+    out: &mut LossOutput<T>,
+    distance: DistanceKind,
+    reduction: Reduction,
+    remove_diagonal: bool,
+    mut row: impl FnMut(&RowView<'_, T>, &mut [T]) -> T,
+) -> Result<(), LossError> {
+    input.validate()?;
+    let (queries, keys) = (input.queries(), input.keys());
+    let (n, m, dims) = (queries.len(), keys.len(), queries.embeddings().cols());
+    let same = input.keys_are_queries();
+    let gradient = input.wants_gradient();
+    out.reset(n, if same { 0 } else { m }, dims, gradient);
+    if n == 0 {
+        return Ok(());
+    }
+    check_size::<T>(n, m, 2)?;
+    let scratch = workspace.get::<DenseScratch<T>>();
+    scratch.distances.clear();
+    scratch.distances.resize(n * m, T::ZERO);
+    let (q, k) = (queries.embeddings(), keys.embeddings());
+    distance.matrix(q, k, same, &mut scratch.row_stats, &mut scratch.distances)?;
+    if let Some(at) = scratch.distances.iter().position(|v| !v.is_finite()) {
+        return Err(LossError::NonFiniteDistance {
+            distance: distance.name(),
+            row: at / m,
+            col: at % m,
+            value: scratch.distances[at].to_f64(),
+            dtype: T::DTYPE,
+        });
+    }
+    scratch.dist_grad.clear();
+    scratch.dist_grad.resize(n * m, T::ZERO);
+    let self_rule = same || input.removes_diagonal();
+    for i in 0..n {
+        let view = RowView {
+            d: &scratch.distances[i * m..(i + 1) * m],
+            ctx: RowContext {
+                anchor: i,
+                anchor_label: queries.labels()[i],
+                key_labels: keys.labels(),
+                remove_diagonal: input.removes_diagonal() && remove_diagonal,
+            },
+            self_col: (self_rule && i < m).then_some(i),
+        };
+        out.per_example[i] = row(&view, &mut scratch.dist_grad[i * m..(i + 1) * m]);
+    }
+    out.loss = reduce(&out.per_example, &input.sample_weight(), reduction);
+    if !gradient {
+        return Ok(());
+    }
+    let scale = T::from_f64(reduction.example_scale(n));
+    for (i, g_row) in scratch.dist_grad.chunks_exact_mut(m).enumerate() {
+        let g = input.sample_weight().get(i) * scale;
+        for v in g_row.iter_mut() {
+            *v = if g == T::ZERO { T::ZERO } else { *v * g };
+        }
+    }
+    if same {
+        scratch.key_grad.clear();
+        scratch.key_grad.resize(n * dims, T::ZERO);
+        distance.dense_vjp(
+            q,
+            k,
+            &scratch.distances,
+            &scratch.dist_grad,
+            &mut out.grad_queries,
+            &mut scratch.key_grad,
+        );
+        for (o, v) in out.grad_queries.iter_mut().zip(&scratch.key_grad) {
+            *o += *v;
+        }
+    } else {
+        distance.dense_vjp(
+            q,
+            k,
+            &scratch.distances,
+            &scratch.dist_grad,
+            &mut out.grad_queries,
+            &mut out.grad_keys,
+        );
+    }
+    Ok(())
+}
+
+/// Implements `MetricLoss` for a loss with a generic `run` method.
+macro_rules! impl_metric_loss {
+    ($ty:ty) => {
+        impl metric_loss_core::MetricLoss for $ty {
+            fn name(&self) -> &str {
+                &self.name
+            }
+
+            fn compute_f32(
+                &self,
+                input: &metric_loss_core::LossInput<'_, f32>,
+                workspace: &mut metric_loss_core::Workspace,
+                out: &mut metric_loss_core::LossOutput<f32>,
+            ) -> Result<(), metric_loss_core::LossError> {
+                self.run(input, workspace, out)
+            }
+
+            fn compute_f64(
+                &self,
+                input: &metric_loss_core::LossInput<'_, f64>,
+                workspace: &mut metric_loss_core::Workspace,
+                out: &mut metric_loss_core::LossOutput<f64>,
+            ) -> Result<(), metric_loss_core::LossError> {
+                self.run(input, workspace, out)
+            }
+
+            fn reduction(&self) -> metric_loss_core::Reduction {
+                self.reduction
+            }
+        }
+    };
+}
+pub(crate) use impl_metric_loss;
+
+#[cfg(feature = "serde")]
+pub(crate) fn is_true(v: &bool) -> bool {
+    *v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log1p_sum_exp_is_stable() {
+        let mut w = [0.0f32; 3];
+        let s = [(0usize, -200.0f32), (1, -300.0)];
+        let v = log1p_sum_exp(s.iter().copied(), &mut w);
+        assert!(v >= 0.0 && v < 1e-30, "{v}");
+        let s = [(0usize, 200.0f32), (2, 200.0)];
+        let v = log1p_sum_exp(s.iter().copied(), &mut w);
+        assert!((v - (200.0 + 2f32.ln())).abs() < 1e-4, "{v}");
+        assert!((w[0] - 0.5).abs() < 1e-6 && w[1] == 0.0);
+    }
+
+    #[test]
+    fn exp_flushes_subnormals() {
+        assert_eq!(exp_ftz(-88.0f32), 0.0);
+        assert!(exp_ftz(-87.0f32) > 0.0);
+        assert!(exp_ftz(-88.0f64) > 0.0);
+    }
+}

@@ -1,0 +1,295 @@
+//! `MultiSimilarityLoss`: the multi-similarity loss of Wang et al. (2019) on distances.
+
+use metric_loss_core::{
+    Float, LossError, LossInput, LossOutput, NegativeStrategy, PositiveStrategy, Reduction,
+    Workspace,
+};
+use metric_loss_distances::DistanceKind;
+use metric_loss_mining::mine_row;
+
+use crate::common::{finite, finite_nonzero, impl_metric_loss, log1p_sum_exp, run_dense};
+
+/// `MultiSimilarityLoss`'s arguments with TF Similarity 0.17.1's names and defaults.
+///
+/// | key | default | meaning |
+/// | --- | --- | --- |
+/// | `distance` | `"cosine"` | a distance name or alias |
+/// | `alpha` | 2.0 | positive-pair scale α (finite, non-zero) |
+/// | `beta` | 40.0 | negative-pair scale β (finite, non-zero) |
+/// | `epsilon` | 0.1 | pair-mining slack ε |
+/// | `lmda` | 0.5 | the offset λ |
+/// | `center` | 1.0 | the expected distance |
+/// | `name` | `"MultiSimilarityLoss"` | |
+/// | `reduction` | `"auto"` | |
+/// | `remove_diagonal` | `true` | TF's hidden keyword |
+///
+/// ```
+/// use metric_loss_losses::MultiSimilarityLossConfig;
+/// let loss = MultiSimilarityLossConfig::default().epsilon(1.0).build()?;
+/// assert_eq!(loss.config().epsilon, 1.0);
+/// assert!(MultiSimilarityLossConfig::default().alpha(0.0).build().is_err());
+/// # Ok::<(), metric_loss_core::LossError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct MultiSimilarityLossConfig {
+    /// A distance name or alias (default `"cosine"`).
+    pub distance: String,
+    /// Positive-pair scale α (default 2.0).
+    pub alpha: f64,
+    /// Negative-pair scale β (default 40.0).
+    pub beta: f64,
+    /// Pair-mining slack ε (default 0.1).
+    pub epsilon: f64,
+    /// The offset λ (default 0.5).
+    pub lmda: f64,
+    /// The expected distance (default 1.0).
+    pub center: f64,
+    /// The loss's name (default `"MultiSimilarityLoss"`).
+    pub name: String,
+    /// Keras's reduction name (default `"auto"`).
+    pub reduction: String,
+    /// Whether the self-pair is removed from the positives (default `true`).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "crate::common::is_true"))]
+    pub remove_diagonal: bool,
+}
+
+impl Default for MultiSimilarityLossConfig {
+    fn default() -> Self {
+        Self {
+            distance: "cosine".into(),
+            alpha: 2.0,
+            beta: 40.0,
+            epsilon: 0.1,
+            lmda: 0.5,
+            center: 1.0,
+            name: "MultiSimilarityLoss".into(),
+            reduction: "auto".into(),
+            remove_diagonal: true,
+        }
+    }
+}
+
+impl MultiSimilarityLossConfig {
+    /// Sets `distance`.
+    pub fn distance(mut self, name: impl Into<String>) -> Self {
+        self.distance = name.into();
+        self
+    }
+
+    /// Sets `alpha`.
+    pub fn alpha(mut self, v: f64) -> Self {
+        self.alpha = v;
+        self
+    }
+
+    /// Sets `beta`.
+    pub fn beta(mut self, v: f64) -> Self {
+        self.beta = v;
+        self
+    }
+
+    /// Sets `epsilon`.
+    pub fn epsilon(mut self, v: f64) -> Self {
+        self.epsilon = v;
+        self
+    }
+
+    /// Sets `lmda`.
+    pub fn lmda(mut self, v: f64) -> Self {
+        self.lmda = v;
+        self
+    }
+
+    /// Sets `center`.
+    pub fn center(mut self, v: f64) -> Self {
+        self.center = v;
+        self
+    }
+
+    /// Sets `name`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets `reduction`.
+    pub fn reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction.name().into();
+        self
+    }
+
+    /// Sets `remove_diagonal`.
+    pub fn remove_diagonal(mut self, remove: bool) -> Self {
+        self.remove_diagonal = remove;
+        self
+    }
+
+    /// Validates the arguments.
+    ///
+    /// # Errors
+    /// [`LossError::UnknownDistance`], [`LossError::UnknownReduction`],
+    /// [`LossError::InvalidParameter`] for a non-finite value, or for α = 0 or β = 0 (TF
+    /// Similarity divides by them and returns +∞ or NaN).
+    pub fn build(&self) -> Result<MultiSimilarityLoss, LossError> {
+        let distance = DistanceKind::from_name(&self.distance)?;
+        let reduction: Reduction = self.reduction.parse()?;
+        Ok(MultiSimilarityLoss {
+            distance,
+            alpha: finite_nonzero("alpha", self.alpha, "a finite, non-zero number (the loss divides by it)")?,
+            beta: finite_nonzero("beta", self.beta, "a finite, non-zero number (the loss divides by it)")?,
+            epsilon: finite("epsilon", self.epsilon)?,
+            lmda: finite("lmda", self.lmda)?,
+            center: finite("center", self.center)?,
+            name: self.name.clone(),
+            reduction,
+            remove_diagonal: self.remove_diagonal,
+        })
+    }
+}
+
+/// TF Similarity's `MultiSimilarityLoss`, the multi-similarity loss written for a distance
+/// (similarity s = center − D).
+///
+/// # Formula
+/// For anchor i (P: positives, N: negatives, no gradient through the mining):
+/// - μᵢ = min{Dᵢⱼ : j ∈ N} − ε; keep positive j iff Dᵢⱼ > μᵢ;
+/// - νᵢ = max{Dᵢⱼ : j ∈ P} + ε; keep negative j iff Dᵢⱼ < νᵢ;
+///   (the extrema are TF's masked extrema, with their ±1e-6 sentinels for empty masks);
+/// - Sᵢⱼ = (Dᵢⱼ + λ) − center;
+/// - ℓᵢ = (1/α)·ln(1 + Σ_{kept P} e^{α Sᵢⱼ}) + (1/β)·ln(1 + Σ_{kept N} e^{−β Sᵢⱼ}) when the
+///   anchor keeps at least one positive and one negative, else 0.
+///
+/// ∂ℓᵢ/∂Dᵢⱼ is the softmax weight of kept positive j in the α-term minus that of kept
+/// negative j in the β-term; it goes through [`metric_loss_core::Distance::dense_vjp`].
+///
+/// # Degenerate anchors
+/// No positive, no negative, or an "easy" anchor (nothing kept on one side): ℓᵢ = 0, with
+/// zero gradient. They still count in the batch size of the mean.
+///
+/// # Differences from TF Similarity 0.17.1
+/// - **Excluded anchors give exactly 0.** TF multiplies by vᵢ = 0, so an excluded anchor
+///   whose term is ±∞ gives NaN for the whole batch and gradient.
+/// - **No −∞.** TF shifts each log-sum-exp by the unmasked row maximum; when a kept
+///   positive lies more than ~87 below it (unnormalised embeddings, squared euclidean
+///   distances of tens) every kept term underflows and the term is ln(0) = −∞, with NaN
+///   gradients. Here the shift is max(0, largest kept score), so the value is always the
+///   finite ln(1 + Σ e^{…}); wherever TF is finite the two agree to rounding.
+/// - α = 0 and β = 0 are rejected by `build` (TF: +∞ or NaN); non-finite values too.
+///
+/// # Example
+/// ```
+/// use metric_loss_core::MetricLossExt;
+/// use metric_loss_losses::MultiSimilarityLoss;
+///
+/// let x = [1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
+/// let out = MultiSimilarityLoss::default().evaluate(&[0, 1, 0, 1], &x, 2)?;
+/// assert!((out.per_example[0] - 0.956631).abs() < 1e-5);
+/// assert!((out.loss - 1.246563).abs() < 1e-5);
+/// # Ok::<(), metric_loss_core::LossError>(())
+/// ```
+///
+/// # Cost per call
+/// The `n x m` distance matrix, O(n·m) exponentials, and two `n x m x dims` matrix
+/// products for the gradient (cosine, inner product, euclidean distances; manhattan and
+/// snr pay O(dims) per pair). Memory: two `n x m` matrices in the workspace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultiSimilarityLoss {
+    distance: DistanceKind,
+    alpha: f64,
+    beta: f64,
+    epsilon: f64,
+    lmda: f64,
+    center: f64,
+    name: String,
+    reduction: Reduction,
+    remove_diagonal: bool,
+}
+
+impl Default for MultiSimilarityLoss {
+    fn default() -> Self {
+        MultiSimilarityLossConfig::default()
+            .build()
+            .expect("the default config is valid")
+    }
+}
+
+impl MultiSimilarityLoss {
+    /// The default arguments, to adjust and `build`.
+    pub fn builder() -> MultiSimilarityLossConfig {
+        MultiSimilarityLossConfig::default()
+    }
+
+    /// The loss's arguments (`get_config`).
+    pub fn config(&self) -> MultiSimilarityLossConfig {
+        MultiSimilarityLossConfig {
+            distance: self.distance.name().into(),
+            alpha: self.alpha,
+            beta: self.beta,
+            epsilon: self.epsilon,
+            lmda: self.lmda,
+            center: self.center,
+            name: self.name.clone(),
+            reduction: self.reduction.name().into(),
+            remove_diagonal: self.remove_diagonal,
+        }
+    }
+
+    /// The distance.
+    pub fn distance(&self) -> DistanceKind {
+        self.distance
+    }
+
+    fn run<T: Float>(
+        &self,
+        input: &LossInput<'_, T>,
+        workspace: &mut Workspace,
+        out: &mut LossOutput<T>,
+    ) -> Result<(), LossError> {
+        // Hyper-parameters meet the tensors in the embedding dtype; −β is formed in f64.
+        let alpha = T::from_f64(self.alpha);
+        let neg_beta = T::from_f64(-self.beta);
+        let beta = T::from_f64(self.beta);
+        let eps = T::from_f64(self.epsilon);
+        let (lmda, center) = (T::from_f64(self.lmda), T::from_f64(self.center));
+        let mut pos_w = Vec::new();
+        let mut neg_w = Vec::new();
+        run_dense(
+            input,
+            workspace,
+            out,
+            self.distance,
+            self.reduction,
+            self.remove_diagonal,
+            |row, grad| {
+                let (d, ctx) = (row.d, &row.ctx);
+                let mined = mine_row(d, ctx, PositiveStrategy::Hard, NegativeStrategy::Hard)
+                    .expect("distances are finite");
+                let mu = mined.negative - eps;
+                let nu = mined.positive + eps;
+                let kept_pos = |j: usize| ctx.is_positive(j) && d[j] > mu;
+                let kept_neg = |j: usize| ctx.is_negative(j) && d[j] < nu;
+                let m = d.len();
+                if !((0..m).any(kept_pos) && (0..m).any(kept_neg)) {
+                    return T::ZERO;
+                }
+                let shift = |j: usize| (d[j] + lmda) - center;
+                pos_w.clear();
+                pos_w.resize(m, T::ZERO);
+                neg_w.clear();
+                neg_w.resize(m, T::ZERO);
+                let pos_scores = (0..m).filter(|&j| kept_pos(j)).map(|j| (j, alpha * shift(j)));
+                let neg_scores = (0..m).filter(|&j| kept_neg(j)).map(|j| (j, neg_beta * shift(j)));
+                let lse_p = log1p_sum_exp(pos_scores, &mut pos_w);
+                let lse_n = log1p_sum_exp(neg_scores, &mut neg_w);
+                for ((g, p), q) in grad.iter_mut().zip(&pos_w).zip(&neg_w) {
+                    *g = *p - *q;
+                }
+                lse_p / alpha + lse_n / beta
+            },
+        )
+    }
+}
+
+impl_metric_loss!(MultiSimilarityLoss);

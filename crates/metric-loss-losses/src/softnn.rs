@@ -1,0 +1,252 @@
+//! `SoftNearestNeighborLoss`: the soft nearest-neighbour loss of Frosst, Papernot and
+//! Hinton (2019).
+
+use metric_loss_core::{Float, LossError, LossInput, LossOutput, Reduction, Workspace};
+use metric_loss_distances::DistanceKind;
+
+use crate::common::{exp_ftz, finite_nonzero, impl_metric_loss, run_dense};
+
+/// `SoftNearestNeighborLoss`'s arguments with TF Similarity 0.17.1's names and defaults.
+///
+/// | key | default | meaning |
+/// | --- | --- | --- |
+/// | `distance` | `"sql2"` (squared euclidean) | a distance name or alias |
+/// | `temperature` | 1.0 | T, finite and non-zero (negative values are accepted, as in TF) |
+/// | `name` | `"SoftNearestNeighborLoss"` | |
+/// | `reduction` | `"auto"` | |
+/// | `remove_diagonal` | `true` | TF's hidden keyword (only decides whether singletons count) |
+///
+/// ```
+/// use metric_loss_losses::SoftNearestNeighborLossConfig;
+/// let loss = SoftNearestNeighborLossConfig::default().temperature(0.5).build()?;
+/// assert_eq!(loss.config().distance, "squared_euclidean");
+/// assert!(SoftNearestNeighborLossConfig::default().temperature(0.0).build().is_err());
+/// # Ok::<(), metric_loss_core::LossError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct SoftNearestNeighborLossConfig {
+    /// A distance name or alias (default `"sql2"`).
+    pub distance: String,
+    /// The temperature T (default 1.0).
+    pub temperature: f64,
+    /// The loss's name (default `"SoftNearestNeighborLoss"`).
+    pub name: String,
+    /// Keras's reduction name (default `"auto"`).
+    pub reduction: String,
+    /// Whether the self-pair is removed from the positives (default `true`).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "crate::common::is_true"))]
+    pub remove_diagonal: bool,
+}
+
+impl Default for SoftNearestNeighborLossConfig {
+    fn default() -> Self {
+        Self {
+            distance: "sql2".into(),
+            temperature: 1.0,
+            name: "SoftNearestNeighborLoss".into(),
+            reduction: "auto".into(),
+            remove_diagonal: true,
+        }
+    }
+}
+
+impl SoftNearestNeighborLossConfig {
+    /// Sets `distance`.
+    pub fn distance(mut self, name: impl Into<String>) -> Self {
+        self.distance = name.into();
+        self
+    }
+
+    /// Sets `temperature`.
+    pub fn temperature(mut self, v: f64) -> Self {
+        self.temperature = v;
+        self
+    }
+
+    /// Sets `name`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets `reduction`.
+    pub fn reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction.name().into();
+        self
+    }
+
+    /// Sets `remove_diagonal`.
+    pub fn remove_diagonal(mut self, remove: bool) -> Self {
+        self.remove_diagonal = remove;
+        self
+    }
+
+    /// Validates the arguments.
+    ///
+    /// # Errors
+    /// [`LossError::UnknownDistance`], [`LossError::UnknownReduction`],
+    /// [`LossError::InvalidParameter`] for T = 0 (TF Similarity divides by it: NaN) or a
+    /// non-finite T.
+    pub fn build(&self) -> Result<SoftNearestNeighborLoss, LossError> {
+        Ok(SoftNearestNeighborLoss {
+            distance: DistanceKind::from_name(&self.distance)?,
+            temperature: finite_nonzero(
+                "temperature",
+                self.temperature,
+                "a finite, non-zero number (the distances are divided by it)",
+            )?,
+            name: self.name.clone(),
+            reduction: self.reduction.parse()?,
+            remove_diagonal: self.remove_diagonal,
+        })
+    }
+}
+
+/// TF Similarity's `SoftNearestNeighborLoss`.
+///
+/// # Formula
+/// With Eᵢⱼ = e^{−Dᵢⱼ/T} for j ≠ i (the self-pair is always left out), Aᵢ = Σⱼ Eᵢⱼ,
+/// Bᵢ = Σ_{j ∈ P} Eᵢⱼ and rᵢ = Bᵢ/Aᵢ:
+///
+/// ℓᵢ = −ln(10⁻⁹ + rᵢ) for an anchor with a positive, 0 otherwise.
+///
+/// ∂ℓᵢ/∂Dᵢⱼ = (Eᵢⱼ/T) / (10⁻⁹ + rᵢ) · (Pᵢⱼ/Aᵢ − Bᵢ/Aᵢ²), through
+/// [`metric_loss_core::Distance::dense_vjp`].
+///
+/// Like TF on CPU, e^x is flushed to 0 below the smallest normal number (x < −87.34 in
+/// f32). An anchor whose positive terms all underflow while others do not gets TF's cap
+/// −ln(10⁻⁹) ≈ 20.72, with zero gradient.
+///
+/// # Degenerate anchors
+/// - No positive: 0 (with `remove_diagonal = false` a singleton counts as having a
+///   positive, and gets the cap 20.72 as in TF).
+/// - One-class batch: rᵢ = 1, ℓᵢ = −ln(1 + 10⁻⁹) = −0.0 in f32.
+///
+/// # Differences from TF Similarity 0.17.1
+/// - **Fully underflowed rows.** When every e^{−Dᵢⱼ/T} of a row underflows (Aᵢ = 0) TF gives
+///   0/0 = NaN — for that anchor, even a singleton, and so for the batch loss and the whole
+///   gradient. Here such a row (or one whose sum overflows, T < 0) is recomputed with the
+///   exponentials shifted by the row's largest exponent, which leaves rᵢ and the gradient
+///   mathematically unchanged: the value is the finite, exact one.
+/// - **Batch of one** (no key besides the anchor): TF gives NaN; here ℓ = 0 with zero
+///   gradient.
+/// - T = 0 is rejected by `build` (TF: NaN); so is a non-finite T.
+/// - With separate keys (e.g. under [`crate::XBM`]) the loss works row-wise over the keys,
+///   the key (i, i) being the anchor itself when the keys start with the queries. TF fails
+///   (an n×n mask against an n×m matrix).
+///
+/// # Example
+/// ```
+/// use metric_loss_core::MetricLossExt;
+/// use metric_loss_losses::SoftNearestNeighborLoss;
+///
+/// let x = [1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
+/// let out = SoftNearestNeighborLoss::default().evaluate(&[0, 0, 1, 2], &x, 2)?;
+/// assert!((out.per_example[0] - 0.2332574).abs() < 1e-6);
+/// assert!((out.loss - 0.1909596).abs() < 1e-6);
+/// # Ok::<(), metric_loss_core::LossError>(())
+/// ```
+///
+/// # Cost per call
+/// As [`crate::MultiSimilarityLoss`]: the distance matrix, O(n·m) exponentials and two
+/// matrix products for the gradient; two `n x m` matrices of memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoftNearestNeighborLoss {
+    distance: DistanceKind,
+    temperature: f64,
+    name: String,
+    reduction: Reduction,
+    remove_diagonal: bool,
+}
+
+impl Default for SoftNearestNeighborLoss {
+    fn default() -> Self {
+        SoftNearestNeighborLossConfig::default()
+            .build()
+            .expect("the default config is valid")
+    }
+}
+
+impl SoftNearestNeighborLoss {
+    /// The default arguments, to adjust and `build`.
+    pub fn builder() -> SoftNearestNeighborLossConfig {
+        SoftNearestNeighborLossConfig::default()
+    }
+
+    /// The loss's arguments (`get_config`).
+    pub fn config(&self) -> SoftNearestNeighborLossConfig {
+        SoftNearestNeighborLossConfig {
+            distance: self.distance.name().into(),
+            temperature: self.temperature,
+            name: self.name.clone(),
+            reduction: self.reduction.name().into(),
+            remove_diagonal: self.remove_diagonal,
+        }
+    }
+
+    /// The distance.
+    pub fn distance(&self) -> DistanceKind {
+        self.distance
+    }
+
+    fn run<T: Float>(
+        &self,
+        input: &LossInput<'_, T>,
+        workspace: &mut Workspace,
+        out: &mut LossOutput<T>,
+    ) -> Result<(), LossError> {
+        let t = T::from_f64(self.temperature);
+        let tiny = T::from_f64(1e-9);
+        let mut e = Vec::new();
+        run_dense(
+            input,
+            workspace,
+            out,
+            self.distance,
+            self.reduction,
+            self.remove_diagonal,
+            |row, grad| {
+                let (d, ctx) = (row.d, &row.ctx);
+                let m = d.len();
+                let has_positive = (0..m).any(|j| ctx.is_positive(j));
+                let others = |j: &usize| Some(*j) != row.self_col;
+                e.clear();
+                e.resize(m, T::ZERO);
+                for j in (0..m).filter(others) {
+                    e[j] = exp_ftz(-d[j] / t);
+                }
+                let mut a: T = e.iter().copied().sum();
+                if !(a > T::ZERO && a.is_finite()) {
+                    // TF: 0/0 (or ∞/∞). The ratio is shift-invariant: shift by the largest
+                    // exponent of the row.
+                    let Some(c) = (0..m).filter(others).map(|j| -d[j] / t).reduce(T::max) else {
+                        return T::ZERO; // no key besides the anchor
+                    };
+                    for j in (0..m).filter(others) {
+                        e[j] = exp_ftz(-d[j] / t - c);
+                    }
+                    a = e.iter().copied().sum();
+                }
+                if !has_positive {
+                    return T::ZERO;
+                }
+                let b: T = (0..m).filter(|&j| ctx.is_positive(j)).map(|j| e[j]).sum();
+                let r = b / a;
+                let denom = tiny + r;
+                for (j, g) in grad.iter_mut().enumerate() {
+                    if e[j] != T::ZERO {
+                        // (Eᵢⱼ/T)/(1e-9 + r)·(Pᵢⱼ/A − B/A²), as (Eᵢⱼ/A)/T·(Pᵢⱼ − r)/(1e-9 + r):
+                        // A² would underflow for rows close to the edge.
+                        let p = if ctx.is_positive(j) { T::ONE } else { T::ZERO };
+                        *g = (e[j] / a) / t * (p - r) / denom;
+                    }
+                }
+                -denom.ln()
+            },
+        )
+    }
+}
+
+impl_metric_loss!(SoftNearestNeighborLoss);
