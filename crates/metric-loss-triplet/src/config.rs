@@ -195,3 +195,35 @@ impl<'de> serde::Deserialize<'de> for TripletLoss {
             .map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_config_round_trips() {
+        let configs = [
+            TripletLossConfig::default(),
+            TripletLossConfig::default().soft_margin(true),
+            TripletLossConfig {
+                margin: None,
+                ..TripletLossConfig::default()
+            },
+            TripletLossConfig::default()
+                .distance("SQL2")
+                .positive_mining_strategy("easy")
+                .negative_mining_strategy("hard")
+                .margin(-0.5)
+                .name("mine")
+                .reduction(Reduction::Sum)
+                .exclude_degenerate_anchors(true),
+            TripletLossConfig::default()
+                .soft_margin(true)
+                .stable_soft_margin(true),
+        ];
+        for config in configs {
+            let loss = config.build().unwrap();
+            assert_eq!(loss.config().build().unwrap(), loss, "{config:?}");
+        }
+    }
+}
