@@ -1,5 +1,6 @@
 //! Project automation. Run `cargo xtask help`.
 
+mod ci;
 mod conformance;
 
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ const HELP: &str = "\
 cargo xtask <command>
 
 commands:
+  ci                      run .ci/run: fmt, clippy (warnings denied), the tests, conformance
   conformance [FILE...]   run TF Similarity fixture files (default: the vendored ones);
                           ends with `conformance: N passed, M failed, K skipped`
   help                    this text
@@ -20,6 +22,7 @@ fn main() -> ExitCode {
         None => ("help", &[][..]),
     };
     let result = match command {
+        "ci" => ci::run(rest),
         "conformance" => conformance::run(rest),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

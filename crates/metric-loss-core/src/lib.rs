@@ -20,7 +20,7 @@
 //!   caps the thread count.
 //!
 //! # Supported Rust versions
-//! The minimum supported Rust version is 1.85. Raising it is a minor-version change.
+//! The minimum supported Rust version is 1.89 (nalgebra 0.35 requires it). Raising it is a minor-version change.
 
 mod distance;
 mod embeddings;

@@ -30,7 +30,7 @@
 //! - `serde` (default): `Serialize` / `Deserialize` for [`TripletLossConfig`].
 //!
 //! # Supported Rust versions
-//! 1.85 or newer.
+//! 1.89 or newer (nalgebra 0.35 requires it).
 
 mod config;
 mod loss;
