@@ -154,7 +154,12 @@ fn differences<T: Float>(
 /// Calls `f(i, j, g)` for every entry whose clamp is active (written as `-0.0` by
 /// `Distance::matrix`, exactly the entries `pair_vjp` blocks) and whose upstream gradient
 /// is not zero.
-fn for_each_clamped<T: Float>(dist: &[T], dist_grad: &[T], m: usize, mut f: impl FnMut(usize, usize, T)) {
+fn for_each_clamped<T: Float>(
+    dist: &[T],
+    dist_grad: &[T],
+    m: usize,
+    mut f: impl FnMut(usize, usize, T),
+) {
     for (at, (d, g)) in dist.iter().zip(dist_grad).enumerate() {
         if *d == T::ZERO && d.is_sign_negative() && *g != T::ZERO {
             f(at / m, at % m, *g);

@@ -38,7 +38,10 @@ pub struct CircleLossConfig {
     /// Keras's reduction name (default `"auto"`).
     pub reduction: String,
     /// Whether the self-pair is removed from the positives (default `true`).
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "crate::common::is_true"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "crate::common::is_true")
+    )]
     pub remove_diagonal: bool,
 }
 
@@ -221,12 +224,20 @@ impl CircleLoss {
                     let dj = d[j];
                     if ctx.is_positive(j) {
                         let t = o_pos + dj;
-                        let (a, da) = if t >= T::ZERO { (t, T::ONE) } else { (T::ZERO, T::ZERO) };
+                        let (a, da) = if t >= T::ZERO {
+                            (t, T::ONE)
+                        } else {
+                            (T::ZERO, T::ZERO)
+                        };
                         let s = (-gamma * a) * (delta_pos - dj);
                         (s, -gamma * (da * (delta_pos - dj) - a))
                     } else if ctx.is_negative(j) {
                         let t = o_neg - dj;
-                        let (a, da) = if t >= T::ZERO { (t, -T::ONE) } else { (T::ZERO, T::ZERO) };
+                        let (a, da) = if t >= T::ZERO {
+                            (t, -T::ONE)
+                        } else {
+                            (T::ZERO, T::ZERO)
+                        };
                         let s = (gamma * a) * (delta_neg - dj);
                         (s, gamma * (da * (delta_neg - dj) - a))
                     } else {

@@ -204,7 +204,10 @@ fn constructor_args(case: &Value) -> Map<String, Value> {
         Some(Value::Object(kw)) => kw.clone(),
         _ => case["config"].as_object().cloned().unwrap_or_default(),
     };
-    strip(&mut args, case["config"]["class_name"].as_str() == Some("PNLoss"));
+    strip(
+        &mut args,
+        case["config"]["class_name"].as_str() == Some("PNLoss"),
+    );
     args
 }
 
@@ -227,11 +230,15 @@ fn build(case: &Value) -> Result<Box<dyn MetricLoss>, String> {
     let e = |e: LossError| e.to_string();
     Ok(match class {
         "PNLoss" => Box::new(de::<PNLossConfig>(args)?.build().map_err(e)?),
-        "MultiSimilarityLoss" => Box::new(de::<MultiSimilarityLossConfig>(args)?.build().map_err(e)?),
-        "CircleLoss" => Box::new(de::<CircleLossConfig>(args)?.build().map_err(e)?),
-        "SoftNearestNeighborLoss" => {
-            Box::new(de::<SoftNearestNeighborLossConfig>(args)?.build().map_err(e)?)
+        "MultiSimilarityLoss" => {
+            Box::new(de::<MultiSimilarityLossConfig>(args)?.build().map_err(e)?)
         }
+        "CircleLoss" => Box::new(de::<CircleLossConfig>(args)?.build().map_err(e)?),
+        "SoftNearestNeighborLoss" => Box::new(
+            de::<SoftNearestNeighborLossConfig>(args)?
+                .build()
+                .map_err(e)?,
+        ),
         "XBM" => {
             let mut args = args;
             if let Some(Value::Object(inner)) = args.get_mut("loss") {
@@ -270,7 +277,11 @@ fn f32s(v: &Value) -> Vec<f32> {
 
 fn indices(v: &Value) -> Vec<usize> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_u64().map(|x| x as usize)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_u64().map(|x| x as usize))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -282,7 +293,7 @@ fn call(rec: &Value, loss: &dyn MetricLoss) -> Result<LossOutput<f32>, LossError
         .unwrap_or_default();
     let x = f32s(&rec["embeddings"]);
     let dims = rec["shape"][1].as_u64().unwrap_or(0) as usize;
-    let rows = if dims == 0 { 0 } else { x.len() / dims };
+    let rows = x.len().checked_div(dims).unwrap_or(0);
     let weights = if rec["sample_weight"].is_null() {
         None
     } else {
@@ -372,7 +383,9 @@ fn verdict(rec: &Value, out: &LossOutput<f32>, circle: bool) -> Result<Outcome, 
         let agree = want
             .iter()
             .zip(&out.per_example)
-            .filter(|(w, g)| w.is_finite() && (f64::from(**g) - *w).abs() <= PER_EXAMPLE * (1.0 + w.abs()))
+            .filter(|(w, g)| {
+                w.is_finite() && (f64::from(**g) - *w).abs() <= PER_EXAMPLE * (1.0 + w.abs())
+            })
             .count();
         let finite = want.iter().filter(|w| w.is_finite()).count();
         let non_finite: Vec<usize> = (0..want.len()).filter(|i| !want[*i].is_finite()).collect();

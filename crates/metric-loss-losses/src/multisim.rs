@@ -51,7 +51,10 @@ pub struct MultiSimilarityLossConfig {
     /// Keras's reduction name (default `"auto"`).
     pub reduction: String,
     /// Whether the self-pair is removed from the positives (default `true`).
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "crate::common::is_true"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "crate::common::is_true")
+    )]
     pub remove_diagonal: bool,
 }
 
@@ -137,8 +140,16 @@ impl MultiSimilarityLossConfig {
         let reduction: Reduction = self.reduction.parse()?;
         Ok(MultiSimilarityLoss {
             distance,
-            alpha: finite_nonzero("alpha", self.alpha, "a finite, non-zero number (the loss divides by it)")?,
-            beta: finite_nonzero("beta", self.beta, "a finite, non-zero number (the loss divides by it)")?,
+            alpha: finite_nonzero(
+                "alpha",
+                self.alpha,
+                "a finite, non-zero number (the loss divides by it)",
+            )?,
+            beta: finite_nonzero(
+                "beta",
+                self.beta,
+                "a finite, non-zero number (the loss divides by it)",
+            )?,
             epsilon: finite("epsilon", self.epsilon)?,
             lmda: finite("lmda", self.lmda)?,
             center: finite("center", self.center)?,
@@ -279,8 +290,12 @@ impl MultiSimilarityLoss {
                 pos_w.resize(m, T::ZERO);
                 neg_w.clear();
                 neg_w.resize(m, T::ZERO);
-                let pos_scores = (0..m).filter(|&j| kept_pos(j)).map(|j| (j, alpha * shift(j)));
-                let neg_scores = (0..m).filter(|&j| kept_neg(j)).map(|j| (j, neg_beta * shift(j)));
+                let pos_scores = (0..m)
+                    .filter(|&j| kept_pos(j))
+                    .map(|j| (j, alpha * shift(j)));
+                let neg_scores = (0..m)
+                    .filter(|&j| kept_neg(j))
+                    .map(|j| (j, neg_beta * shift(j)));
                 let lse_p = log1p_sum_exp(pos_scores, &mut pos_w);
                 let lse_n = log1p_sum_exp(neg_scores, &mut neg_w);
                 for ((g, p), q) in grad.iter_mut().zip(&pos_w).zip(&neg_w) {

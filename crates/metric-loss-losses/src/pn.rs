@@ -48,7 +48,10 @@ pub struct PNLossConfig {
     /// Keras's reduction name (default `"auto"`).
     pub reduction: String,
     /// Whether the self-pair is removed from the positives (default `true`).
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "crate::common::is_true"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "crate::common::is_true")
+    )]
     pub remove_diagonal: bool,
 }
 
@@ -296,8 +299,13 @@ impl PNLoss {
                 scratch.distances[a * m + b]
             } else {
                 let mut r = [T::ZERO];
-                self.distance
-                    .matrix(key_row(k, a), key_row(k, b), false, &mut scratch.row_stats, &mut r)?;
+                self.distance.matrix(
+                    key_row(k, a),
+                    key_row(k, b),
+                    false,
+                    &mut scratch.row_stats,
+                    &mut r,
+                )?;
                 r[0]
             };
             if !r.is_finite() {

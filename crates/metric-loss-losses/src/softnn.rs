@@ -36,7 +36,10 @@ pub struct SoftNearestNeighborLossConfig {
     /// Keras's reduction name (default `"auto"`).
     pub reduction: String,
     /// Whether the self-pair is removed from the positives (default `true`).
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "crate::common::is_true"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "crate::common::is_true")
+    )]
     pub remove_diagonal: bool,
 }
 

@@ -3,8 +3,8 @@
 use std::sync::{Mutex, MutexGuard};
 
 use metric_loss_core::{
-    reduce, Batch, Embeddings, Float, LossError, LossInput, LossOutput, MetricLoss,
-    MetricLossExt, Reduction, Workspace,
+    reduce, Batch, Embeddings, Float, LossError, LossInput, LossOutput, MetricLoss, MetricLossExt,
+    Reduction, Workspace,
 };
 use metric_loss_triplet::TripletLossConfig;
 

@@ -49,7 +49,12 @@ struct Case<'a> {
     dims: usize,
 }
 
-fn evaluate(loss: &dyn MetricLoss, c: &Case<'_>, x: &[f64], k: Option<&[f64]>) -> (f64, Vec<f64>, Vec<f64>) {
+fn evaluate(
+    loss: &dyn MetricLoss,
+    c: &Case<'_>,
+    x: &[f64],
+    k: Option<&[f64]>,
+) -> (f64, Vec<f64>, Vec<f64>) {
     let n = c.labels.len();
     let q = Batch::new(c.labels, Embeddings::from_row_major(x, n, c.dims).unwrap()).unwrap();
     let mut input = LossInput::new(q);
@@ -116,7 +121,12 @@ fn losses(distance: &str) -> Vec<Box<dyn MetricLoss>> {
                 .build()
                 .unwrap(),
         ),
-        Box::new(CircleLossConfig::default().distance(distance).build().unwrap()),
+        Box::new(
+            CircleLossConfig::default()
+                .distance(distance)
+                .build()
+                .unwrap(),
+        ),
         Box::new(
             CircleLossConfig::default()
                 .distance(distance)
@@ -161,7 +171,13 @@ fn every_loss_and_distance_on_random_batches() {
         for loss in losses(distance) {
             check(
                 loss.as_ref(),
-                &Case { labels: &LABELS, x: x.clone(), keys: None, weights: None, dims },
+                &Case {
+                    labels: &LABELS,
+                    x: x.clone(),
+                    keys: None,
+                    weights: None,
+                    dims,
+                },
             );
             check(
                 loss.as_ref(),
@@ -184,8 +200,17 @@ fn soft_nn_rows_recomputed_after_underflow() {
     let dims = 4;
     let mut rng = Rng(5);
     let x = rng.matrix(LABELS.len(), dims, 40.0);
-    let loss = SoftNearestNeighborLossConfig::default().temperature(0.5).build().unwrap();
-    let c = Case { labels: &LABELS, x, keys: None, weights: None, dims };
+    let loss = SoftNearestNeighborLossConfig::default()
+        .temperature(0.5)
+        .build()
+        .unwrap();
+    let c = Case {
+        labels: &LABELS,
+        x,
+        keys: None,
+        weights: None,
+        dims,
+    };
     let (value, _, _) = evaluate(&loss, &c, &c.x, None);
     assert!(value.is_finite());
     check(&loss, &c);
@@ -199,9 +224,20 @@ fn xbm_gradient_is_the_batch_gradient_with_memory_detached() {
     let second = rng.matrix(6, dims, 1.0);
     let (l1, l2) = ([0i64, 1, 2, 0, 1, 2], [2i64, 0, 1, 1, 3, 0]);
     for wrapped in [
-        Box::new(TripletLossConfig::default().distance("l2").margin(1.0).build().unwrap())
-            as Box<dyn MetricLoss>,
-        Box::new(MultiSimilarityLossConfig::default().distance("sql2").center(2.0).build().unwrap()),
+        Box::new(
+            TripletLossConfig::default()
+                .distance("l2")
+                .margin(1.0)
+                .build()
+                .unwrap(),
+        ) as Box<dyn MetricLoss>,
+        Box::new(
+            MultiSimilarityLossConfig::default()
+                .distance("sql2")
+                .center(2.0)
+                .build()
+                .unwrap(),
+        ),
         Box::new(PNLossConfig::default().distance("l1").build().unwrap()),
         Box::new(SoftNearestNeighborLossConfig::default().build().unwrap()),
     ] {
