@@ -1,0 +1,277 @@
+//! Read any registered metric loss — [`TripletLoss`] or your own — from a JSON, TOML or
+//! YAML config file, and write its config back.
+//!
+//! A config has Keras's shape: the class name and the constructor arguments.
+//!
+//! ```toml
+//! class_name = "TripletLoss"
+//!
+//! [config]
+//! distance = "cosine"                     # a name, an alias ("l2") or a class name
+//! positive_mining_strategy = "hard"       # "easy" | "hard"
+//! negative_mining_strategy = "semi-hard"  # "easy" | "hard" | "semi-hard"
+//! margin = 1.0
+//! ```
+//!
+//! ```
+//! use metric_loss_core::MetricLossExt;
+//! use metric_loss_registry::{from_str, Format};
+//!
+//! let loss = from_str(r#"{"class_name": "TripletLoss", "config": {"margin": 0.5}}"#, Format::Json)?;
+//! let out = loss.evaluate(&[0, 0, 1, 1], &[1.0f64, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8], 2)?;
+//! assert!(out.loss.is_finite());
+//! // get_config gives the Keras-shaped value back, every key filled in.
+//! let config = loss.get_config()?;
+//! assert_eq!(config["config"]["negative_mining_strategy"], "semi-hard");
+//! println!("{}", loss.to_config_string(Format::Yaml)?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Entry points: [`load`] (a file, format from its extension), [`from_str`] (text and a
+//! [`Format`]), [`from_value`] (an already-parsed `serde_json::Value`), [`read_config`]
+//! (the value of a file, unbuilt). Back: [`RegisteredLoss::get_config`],
+//! [`RegisteredLoss::to_config_string`], [`RegisteredLoss::save`] (and the same through
+//! [`ConfigExt`] on a concrete loss). Names: [`registered_names`], [`catalog`] (losses,
+//! distances with their aliases, strategies, reductions), [`duplicate_names`].
+//!
+//! # Config keys
+//! Inside `config`, the keys are TF Similarity's (for `TripletLoss`: `distance`,
+//! `positive_mining_strategy`, `negative_mining_strategy`, `soft_margin`, `margin`, `name`,
+//! `reduction` with Keras's values `auto` / `sum_over_batch_size` / `sum` / `none`), plus
+//! this project's `exclude_degenerate_anchors` and `stable_soft_margin`. Missing keys take
+//! the defaults; unknown keys are an error naming the key.
+//!
+//! Configs written by TF Similarity are read as they are: `margin: null` is the soft
+//! margin; `distance` may be a Keras object (`{"class_name": "CosineDistance", "config":
+//! {...}}`, the object becomes its class name); the class name may be the registered
+//! `"Similarity>TripletLoss"`; TF 2.13's extra top-level `module` and `registered_name`
+//! keys are ignored.
+//!
+//! # Errors
+//! Bad input is a [`RegistryError`], never a panic: unknown class name (listing the
+//! registered ones), unknown key (named), missing key, wrong value type, invalid value
+//! (wrapping the loss's [`LossError`]), non-finite number, syntax error (with line and
+//! column), empty or missing file (naming it), file larger than [`MAX_CONFIG_BYTES`].
+//!
+//! # Registering your own loss
+//! Implement [`MetricLoss`] (see its docs), derive `Serialize` and `Deserialize` for the
+//! config, and register the type with typetag under its class name. It is then read and
+//! written like the built-in losses, through the same calls:
+//!
+//! ```
+//! use metric_loss_core::{LossError, LossInput, LossOutput, MetricLoss, MetricLossExt, Workspace};
+//! use metric_loss_registry::{from_str, Format, RegisteredLoss};
+//!
+//! #[derive(Debug, serde::Serialize, serde::Deserialize)]
+//! #[serde(default, deny_unknown_fields)]
+//! struct Zero { name: String }
+//!
+//! impl Default for Zero {
+//!     fn default() -> Self { Zero { name: "zero".into() } }
+//! }
+//!
+//! impl MetricLoss for Zero {
+//!     fn name(&self) -> &str { &self.name }
+//!     fn compute_f32(&self, i: &LossInput<'_, f32>, _: &mut Workspace, o: &mut LossOutput<f32>)
+//!         -> Result<(), LossError> {
+//!         let x = i.queries().embeddings();
+//!         o.reset(x.rows(), 0, x.cols(), i.wants_gradient());
+//!         Ok(())
+//!     }
+//!     fn compute_f64(&self, i: &LossInput<'_, f64>, _: &mut Workspace, o: &mut LossOutput<f64>)
+//!         -> Result<(), LossError> {
+//!         let x = i.queries().embeddings();
+//!         o.reset(x.rows(), 0, x.cols(), i.wants_gradient());
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[typetag::serde(name = "Zero")]
+//! impl RegisteredLoss for Zero {}
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let loss = from_str("class_name: Zero\nconfig: {name: nothing}\n", Format::Yaml)?;
+//!     assert_eq!(loss.name(), "nothing");
+//!     assert_eq!(loss.evaluate(&[0, 1], &[1.0f32, 2.0], 1)?.loss, 0.0);
+//!     assert!(metric_loss_registry::registered_names().contains(&"Zero"));
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Validate in `Deserialize` (for example with `#[serde(try_from = "MyConfig")]`) so that a
+//! bad config is an error, and report a [`LossError`] through [`invalid_config`] to keep it
+//! typed in [`RegistryError::InvalidValue`].
+//!
+//! ## Registering a loss from another crate: the linker trap
+//! typetag collects registrations with `inventory`, at program start, from every crate
+//! *linked* into the binary. Cargo passes each dependency to rustc, but rustc links a
+//! crate only when the code names it: a binary that depends on `my-losses` only to read
+//! `class_name = "MyLoss"` from a config file, and never mentions `my_losses`, does not
+//! contain the registration, and loading fails with [`RegistryError::UnknownClass`]. (The
+//! test `tests/unlinked.rs` shows exactly this.)
+//!
+//! The fix is to name the crate once, anywhere in the binary:
+//!
+//! ```ignore
+//! metric_loss_registry::link!(my_losses);   // i.e. `use my_losses as _;`
+//! ```
+//!
+//! or to call any of its functions (a `my_losses::register()` that does nothing is a
+//! common convention). The workspace's test crate `metric-loss-registry-testloss` is
+//! loaded that way in `tests/separate_crate.rs`.
+//!
+//! # Why these format crates
+//! JSON uses `serde_json` and TOML the `toml` crate (v1). YAML uses `serde_norway`, the
+//! maintained fork of `serde_yaml`: `serde_yaml` is deprecated and unmaintained, and the
+//! other fork, `serde_yml`, has a security advisory (RUSTSEC-2025-0068). All three parse
+//! into one Keras-shaped `serde_json::Value`, so every format accepts exactly the same
+//! configs. Input is bounded: a config larger than [`MAX_CONFIG_BYTES`] (1 MiB) is refused
+//! before parsing.
+//!
+//! # Feature flags
+//! - `toml` (default): TOML configs, through the `toml` crate.
+//! - `yaml` (default): YAML configs, through `serde_norway`.
+//!
+//! JSON is always available. Without a format's feature, reading or writing it is a
+//! [`RegistryError`] naming the feature.
+//!
+//! # Supported Rust versions
+//! The minimum supported Rust version is 1.85. Raising it is a minor-version change.
+
+mod de;
+mod error;
+mod format;
+mod load;
+mod names;
+
+use metric_loss_core::{LossError, LossInput, LossOutput, MetricLoss, Reduction, Workspace};
+use metric_loss_triplet::TripletLoss;
+
+pub use error::RegistryError;
+pub use format::Format;
+pub use load::{
+    duplicate_names, from_str, from_value, invalid_config, load, read_config, registered_names,
+    KERAS_PACKAGE_PREFIX, MAX_CONFIG_BYTES,
+};
+pub use names::{catalog, Catalog, DistanceNames};
+
+/// typetag, re-exported so that `#[typetag::serde]` works through
+/// `use metric_loss_registry::typetag;` (adding `typetag` to your dependencies works too).
+pub use typetag;
+
+/// A [`MetricLoss`] that can be read from and written to a config file.
+///
+/// Its serialised form is Keras's: `{"class_name": <registered name>, "config": <the
+/// loss's fields>}`. Register a type with `#[typetag::serde(name = "ClassName")] impl
+/// RegisteredLoss for MyLoss {}`; the type must implement `Serialize` and `Deserialize` (as
+/// its config). See the crate docs for an example and for the linker trap.
+///
+/// Besides the [`MetricLoss`] methods, `dyn RegisteredLoss` has
+/// [`get_config`](RegisteredLoss::get_config),
+/// [`to_config_string`](RegisteredLoss::to_config_string), [`save`](RegisteredLoss::save)
+/// and [`into_metric_loss`](RegisteredLoss::into_metric_loss).
+#[typetag::serde(tag = "class_name", content = "config")]
+pub trait RegisteredLoss: MetricLoss {}
+
+/// TF Similarity's `TripletLoss`, under the class name `"TripletLoss"`; its config is
+/// [`metric_loss_triplet::TripletLossConfig`], validated by `TripletLossConfig::build`.
+#[typetag::serde(name = "TripletLoss")]
+impl RegisteredLoss for TripletLoss {}
+
+impl dyn RegisteredLoss {
+    /// The loss as a plain `Box<dyn MetricLoss>` (trait upcasting needs Rust 1.86; this
+    /// works on 1.85).
+    pub fn into_metric_loss(self: Box<Self>) -> Box<dyn MetricLoss> {
+        Box::new(self)
+    }
+}
+
+impl MetricLoss for Box<dyn RegisteredLoss> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn compute_f32(
+        &self,
+        input: &LossInput<'_, f32>,
+        workspace: &mut Workspace,
+        out: &mut LossOutput<f32>,
+    ) -> Result<(), LossError> {
+        (**self).compute_f32(input, workspace, out)
+    }
+
+    fn compute_f64(
+        &self,
+        input: &LossInput<'_, f64>,
+        workspace: &mut Workspace,
+        out: &mut LossOutput<f64>,
+    ) -> Result<(), LossError> {
+        (**self).compute_f64(input, workspace, out)
+    }
+
+    fn reduction(&self) -> Reduction {
+        (**self).reduction()
+    }
+
+    fn reset_state(&self) {
+        (**self).reset_state();
+    }
+}
+
+/// `get_config` and friends on a concrete registered loss (the same methods exist on
+/// `dyn RegisteredLoss`).
+///
+/// ```
+/// use metric_loss_registry::ConfigExt;
+/// use metric_loss_triplet::TripletLoss;
+/// let loss = TripletLoss::builder().distance("l2").build()?;
+/// let config = loss.get_config()?;
+/// assert_eq!(config["class_name"], "TripletLoss");
+/// assert_eq!(config["config"]["distance"], "euclidean");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait ConfigExt: RegisteredLoss + Sized + 'static {
+    /// See [`RegisteredLoss::get_config`].
+    ///
+    /// # Errors
+    /// [`RegistryError::Write`].
+    fn get_config(&self) -> Result<serde_json::Value, RegistryError> {
+        (self as &dyn RegisteredLoss).get_config()
+    }
+
+    /// See [`RegisteredLoss::to_config_string`].
+    ///
+    /// # Errors
+    /// [`RegistryError::Write`].
+    fn to_config_string(&self, format: Format) -> Result<String, RegistryError> {
+        (self as &dyn RegisteredLoss).to_config_string(format)
+    }
+
+    /// See [`RegisteredLoss::save`].
+    ///
+    /// # Errors
+    /// [`RegistryError::UnknownFormat`], [`RegistryError::Write`], [`RegistryError::Io`].
+    fn save(&self, path: impl AsRef<std::path::Path>) -> Result<(), RegistryError> {
+        (self as &dyn RegisteredLoss).save(path)
+    }
+}
+
+impl<L: RegisteredLoss + 'static> ConfigExt for L {}
+
+/// Makes sure the losses registered in other crates are linked into this binary (see
+/// "the linker trap" in the crate docs): `link!(my_losses, other_losses);` expands to
+/// `use my_losses as _;` for each crate.
+///
+/// ```
+/// metric_loss_registry::link!(metric_loss_triplet);
+/// assert!(metric_loss_registry::registered_names().contains(&"TripletLoss"));
+/// ```
+#[macro_export]
+macro_rules! link {
+    ($($krate:ident),+ $(,)?) => {
+        $(
+            #[allow(unused_imports)]
+            use $krate as _;
+        )+
+    };
+}

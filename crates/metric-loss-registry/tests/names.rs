@@ -1,0 +1,49 @@
+//! The registered-name list: what this build registers, without duplicates.
+
+use metric_loss_registry::{catalog, duplicate_names, registered_names};
+
+#[test]
+fn this_crate_registers_exactly_triplet_loss_once() {
+    // This test binary names no other loss crate, so only the built-in losses are here.
+    // A new built-in loss must be added to this list; a name registered twice would show
+    // in `duplicate_names` and fail below.
+    assert_eq!(registered_names(), vec!["TripletLoss"]);
+    assert!(duplicate_names().is_empty(), "{:?}", duplicate_names());
+}
+
+#[test]
+fn catalog_lists_every_name() {
+    let c = catalog();
+    assert_eq!(c.losses, registered_names());
+    let names: Vec<&str> = c.distances.iter().map(|d| d.name).collect();
+    assert_eq!(
+        names,
+        [
+            "cosine",
+            "inner_product",
+            "euclidean",
+            "squared_euclidean",
+            "manhattan",
+            "snr"
+        ]
+    );
+    let euclidean = c.distances.iter().find(|d| d.name == "euclidean").unwrap();
+    assert_eq!(euclidean.aliases, &["l2", "pythagorean"]);
+    assert_eq!(euclidean.class_name, "EuclideanDistance");
+    assert_eq!(c.positive_mining_strategies, &["easy", "hard"]);
+    assert_eq!(c.negative_mining_strategies, &["easy", "hard", "semi-hard"]);
+    assert_eq!(
+        c.reductions,
+        &["auto", "sum_over_batch_size", "sum", "none"]
+    );
+    let text = c.to_string();
+    for needle in [
+        "TripletLoss",
+        "sqeuclidean",
+        "semi-hard",
+        "sum_over_batch_size",
+        "SNRDistance",
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+}
