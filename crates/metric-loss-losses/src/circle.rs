@@ -116,6 +116,10 @@ impl CircleLossConfig {
 /// TF Similarity's `CircleLoss`: the circle loss in the paper's similarity form with
 /// s = 1 − D.
 ///
+/// # Arguments
+/// See [`CircleLossConfig`] (TF Similarity's names and defaults); `Default` is TF's defaults and
+/// `config()` gives the arguments back.
+///
 /// # Formula
 /// With m the margin (constants formed in f64, then rounded to the embedding dtype):
 /// - α⁺ᵢⱼ = max(m + Dᵢⱼ, 0) for positives, α⁻ᵢⱼ = max((1 + m) − Dᵢⱼ, 0) for negatives;
@@ -202,9 +206,6 @@ impl CircleLoss {
         let o_neg = T::from_f64(1.0 + self.margin);
         let delta_pos = T::from_f64(self.margin);
         let delta_neg = T::from_f64(1.0 - self.margin);
-        let mut pos_w = Vec::new();
-        let mut neg_w = Vec::new();
-        let mut slopes = Vec::new();
         run_dense(
             input,
             workspace,
@@ -212,17 +213,16 @@ impl CircleLoss {
             self.distance,
             self.reduction,
             self.remove_diagonal,
-            |row, grad| {
+            |row, grad, buf| {
                 let (d, ctx) = (row.d, &row.ctx);
                 let m = d.len();
                 if !((0..m).any(|j| ctx.is_positive(j)) && (0..m).any(|j| ctx.is_negative(j))) {
                     return T::ZERO;
                 }
-                // (score, ∂score/∂D) per entry.
-                slopes.clear();
-                slopes.extend((0..m).map(|j| {
-                    let dj = d[j];
-                    if ctx.is_positive(j) {
+                // Scores in `c`, ∂score/∂D in `d`; softmax weights in `a` (P) and `b` (N).
+                buf.reset(m);
+                for (j, &dj) in d.iter().enumerate() {
+                    let (s, slope) = if ctx.is_positive(j) {
                         let t = o_pos + dj;
                         let (a, da) = if t >= T::ZERO {
                             (t, T::ONE)
@@ -242,18 +242,20 @@ impl CircleLoss {
                         (s, gamma * (da * (delta_neg - dj) - a))
                     } else {
                         (T::ZERO, T::ZERO)
-                    }
-                }));
-                pos_w.clear();
-                pos_w.resize(m, T::ZERO);
-                neg_w.clear();
-                neg_w.resize(m, T::ZERO);
-                let sl = &slopes;
-                let pos = (0..m).filter(|&j| ctx.is_positive(j)).map(|j| (j, sl[j].0));
-                let neg = (0..m).filter(|&j| ctx.is_negative(j)).map(|j| (j, sl[j].0));
-                let value = log1p_sum_exp(pos, &mut pos_w) + log1p_sum_exp(neg, &mut neg_w);
+                    };
+                    buf.c[j] = s;
+                    buf.d[j] = slope;
+                }
+                let scores = &buf.c;
+                let pos = (0..m)
+                    .filter(|&j| ctx.is_positive(j))
+                    .map(|j| (j, scores[j]));
+                let neg = (0..m)
+                    .filter(|&j| ctx.is_negative(j))
+                    .map(|j| (j, scores[j]));
+                let value = log1p_sum_exp(pos, &mut buf.a) + log1p_sum_exp(neg, &mut buf.b);
                 for (j, g) in grad.iter_mut().enumerate() {
-                    *g = (pos_w[j] + neg_w[j]) * slopes[j].1;
+                    *g = (buf.a[j] + buf.b[j]) * buf.d[j];
                 }
                 value
             },

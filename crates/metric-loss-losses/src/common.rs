@@ -108,6 +108,26 @@ pub(crate) struct RowView<'a, T> {
     pub(crate) self_col: Option<usize>,
 }
 
+/// Per-row buffers of the dense losses (each loss uses what it needs), reused across rows
+/// and calls.
+#[derive(Debug, Default)]
+pub(crate) struct RowScratch<T> {
+    pub(crate) a: Vec<T>,
+    pub(crate) b: Vec<T>,
+    pub(crate) c: Vec<T>,
+    pub(crate) d: Vec<T>,
+}
+
+impl<T: Float> RowScratch<T> {
+    /// Zeroes `a`, `b`, `c` and `d` to length `m`.
+    pub(crate) fn reset(&mut self, m: usize) {
+        for v in [&mut self.a, &mut self.b, &mut self.c, &mut self.d] {
+            v.clear();
+            v.resize(m, T::ZERO);
+        }
+    }
+}
+
 /// Scratch of the dense losses, kept in the [`Workspace`].
 #[derive(Debug, Default)]
 struct DenseScratch<T> {
@@ -115,10 +135,11 @@ struct DenseScratch<T> {
     row_stats: Vec<T>,
     dist_grad: Vec<T>,
     key_grad: Vec<T>,
+    rows: RowScratch<T>,
 }
 
-/// The dense losses' driver: validates, fills D (`n x m`), calls `row(view, grad_row)` for
-/// each anchor (returning ℓᵢ and writing ∂ℓᵢ/∂Dᵢ· into `grad_row`, zeroed beforehand),
+/// The dense losses' driver: validates, fills D (`n x m`), calls
+/// `row(view, grad_row, scratch)` for each anchor (returning ℓᵢ and writing ∂ℓᵢ/∂Dᵢ· into `grad_row`, zeroed beforehand),
 /// reduces, scales each gradient row by wᵢ times the reduction's factor and pushes the
 /// whole matrix through [`Distance::dense_vjp`].
 pub(crate) fn run_dense<T: Float>(
@@ -128,7 +149,7 @@ pub(crate) fn run_dense<T: Float>(
     distance: DistanceKind,
     reduction: Reduction,
     remove_diagonal: bool,
-    mut row: impl FnMut(&RowView<'_, T>, &mut [T]) -> T,
+    mut row: impl FnMut(&RowView<'_, T>, &mut [T], &mut RowScratch<T>) -> T,
 ) -> Result<(), LossError> {
     input.validate()?;
     let (queries, keys) = (input.queries(), input.keys());
@@ -168,7 +189,11 @@ pub(crate) fn run_dense<T: Float>(
             },
             self_col: (self_rule && i < m).then_some(i),
         };
-        out.per_example[i] = row(&view, &mut scratch.dist_grad[i * m..(i + 1) * m]);
+        out.per_example[i] = row(
+            &view,
+            &mut scratch.dist_grad[i * m..(i + 1) * m],
+            &mut scratch.rows,
+        );
     }
     out.loss = reduce(&out.per_example, &input.sample_weight(), reduction);
     if !gradient {

@@ -44,6 +44,15 @@
 //!
 //! Every non-finite hyper-parameter is a build error.
 //!
+//! # Configs and class names
+//! | Keras class name | config (serde, `deny_unknown_fields`) | built loss |
+//! | --- | --- | --- |
+//! | `PNLoss` | [`PNLossConfig`] | [`PNLoss`] |
+//! | `MultiSimilarityLoss` | [`MultiSimilarityLossConfig`] | [`MultiSimilarityLoss`] |
+//! | `CircleLoss` | [`CircleLossConfig`] | [`CircleLoss`] |
+//! | `SoftNearestNeighborLoss` | [`SoftNearestNeighborLossConfig`] | [`SoftNearestNeighborLoss`] |
+//! | `XBM` | [`XBMConfig`] (its `loss` is a [`WrappedLossConfig`], tagged by `class_name`) | [`XBM`] |
+//!
 //! # Feature flags
 //! - `serde` (default): `Serialize` / `Deserialize` for the configs.
 //! - `conformance`: [`conformance`], checking the losses against TF Similarity fixture

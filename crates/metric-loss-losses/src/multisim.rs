@@ -163,6 +163,10 @@ impl MultiSimilarityLossConfig {
 /// TF Similarity's `MultiSimilarityLoss`, the multi-similarity loss written for a distance
 /// (similarity s = center − D).
 ///
+/// # Arguments
+/// See [`MultiSimilarityLossConfig`] (TF Similarity's names and defaults); `Default` is TF's defaults and
+/// `config()` gives the arguments back.
+///
 /// # Formula
 /// For anchor i (P: positives, N: negatives, no gradient through the mining):
 /// - μᵢ = min{Dᵢⱼ : j ∈ N} − ε; keep positive j iff Dᵢⱼ > μᵢ;
@@ -264,8 +268,6 @@ impl MultiSimilarityLoss {
         let beta = T::from_f64(self.beta);
         let eps = T::from_f64(self.epsilon);
         let (lmda, center) = (T::from_f64(self.lmda), T::from_f64(self.center));
-        let mut pos_w = Vec::new();
-        let mut neg_w = Vec::new();
         run_dense(
             input,
             workspace,
@@ -273,7 +275,7 @@ impl MultiSimilarityLoss {
             self.distance,
             self.reduction,
             self.remove_diagonal,
-            |row, grad| {
+            |row, grad, buf| {
                 let (d, ctx) = (row.d, &row.ctx);
                 let mined = mine_row(d, ctx, PositiveStrategy::Hard, NegativeStrategy::Hard)
                     .expect("distances are finite");
@@ -286,19 +288,16 @@ impl MultiSimilarityLoss {
                     return T::ZERO;
                 }
                 let shift = |j: usize| (d[j] + lmda) - center;
-                pos_w.clear();
-                pos_w.resize(m, T::ZERO);
-                neg_w.clear();
-                neg_w.resize(m, T::ZERO);
+                buf.reset(m);
                 let pos_scores = (0..m)
                     .filter(|&j| kept_pos(j))
                     .map(|j| (j, alpha * shift(j)));
                 let neg_scores = (0..m)
                     .filter(|&j| kept_neg(j))
                     .map(|j| (j, neg_beta * shift(j)));
-                let lse_p = log1p_sum_exp(pos_scores, &mut pos_w);
-                let lse_n = log1p_sum_exp(neg_scores, &mut neg_w);
-                for ((g, p), q) in grad.iter_mut().zip(&pos_w).zip(&neg_w) {
+                let lse_p = log1p_sum_exp(pos_scores, &mut buf.a);
+                let lse_n = log1p_sum_exp(neg_scores, &mut buf.b);
+                for ((g, p), q) in grad.iter_mut().zip(&buf.a).zip(&buf.b) {
                     *g = *p - *q;
                 }
                 lse_p / alpha + lse_n / beta

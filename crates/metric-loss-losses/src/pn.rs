@@ -150,6 +150,10 @@ impl PNLossConfig {
 /// distance is replaced by the smaller of itself and the distance between the mined
 /// positive and the mined negative.
 ///
+/// # Arguments
+/// See [`PNLossConfig`] (TF Similarity's names and defaults); `Default` is TF's defaults and
+/// `config()` gives the arguments back.
+///
 /// # Formula
 /// For anchor i with distance row Dᵢ·:
 /// 1. mine (pᵢ, aᵢ) and (qᵢ, bᵢ) exactly as `TripletLoss` does (value and column; an empty

@@ -109,6 +109,10 @@ impl SoftNearestNeighborLossConfig {
 
 /// TF Similarity's `SoftNearestNeighborLoss`.
 ///
+/// # Arguments
+/// See [`SoftNearestNeighborLossConfig`] (TF Similarity's names and defaults); `Default` is TF's defaults and
+/// `config()` gives the arguments back.
+///
 /// # Formula
 /// With Eᵢⱼ = e^{−Dᵢⱼ/T} for j ≠ i (the self-pair is always left out), Aᵢ = Σⱼ Eᵢⱼ,
 /// Bᵢ = Σ_{j ∈ P} Eᵢⱼ and rᵢ = Bᵢ/Aᵢ:
@@ -202,7 +206,6 @@ impl SoftNearestNeighborLoss {
     ) -> Result<(), LossError> {
         let t = T::from_f64(self.temperature);
         let tiny = T::from_f64(1e-9);
-        let mut e = Vec::new();
         run_dense(
             input,
             workspace,
@@ -210,13 +213,14 @@ impl SoftNearestNeighborLoss {
             self.distance,
             self.reduction,
             self.remove_diagonal,
-            |row, grad| {
+            |row, grad, buf| {
                 let (d, ctx) = (row.d, &row.ctx);
                 let m = d.len();
                 let has_positive = (0..m).any(|j| ctx.is_positive(j));
                 let others = |j: &usize| Some(*j) != row.self_col;
-                e.clear();
-                e.resize(m, T::ZERO);
+                buf.a.clear();
+                buf.a.resize(m, T::ZERO);
+                let e = &mut buf.a;
                 for j in (0..m).filter(others) {
                     e[j] = exp_ftz(-d[j] / t);
                 }

@@ -132,6 +132,10 @@ impl XBMConfig {
 
 /// TF Similarity's `XBM` (cross-batch memory, Wang et al. 2020) around another loss.
 ///
+/// # Arguments
+/// See [`XBMConfig`]: the wrapped loss, `memory_size`, `warmup_steps` (default 0), `name`
+/// and `reduction`; or [`XBM::new`] around any boxed [`MetricLoss`].
+///
 /// # What one call does
 /// For a batch (y, X) of n rows, with M the stored memory:
 /// 1. keys = [X; M] and their labels [y; labels(M)], truncated to `memory_size` rows (the
