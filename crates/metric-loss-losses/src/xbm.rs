@@ -30,6 +30,20 @@ pub enum WrappedLossConfig {
 }
 
 impl WrappedLossConfig {
+    /// The same config with `remove_diagonal` forced to `true`, as XBM does to the wrapped
+    /// loss's keywords (`TripletLossConfig` has no such key: the input's rule applies).
+    pub fn with_diagonal_removed(&self) -> Self {
+        let mut c = self.clone();
+        match &mut c {
+            WrappedLossConfig::TripletLoss(_) => {}
+            WrappedLossConfig::PNLoss(c) => c.remove_diagonal = true,
+            WrappedLossConfig::MultiSimilarityLoss(c) => c.remove_diagonal = true,
+            WrappedLossConfig::CircleLoss(c) => c.remove_diagonal = true,
+            WrappedLossConfig::SoftNearestNeighborLoss(c) => c.remove_diagonal = true,
+        }
+        c
+    }
+
     /// Builds the wrapped loss.
     ///
     /// # Errors
@@ -114,18 +128,20 @@ impl XBMConfig {
         self
     }
 
-    /// Validates the arguments and builds the wrapped loss.
+    /// Validates the arguments and builds the wrapped loss, with its `remove_diagonal`
+    /// forced to `true` (as TF Similarity does).
     ///
     /// # Errors
     /// The wrapped loss's errors, [`LossError::UnknownReduction`], and
     /// [`LossError::InvalidParameter`] for `memory_size = 0` (TF: an error at the first
     /// call).
     pub fn build(&self) -> Result<XBM, LossError> {
-        let inner = self.loss.build()?;
+        let loss = self.loss.with_diagonal_removed();
+        let inner = loss.build()?;
         let mut xbm = XBM::new(inner, self.memory_size, self.warmup_steps)?;
         xbm.name = self.name.clone();
         xbm.reduction = self.reduction.parse()?;
-        xbm.wrapped = Some(self.loss.clone());
+        xbm.wrapped = Some(loss);
         Ok(xbm)
     }
 }
@@ -270,7 +286,9 @@ struct Scratch<T> {
 
 impl XBM {
     /// Wraps `loss` (any [`MetricLoss`]: its per-example values and gradients are used, its
-    /// reduction is replaced by XBM's, default `auto`).
+    /// reduction is replaced by XBM's, default `auto`). XBM always asks for the diagonal rule
+    /// (`remove_diagonal(true)` on the input); a loss built with its own
+    /// `remove_diagonal = false` keeps that setting (use [`XBMConfig`] to have it forced).
     ///
     /// # Errors
     /// [`LossError::InvalidParameter`] for `memory_size = 0`.

@@ -378,3 +378,13 @@ fn xbm_config_parses_the_fixture_form_and_is_shareable() {
     // Whichever call came first was the warm-up step; the other three were stored.
     assert_eq!(xbm.memory_labels().len(), 6);
 }
+
+#[test]
+fn xbm_forces_remove_diagonal_on_the_wrapped_loss() {
+    let wrapped = WrappedLossConfig::CircleLoss(CircleLossConfig::default().remove_diagonal(false));
+    let xbm = XBMConfig::new(wrapped, 8).build().unwrap();
+    match xbm.config().unwrap().loss {
+        WrappedLossConfig::CircleLoss(c) => assert!(c.remove_diagonal),
+        other => panic!("{other:?}"),
+    }
+}
