@@ -55,7 +55,7 @@
 //!
 //! # Feature flags
 //! - `serde` (default): `Serialize` / `Deserialize` for the configs.
-//! - `conformance`: [`conformance`], checking the losses against TF Similarity fixture
+//! - `conformance`: the `conformance` module (`run_case`, `run_file`), checking the losses against TF Similarity fixture
 //!   records (pulls in `serde_json` and `flate2`).
 //!
 //! # Supported Rust versions
