@@ -105,6 +105,20 @@ pub enum LossError {
         /// `f32` or `f64`.
         dtype: &'static str,
     },
+    /// A result overflowed although every input was finite: a per-example loss beyond the
+    /// precision's range (a huge margin or distance), a sample weight times a per-example
+    /// loss, the reduced sum, or a gradient entry.
+    #[error("the {what} at index {index} is {value} in {dtype} although every input is finite: it overflowed; rescale the embeddings, the sample weights or the margin")]
+    NonFiniteResult {
+        /// What overflowed (`"per-example loss"`, `"loss"`, `"gradient"`).
+        what: &'static str,
+        /// Its index (the example, or the flat gradient entry; 0 for the scalar loss).
+        index: usize,
+        /// The value, widened to f64.
+        value: f64,
+        /// `f32` or `f64`.
+        dtype: &'static str,
+    },
     /// The signal-to-noise distance divides by the variance of the query row.
     #[error("the snr distance is undefined for query row {row}: its values are all equal (zero variance); give rows that vary")]
     ZeroVariance {

@@ -125,11 +125,7 @@ pub trait MetricLossExt: MetricLoss {
         embeddings: &[T],
         dims: usize,
     ) -> Result<LossOutput<T>, LossError> {
-        let rows = if dims == 0 {
-            labels.len()
-        } else {
-            embeddings.len() / dims
-        };
+        let rows = embeddings.len().checked_div(dims).unwrap_or(labels.len());
         let x = Embeddings::from_row_major(embeddings, rows, dims)?;
         self.compute(&LossInput::new(Batch::new(labels, x)?))
     }

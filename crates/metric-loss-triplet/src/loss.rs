@@ -111,9 +111,21 @@ impl TripletLoss {
         let (n, m, dims) = (queries.len(), keys.len(), queries.embeddings().cols());
         let same = input.keys_are_queries();
         let gradient = input.wants_gradient();
-        out.reset(n, if same { 0 } else { m }, dims, gradient);
+        out.reset(n, 0, dims, gradient);
+        if gradient && !same {
+            // The keys' own width: it may differ from the queries' when either set is empty.
+            out.grad_keys.resize(m * keys.embeddings().cols(), T::ZERO);
+        }
         if n == 0 {
             return Ok(());
+        }
+        if m == 0 {
+            return Err(LossError::Unsupported {
+                loss: self.name.clone(),
+                message: format!(
+                    "the key set is empty but there are {n} queries; give at least one key"
+                ),
+            });
         }
         let bytes = (n as u128) * (m as u128) * std::mem::size_of::<T>() as u128;
         if bytes > MAX_DISTANCE_MATRIX_BYTES {
@@ -186,6 +198,39 @@ impl TripletLoss {
                     grads.add_pair(j, share, grad_q, grad_k, key_row);
                 });
             }
+        }
+        self.check_finite(out)
+    }
+
+    /// Finite inputs can still overflow (a huge margin, a weight times a huge loss, a
+    /// gradient): that is an error, never a silent ±∞ or NaN. The one exception is the
+    /// documented +∞ of TF Similarity's soft-plus ([`Margin::Soft`]) and the loss it makes
+    /// infinite.
+    fn check_finite<T: Float>(&self, out: &LossOutput<T>) -> Result<(), LossError> {
+        let soft = self.margin == Margin::Soft;
+        let documented = |v: T| soft && v.to_f64() == f64::INFINITY;
+        let error = |what, index, value: T| LossError::NonFiniteResult {
+            what,
+            index,
+            value: value.to_f64(),
+            dtype: T::DTYPE,
+        };
+        if let Some(i) = out
+            .per_example
+            .iter()
+            .position(|v| !v.is_finite() && !documented(*v))
+        {
+            return Err(error("per-example loss", i, out.per_example[i]));
+        }
+        // A documented +∞ example makes the loss ±∞ (by its weight's sign), never NaN.
+        let infinite_examples = soft && out.per_example.iter().any(|v| !v.is_finite());
+        let documented_loss = infinite_examples && !out.loss.to_f64().is_nan();
+        if !out.loss.is_finite() && !documented_loss {
+            return Err(error("loss", 0, out.loss));
+        }
+        let grads = out.grad_queries.iter().chain(&out.grad_keys);
+        if let Some((i, g)) = grads.enumerate().find(|(_, g)| !g.is_finite()) {
+            return Err(error("gradient", i, *g));
         }
         Ok(())
     }
