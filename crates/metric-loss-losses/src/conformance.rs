@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     CircleLossConfig, MultiSimilarityLossConfig, PNLossConfig, SoftNearestNeighborLossConfig,
-    XBMConfig,
+    XBMConfig, XBM,
 };
 
 /// Per-example and loss tolerance: |Δ| ≤ `PER_EXAMPLE`·(1 + |v|).
@@ -154,17 +154,22 @@ pub fn run_case(case: &Value) -> CaseResult {
 fn check(case: &Value) -> Result<Outcome, String> {
     let name = case["name"].as_str().unwrap_or("");
     let class = case["config"]["class_name"].as_str().unwrap_or("");
+    if class == "XBM" {
+        let built = build_xbm(case);
+        return match (case["error"].is_null(), built) {
+            (false, Err(_)) => Ok(Outcome::Passed),
+            (no_error, Ok(xbm)) => run_xbm(case, &xbm, !no_error),
+            (true, Err(e)) => Err(format!("build failed: {e}")),
+        };
+    }
     let built = build(case);
     if !case["error"].is_null() {
         let tf = case["error"]["message"].as_str().unwrap_or("").to_owned();
         return Ok(match built {
             Err(_) => Outcome::Passed,
-            Ok(loss) => match class {
-                "XBM" => run_xbm(case, loss.as_ref(), true)?,
-                _ => match run_single(case, loss.as_ref()) {
-                    Err(_) => Outcome::Passed,
-                    Ok(_) => expected_error(name, &tf),
-                },
+            Ok(loss) => match run_single(case, loss.as_ref()) {
+                Err(_) => Outcome::Passed,
+                Ok(_) => expected_error(name, &tf),
             },
         });
     }
@@ -177,9 +182,6 @@ fn check(case: &Value) -> Result<Outcome, String> {
         }
         Err(e) => return Err(format!("build failed: {e}")),
     };
-    if class == "XBM" {
-        return run_xbm(case, loss.as_ref(), false);
-    }
     let out = match run_single(case, loss.as_ref()) {
         Ok(out) => out,
         Err(e) => return Err(format!("call failed: {e}")),
@@ -239,20 +241,32 @@ fn build(case: &Value) -> Result<Box<dyn MetricLoss>, String> {
                 .build()
                 .map_err(e)?,
         ),
-        "XBM" => {
-            let mut args = args;
-            if let Some(Value::Object(inner)) = args.get_mut("loss") {
-                let pn = inner.get("class_name").and_then(Value::as_str) == Some("PNLoss");
-                let class = inner.get("class_name").cloned();
-                strip(inner, pn);
-                if let Some(c) = class {
-                    inner.insert("class_name".into(), c);
-                }
-            }
-            Box::new(de::<XBMConfig>(args)?.build().map_err(e)?)
-        }
         other => return Err(format!("unknown class_name {other:?}")),
     })
+}
+
+fn build_xbm(case: &Value) -> Result<XBM, String> {
+    let mut args = constructor_args(case);
+    if let Some(Value::Object(inner)) = args.get_mut("loss") {
+        let class = inner.get("class_name").cloned();
+        strip(
+            inner,
+            class.as_ref().and_then(Value::as_str) == Some("PNLoss"),
+        );
+        if let Some(c) = class {
+            inner.insert("class_name".into(), c);
+        }
+    }
+    serde_json::from_value::<XBMConfig>(Value::Object(args))
+        .map_err(|e| e.to_string())?
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn labels(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default()
 }
 
 fn float(v: &Value) -> f64 {
@@ -287,10 +301,7 @@ fn indices(v: &Value) -> Vec<usize> {
 
 /// Runs one call described by `rec` (a case, or an XBM step).
 fn call(rec: &Value, loss: &dyn MetricLoss) -> Result<LossOutput<f32>, LossError> {
-    let labels: Vec<i64> = rec["labels"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_i64).collect())
-        .unwrap_or_default();
+    let labels = labels(&rec["labels"]);
     let x = f32s(&rec["embeddings"]);
     let dims = rec["shape"][1].as_u64().unwrap_or(0) as usize;
     let rows = x.len().checked_div(dims).unwrap_or(0);
@@ -425,13 +436,14 @@ fn compare(case: &Value, out: &LossOutput<f32>, circle: bool) -> Result<Outcome,
     verdict(case, out, circle)
 }
 
-fn run_xbm(case: &Value, loss: &dyn MetricLoss, expect_error: bool) -> Result<Outcome, String> {
+fn run_xbm(case: &Value, xbm: &XBM, expect_error: bool) -> Result<Outcome, String> {
     let steps = case["steps"].as_array().cloned().unwrap_or_default();
     let error_step = case["error"]["step"].as_u64();
     let mut worst = Outcome::Passed;
     for step in &steps {
         let k = step["step"].as_u64().unwrap_or(0);
-        let result = call(step, loss);
+        let memory_before = xbm.memory_labels();
+        let result = call(step, xbm);
         if expect_error && Some(k) == error_step {
             let tf = case["error"]["message"].as_str().unwrap_or("");
             return Ok(match result {
@@ -440,6 +452,23 @@ fn run_xbm(case: &Value, loss: &dyn MetricLoss, expect_error: bool) -> Result<Ou
             });
         }
         let out = result.map_err(|e| format!("step {k}: call failed: {e}"))?;
+        // The keys were [batch; memory before the call] truncated; the memory after an
+        // update is exactly those keys.
+        let mut keys = labels(&step["labels"]);
+        keys.extend(memory_before);
+        keys.truncate(xbm.memory_size());
+        if keys != labels(&step["key_labels"]) {
+            return Err(format!(
+                "step {k}: key labels {keys:?}, expected {}",
+                step["key_labels"]
+            ));
+        }
+        let memory = xbm.memory_labels();
+        if step["memory_updated"].as_bool() == Some(true) && memory != keys {
+            return Err(format!(
+                "step {k}: memory labels {memory:?}, expected {keys:?}"
+            ));
+        }
         if step["per_example_loss"].is_null() {
             continue;
         }
