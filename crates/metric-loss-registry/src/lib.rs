@@ -136,7 +136,9 @@
 //! [`RegistryError`] naming the feature.
 //!
 //! # Supported Rust versions
-//! The minimum supported Rust version is 1.85. Raising it is a minor-version change.
+//! The minimum supported Rust version is the workspace's, 1.89 (set by nalgebra 0.35,
+//! which `metric-loss-core` uses); this crate's own code needs only 1.85. Raising it is a
+//! minor-version change.
 
 mod de;
 mod error;
@@ -179,8 +181,8 @@ pub trait RegisteredLoss: MetricLoss {}
 impl RegisteredLoss for TripletLoss {}
 
 impl dyn RegisteredLoss {
-    /// The loss as a plain `Box<dyn MetricLoss>` (trait upcasting needs Rust 1.86; this
-    /// works on 1.85).
+    /// The loss as a plain `Box<dyn MetricLoss>`, for APIs that take one (the same as the
+    /// trait upcast `loss as Box<dyn MetricLoss>` on Rust 1.86 and later).
     pub fn into_metric_loss(self: Box<Self>) -> Box<dyn MetricLoss> {
         Box::new(self)
     }
