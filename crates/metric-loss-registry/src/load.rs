@@ -275,7 +275,7 @@ fn convert(
         } => RegistryError::WrongType {
             origin,
             key: path,
-            expected,
+            expected: humanize(&expected),
             found: unexpected,
         },
         Kind::UnknownVariant { variant, expected } if path.is_empty() => {
@@ -319,6 +319,17 @@ fn builtin_loss_error(class_name: &str, config: &Value) -> Option<LossError> {
                 .err()
         }
         _ => None,
+    }
+}
+
+/// serde's primitive names in words.
+fn humanize(expected: &str) -> String {
+    match expected {
+        "f32" | "f64" => "a number".into(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "u8" | "u16" | "u32" | "u64" | "u128" | "isize"
+        | "usize" => format!("an integer ({expected})"),
+        "option" => "a value or null".into(),
+        other => other.into(),
     }
 }
 

@@ -158,7 +158,11 @@ fn wrong_value_types() {
         "class_name = \"TripletLoss\"\n[config]\nmargin = \"big\"\n",
         Format::Toml,
     );
-    assert!(e.to_string().contains("expected f64"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("expected a number, found string \"big\""),
+        "{e}"
+    );
 }
 
 #[test]
