@@ -1,5 +1,11 @@
 //! Config file formats: parsing to the Keras-shaped JSON value, and writing it back.
 
+// Without both format features some helpers are unused.
+#![cfg_attr(
+    not(all(feature = "toml", feature = "yaml")),
+    allow(dead_code, unused_imports)
+)]
+
 use std::fmt;
 use std::path::Path;
 

@@ -29,9 +29,8 @@
 //!
 //! Entry points: [`load`] (a file, format from its extension), [`from_str`] (text and a
 //! [`Format`]), [`from_value`] (an already-parsed `serde_json::Value`), [`read_config`]
-//! (the value of a file, unbuilt). Back: [`RegisteredLoss::get_config`],
-//! [`RegisteredLoss::to_config_string`], [`RegisteredLoss::save`] (and the same through
-//! [`ConfigExt`] on a concrete loss). Names: [`registered_names`], [`catalog`] (losses,
+//! (the value of a file, unbuilt). Back: `get_config`, `to_config_string` and `save` on
+//! `dyn RegisteredLoss` (and the same through [`ConfigExt`] on a concrete loss). Names: [`registered_names`], [`catalog`] (losses,
 //! distances with their aliases, strategies, reductions), [`duplicate_names`].
 //!
 //! # Config keys
@@ -168,10 +167,9 @@ pub use typetag;
 /// RegisteredLoss for MyLoss {}`; the type must implement `Serialize` and `Deserialize` (as
 /// its config). See the crate docs for an example and for the linker trap.
 ///
-/// Besides the [`MetricLoss`] methods, `dyn RegisteredLoss` has
-/// [`get_config`](RegisteredLoss::get_config),
-/// [`to_config_string`](RegisteredLoss::to_config_string), [`save`](RegisteredLoss::save)
-/// and [`into_metric_loss`](RegisteredLoss::into_metric_loss).
+/// Besides the [`MetricLoss`] methods, `dyn RegisteredLoss` has `get_config`,
+/// `to_config_string`, `save` and `into_metric_loss` (listed under "Implementations"
+/// below).
 #[typetag::serde(tag = "class_name", content = "config")]
 pub trait RegisteredLoss: MetricLoss {}
 
@@ -233,7 +231,8 @@ impl MetricLoss for Box<dyn RegisteredLoss> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait ConfigExt: RegisteredLoss + Sized + 'static {
-    /// See [`RegisteredLoss::get_config`].
+    /// The Keras-shaped config, `{"class_name": ..., "config": {...}}`; reading it back
+    /// with [`from_value`] gives an identical loss.
     ///
     /// # Errors
     /// [`RegistryError::Write`].
@@ -241,7 +240,7 @@ pub trait ConfigExt: RegisteredLoss + Sized + 'static {
         (self as &dyn RegisteredLoss).get_config()
     }
 
-    /// See [`RegisteredLoss::to_config_string`].
+    /// The config as text in `format`.
     ///
     /// # Errors
     /// [`RegistryError::Write`].
@@ -249,7 +248,7 @@ pub trait ConfigExt: RegisteredLoss + Sized + 'static {
         (self as &dyn RegisteredLoss).to_config_string(format)
     }
 
-    /// See [`RegisteredLoss::save`].
+    /// Writes the config to `path`, in the format of its extension.
     ///
     /// # Errors
     /// [`RegistryError::UnknownFormat`], [`RegistryError::Write`], [`RegistryError::Io`].
