@@ -124,7 +124,9 @@
 //! maintained fork of `serde_yaml`: `serde_yaml` is deprecated and unmaintained, and the
 //! other fork, `serde_yml`, has a security advisory (RUSTSEC-2025-0068). All three parse
 //! into one Keras-shaped `serde_json::Value`, so every format accepts exactly the same
-//! configs. Input is bounded: a config larger than [`MAX_CONFIG_BYTES`] (1 MiB) is refused
+//! configs. `serde_json`'s `float_roundtrip` feature is on, so that a margin read back
+//! from JSON is the same `f64`, bit for bit (its default parser can be one ulp off); TOML
+//! and YAML round-trip exactly as they are. Input is bounded: a config larger than [`MAX_CONFIG_BYTES`] (1 MiB) is refused
 //! before parsing.
 //!
 //! # Feature flags

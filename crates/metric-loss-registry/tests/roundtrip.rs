@@ -333,3 +333,79 @@ fn a_registered_loss_is_a_metric_loss() {
         "into_metric_loss",
     );
 }
+
+mod random {
+    use super::*;
+    use metric_loss_core::MetricLossExt;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Any finite margin (including ugly ones such as 0.1 + 0.2 or 1e-300) and any
+        /// combination of settings survives get_config → text → loss in every format, bit
+        /// for bit.
+        #[test]
+        fn random_settings_round_trip(
+            margin in prop_oneof![any::<f64>().prop_filter("finite", |m| m.is_finite()), -2.0f64..2.0],
+            soft in any::<bool>(),
+            stable in any::<bool>(),
+            exclude in any::<bool>(),
+            distance in 0usize..6,
+            positive in 0usize..2,
+            negative in 0usize..3,
+            reduction in 0usize..4,
+            name in "[a-zA-Z0-9_ \\-'\"#:=\\[\\]{}]{0,12}",
+        ) {
+            let mut config = TripletLossConfig::default()
+                .distance(DistanceKind::ALL[distance].name())
+                .positive_mining_strategy(PositiveStrategy::NAMES[positive])
+                .negative_mining_strategy(NegativeStrategy::NAMES[negative])
+                .reduction(Reduction::NAMES[reduction].parse().unwrap())
+                .exclude_degenerate_anchors(exclude)
+                .stable_soft_margin(stable)
+                .name(name);
+            config = if soft { config.soft_margin(true) } else { config.margin(margin) };
+            let built = config.build().unwrap();
+            // Huge margins overflow f32: compare whole results, errors included (Debug
+            // prints floats exactly).
+            let outcome = |loss: &dyn MetricLoss| {
+                let x64 = common::embeddings();
+                let x32: Vec<f32> = x64.iter().map(|v| *v as f32).collect();
+                format!(
+                    "{:?}\n{:?}",
+                    loss.evaluate(&common::LABELS, &x32, common::DIMS),
+                    loss.evaluate(&common::LABELS, &x64, common::DIMS)
+                )
+            };
+            let expected = outcome(&built);
+            for format in Format::ALL {
+                let text = built.to_config_string(format).unwrap();
+                let back = from_str(&text, format).map_err(|e| TestCaseError::fail(format!("{text}\n{e}")))?;
+                prop_assert_eq!(back.get_config().unwrap(), built.get_config().unwrap(), "{}", text);
+                prop_assert_eq!(&outcome(back.into_metric_loss().as_ref()), &expected, "{}", text);
+            }
+        }
+    }
+}
+
+#[test]
+fn floats_are_read_back_exactly() {
+    // serde_json's default float parser is off by one ulp here; the crate enables
+    // `float_roundtrip` (found by `random_settings_round_trip`).
+    for margin in [
+        -1.711_007_309_945_181_5,
+        0.1 + 0.2,
+        1e-300,
+        f64::MAX,
+        -f64::MIN_POSITIVE,
+    ] {
+        let loss = TripletLoss::builder().margin(margin).build().unwrap();
+        for format in Format::ALL {
+            let text = loss.to_config_string(format).unwrap();
+            let back = from_str(&text, format).unwrap().get_config().unwrap();
+            let got = back["config"]["margin"].as_f64().unwrap();
+            assert_eq!(got.to_bits(), margin.to_bits(), "{format}: {text}");
+        }
+    }
+}
