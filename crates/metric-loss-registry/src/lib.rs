@@ -97,9 +97,10 @@
 //! }
 //! ```
 //!
-//! Validate in `Deserialize` (for example with `#[serde(try_from = "MyConfig")]`) so that a
-//! bad config is an error, and report a [`LossError`] through [`invalid_config`] to keep it
-//! typed in [`RegistryError::InvalidValue`].
+//! Validate in `Deserialize` so that a bad config is an error: deserialize the config
+//! struct, build the loss, and map its [`LossError`] with [`invalid_config`], which keeps
+//! the error typed in [`RegistryError::InvalidValue`] (`examples/custom_loss.rs` does this;
+//! `#[serde(try_from = ...)]` works too but keeps only the message).
 //!
 //! ## Registering a loss from another crate: the linker trap
 //! typetag collects registrations with `inventory`, at program start, from every crate
@@ -126,8 +127,8 @@
 //! into one Keras-shaped `serde_json::Value`, so every format accepts exactly the same
 //! configs. `serde_json`'s `float_roundtrip` feature is on, so that a margin read back
 //! from JSON is the same `f64`, bit for bit (its default parser can be one ulp off); TOML
-//! and YAML round-trip exactly as they are. Input is bounded: a config larger than [`MAX_CONFIG_BYTES`] (1 MiB) is refused
-//! before parsing.
+//! and YAML round-trip exactly as they are. Input is bounded: a config larger than
+//! [`MAX_CONFIG_BYTES`] (1 MiB) is refused before parsing.
 //!
 //! # Feature flags
 //! - `toml` (default): TOML configs, through the `toml` crate.
