@@ -64,18 +64,31 @@ pub struct EvalArgs {
     /// Query embeddings: a float32 or float64 .npy array of shape [n, d].
     #[arg(long, value_name = "X.npy")]
     pub embeddings: PathBuf,
-    /// Query labels: an integer .npy array of shape [n] or [n, 1].
-    #[arg(long, value_name = "Y.npy")]
+    /// Query labels: an integer .npy array of shape `[n]` or `[n, 1]`.
+    #[arg(
+        long,
+        value_name = "Y.npy",
+        help = "Query labels: an integer .npy array of shape [n] or [n, 1]"
+    )]
     pub labels: PathBuf,
-    /// Per-example weights: a .npy array of shape [n] or [n, 1], or a scalar.
-    #[arg(long, value_name = "W.npy")]
+    /// Per-example weights: a .npy array of shape `[n]` or `[n, 1]`, or a scalar.
+    #[arg(
+        long,
+        value_name = "W.npy",
+        help = "Per-example weights: a .npy array of shape [n] or [n, 1], or a scalar"
+    )]
     pub sample_weight: Option<PathBuf>,
     /// A separate key set (e.g. a memory bank) of shape [m, d], same dtype as the
     /// embeddings; distances are then queries x keys.
     #[arg(long, value_name = "K.npy", requires = "key_labels")]
     pub key_embeddings: Option<PathBuf>,
-    /// The labels of the key set, shape [m] or [m, 1].
-    #[arg(long, value_name = "KY.npy", requires = "key_embeddings")]
+    /// The labels of the key set, shape `[m]` or `[m, 1]`.
+    #[arg(
+        long,
+        value_name = "KY.npy",
+        requires = "key_embeddings",
+        help = "The labels of the key set, shape [m] or [m, 1]"
+    )]
     pub key_labels: Option<PathBuf>,
     /// With separate keys: count the pair (i, i) as an ordinary pair. By default it is not
     /// a positive, which is right when the keys start with the queries.
