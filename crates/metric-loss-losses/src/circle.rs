@@ -3,7 +3,7 @@
 use metric_loss_core::{Float, LossError, LossInput, LossOutput, Reduction, Workspace};
 use metric_loss_distances::DistanceKind;
 
-use crate::common::{finite, impl_metric_loss, log1p_sum_exp, run_dense};
+use crate::common::{finite, impl_metric_loss, log1p_sum_exp, run_dense, DenseSpec};
 
 /// `CircleLoss`'s arguments with TF Similarity 0.17.1's names and defaults.
 ///
@@ -136,7 +136,10 @@ impl CircleLossConfig {
 /// No positive or no negative: ℓᵢ = 0 with zero gradient (finite, as in TF).
 ///
 /// # Differences from TF Similarity 0.17.1
-/// None in the numbers (TF is finite everywhere here); non-finite γ or margin are rejected.
+/// None in the numbers (TF is finite for every finite distance matrix of the fixtures);
+/// non-finite γ or margin are rejected, and scores that overflow the dtype (γD² for
+/// distances around 1e18 in f32) are an error ([`metric_loss_core::LossError::Unsupported`])
+/// instead of ∞ or NaN.
 /// Values reach a few hundred with the defaults: compare relatively.
 ///
 /// # Example
@@ -210,9 +213,12 @@ impl CircleLoss {
             input,
             workspace,
             out,
-            self.distance,
-            self.reduction,
-            self.remove_diagonal,
+            DenseSpec {
+                name: &self.name,
+                distance: self.distance,
+                reduction: self.reduction,
+                remove_diagonal: self.remove_diagonal,
+            },
             |row, grad, buf| {
                 let (d, ctx) = (row.d, &row.ctx);
                 let m = d.len();

@@ -138,19 +138,36 @@ struct DenseScratch<T> {
     rows: RowScratch<T>,
 }
 
+/// What the dense driver needs to know about a loss.
+pub(crate) struct DenseSpec<'a> {
+    /// The loss's name, for errors.
+    pub(crate) name: &'a str,
+    pub(crate) distance: DistanceKind,
+    pub(crate) reduction: Reduction,
+    /// The config's `remove_diagonal` (combined with the input's rule).
+    pub(crate) remove_diagonal: bool,
+}
+
 /// The dense losses' driver: validates, fills D (`n x m`), calls
 /// `row(view, grad_row, scratch)` for each anchor (returning ℓᵢ and writing ∂ℓᵢ/∂Dᵢ· into `grad_row`, zeroed beforehand),
 /// reduces, scales each gradient row by wᵢ times the reduction's factor and pushes the
 /// whole matrix through [`Distance::dense_vjp`].
+///
+/// A row whose loss or gradient is not finite (scores overflowing the dtype, or a
+/// hyper-parameter that rounds to 0 in f32) is an error, never a NaN.
 pub(crate) fn run_dense<T: Float>(
     input: &LossInput<'_, T>,
     workspace: &mut Workspace,
     out: &mut LossOutput<T>,
-    distance: DistanceKind,
-    reduction: Reduction,
-    remove_diagonal: bool,
+    spec: DenseSpec<'_>,
     mut row: impl FnMut(&RowView<'_, T>, &mut [T], &mut RowScratch<T>) -> T,
 ) -> Result<(), LossError> {
+    let DenseSpec {
+        name,
+        distance,
+        reduction,
+        remove_diagonal,
+    } = spec;
     input.validate()?;
     let (queries, keys) = (input.queries(), input.keys());
     let (n, m, dims) = (queries.len(), keys.len(), queries.embeddings().cols());
@@ -189,11 +206,19 @@ pub(crate) fn run_dense<T: Float>(
             },
             self_col: (self_rule && i < m).then_some(i),
         };
-        out.per_example[i] = row(
-            &view,
-            &mut scratch.dist_grad[i * m..(i + 1) * m],
-            &mut scratch.rows,
-        );
+        let grad_row = &mut scratch.dist_grad[i * m..(i + 1) * m];
+        let value = row(&view, grad_row, &mut scratch.rows);
+        if !value.is_finite() || grad_row.iter().any(|g| !g.is_finite()) {
+            let largest = view.d.iter().fold(T::ZERO, |a, b| a.max(b.abs()));
+            return Err(LossError::Unsupported {
+                loss: name.to_owned(),
+                message: format!(
+                    "the loss of anchor {i} overflows {} (its largest distance is {largest}); rescale the embeddings (for example L2-normalise) or use milder hyper-parameters",
+                    T::DTYPE
+                ),
+            });
+        }
+        out.per_example[i] = value;
     }
     out.loss = reduce(&out.per_example, &input.sample_weight(), reduction);
     if !gradient {

@@ -42,7 +42,9 @@
 //! - `SoftNearestNeighborLoss`: rows whose exponentials all underflow are recomputed
 //!   shifted (TF: NaN); a batch of one gives 0 (TF: NaN); T = 0 is rejected at build.
 //!
-//! Every non-finite hyper-parameter is a build error.
+//! Every non-finite hyper-parameter is a build error, and a loss that would still overflow
+//! its dtype (absurdly large embeddings, a hyper-parameter that rounds to 0 in f32) returns
+//! [`metric_loss_core::LossError::Unsupported`] naming the anchor, never a NaN.
 //!
 //! # Configs and class names
 //! | Keras class name | config (serde, `deny_unknown_fields`) | built loss |

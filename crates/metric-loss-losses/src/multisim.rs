@@ -7,7 +7,9 @@ use metric_loss_core::{
 use metric_loss_distances::DistanceKind;
 use metric_loss_mining::mine_row;
 
-use crate::common::{finite, finite_nonzero, impl_metric_loss, log1p_sum_exp, run_dense};
+use crate::common::{
+    finite, finite_nonzero, impl_metric_loss, log1p_sum_exp, run_dense, DenseSpec,
+};
 
 /// `MultiSimilarityLoss`'s arguments with TF Similarity 0.17.1's names and defaults.
 ///
@@ -272,9 +274,12 @@ impl MultiSimilarityLoss {
             input,
             workspace,
             out,
-            self.distance,
-            self.reduction,
-            self.remove_diagonal,
+            DenseSpec {
+                name: &self.name,
+                distance: self.distance,
+                reduction: self.reduction,
+                remove_diagonal: self.remove_diagonal,
+            },
             |row, grad, buf| {
                 let (d, ctx) = (row.d, &row.ctx);
                 let mined = mine_row(d, ctx, PositiveStrategy::Hard, NegativeStrategy::Hard)

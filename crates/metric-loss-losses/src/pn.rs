@@ -324,6 +324,16 @@ impl PNLoss {
             let use_r = r <= mined.negative;
             let q_prime = if use_r { r } else { mined.negative };
             let (loss, slope) = self.apply_margin(mined.positive - q_prime);
+            if !(loss.is_finite() && slope.is_finite()) {
+                return Err(LossError::Unsupported {
+                    loss: self.name.clone(),
+                    message: format!(
+                        "the loss of anchor {i} overflows {} (p = {}, q' = {q_prime}); rescale the embeddings",
+                        T::DTYPE,
+                        mined.positive
+                    ),
+                });
+            }
             out.per_example[i] = loss;
             scratch.anchors.push(Anchor {
                 mined,

@@ -4,7 +4,7 @@
 use metric_loss_core::{Float, LossError, LossInput, LossOutput, Reduction, Workspace};
 use metric_loss_distances::DistanceKind;
 
-use crate::common::{exp_ftz, finite_nonzero, impl_metric_loss, run_dense};
+use crate::common::{exp_ftz, finite_nonzero, impl_metric_loss, run_dense, DenseSpec};
 
 /// `SoftNearestNeighborLoss`'s arguments with TF Similarity 0.17.1's names and defaults.
 ///
@@ -210,9 +210,12 @@ impl SoftNearestNeighborLoss {
             input,
             workspace,
             out,
-            self.distance,
-            self.reduction,
-            self.remove_diagonal,
+            DenseSpec {
+                name: &self.name,
+                distance: self.distance,
+                reduction: self.reduction,
+                remove_diagonal: self.remove_diagonal,
+            },
             |row, grad, buf| {
                 let (d, ctx) = (row.d, &row.ctx);
                 let m = d.len();

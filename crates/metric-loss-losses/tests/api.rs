@@ -388,3 +388,24 @@ fn xbm_forces_remove_diagonal_on_the_wrapped_loss() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn overflow_is_an_error_not_a_nan() {
+    // Circle's scores are γ(D² − m²): D ≈ 3e18 overflows f32.
+    let huge: Vec<f32> = X.iter().map(|v| v * 3e18).collect();
+    let circle = CircleLossConfig::default().distance("l2").build().unwrap();
+    let err = circle.evaluate(&[0, 1, 0, 1], &huge, 2).unwrap_err();
+    assert!(matches!(err, LossError::Unsupported { .. }), "{err}");
+    // α = 1e-50 is finite and non-zero in f64 but 0 in f32.
+    let ms = MultiSimilarityLossConfig::default()
+        .alpha(1e-50)
+        .build()
+        .unwrap();
+    assert!(ms.evaluate(&[0, 1, 0, 1], &X, 2).is_err());
+    let x64: Vec<f64> = X.iter().map(|v| f64::from(*v)).collect();
+    assert!(ms
+        .evaluate(&[0, 1, 0, 1], &x64, 2)
+        .unwrap()
+        .loss
+        .is_finite());
+}
