@@ -61,6 +61,12 @@ pub enum LossError {
         /// Its number of rows.
         rows: usize,
     },
+    /// A separate key set with no rows for a non-empty query set: no distance to mine.
+    #[error("the key set is empty but there are {queries} queries; give at least one key")]
+    EmptyKeys {
+        /// Number of queries.
+        queries: usize,
+    },
     /// Query and key embeddings have different widths.
     #[error(
         "query embeddings have {queries} columns but key embeddings have {keys}; they must match"

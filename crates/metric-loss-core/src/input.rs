@@ -98,7 +98,7 @@ impl<'a, T: Float> LossInput<'a, T> {
     }
 
     /// Checks everything a loss relies on: equal widths, at least one column when there
-    /// are rows, finite values, weights that fit.
+    /// are rows, at least one key when there are queries, finite values, weights that fit.
     ///
     /// # Errors
     /// The first [`LossError`] found.
@@ -119,7 +119,11 @@ impl<'a, T: Float> LossInput<'a, T> {
                     rows: k.rows(),
                 });
             }
-            if k.cols() != q.cols() && k.rows() > 0 && q.rows() > 0 {
+            if k.rows() == 0 && q.rows() > 0 {
+                return Err(LossError::EmptyKeys { queries: q.rows() });
+            }
+            // Also with no queries: the key gradient has the keys' rows and the queries' width.
+            if k.cols() != q.cols() && k.rows() > 0 {
                 return Err(LossError::DimensionMismatch {
                     queries: q.cols(),
                     keys: k.cols(),

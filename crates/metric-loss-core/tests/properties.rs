@@ -135,7 +135,8 @@ proptest! {
             && qd.iter().all(|v| v.is_finite())
             && (!keys
                 || (!(kdims == 0 && m > 0)
-                    && (kdims == dims || n == 0 || m == 0)
+                    && (kdims == dims || m == 0)
+                    && (m > 0 || n == 0)
                     && kd.iter().all(|v| v.is_finite())))
             && match sw {
                 SampleWeight::None => true,

@@ -679,7 +679,8 @@ fn base_case(config: TripletLossConfig, queries: Set) -> Case {
 }
 
 /// Finding: queries but an empty key set panicked in mining (semi-hard indexed column 0 of
-/// an empty row; other strategies routed the gradient to key 0). Now `Unsupported`.
+/// an empty row; other strategies routed the gradient to key 0), and in every loss of
+/// metric-loss-losses. Now `LossInput::validate` gives `EmptyKeys`.
 #[test]
 fn regression_empty_key_set_is_an_error() {
     for neg in ["easy", "hard", "semi-hard"] {
@@ -688,25 +689,37 @@ fn regression_empty_key_set_is_an_error() {
         c.keys = Some(one_set(&[], &[], 0, 1));
         let loss = config.build().unwrap();
         let err = run::<f64>(&loss, &c).unwrap_err();
-        assert!(matches!(err, LossError::Unsupported { .. }), "{err}");
+        assert!(matches!(err, LossError::EmptyKeys { queries: 1 }), "{err}");
         assert!(err.to_string().contains("key set is empty"), "{err}");
         regression(&c);
     }
 }
 
 /// Finding: with no queries, `grad_keys` had `keys x query width` entries instead of
-/// `keys x key width`.
+/// `keys x key width` (here and in metric-loss-losses). Widths must now match whenever
+/// there are keys; a huge declared query width with no rows allocates nothing.
 #[test]
-fn regression_grad_keys_has_the_keys_width_for_an_empty_query_set() {
+fn regression_key_width_must_match_even_without_queries() {
     let mut c = base_case(TripletLoss::builder(), one_set(&[], &[], 0, 2));
     c.keys = Some(one_set(&[0], &[0.0], 1, 1));
-    let out = run::<f32>(&c.config.build().unwrap(), &c).unwrap();
-    assert_eq!(out.grad_keys, vec![0.0]);
-    // A huge declared query width with no rows allocates nothing.
+    let err = run::<f32>(&c.config.build().unwrap(), &c).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LossError::DimensionMismatch {
+                queries: 2,
+                keys: 1
+            }
+        ),
+        "{err}"
+    );
     let mut c = base_case(TripletLoss::builder(), one_set(&[], &[], 0, usize::MAX));
     c.keys = Some(one_set(&[0, 1], &[0.5, 0.25], 2, 1));
+    assert!(run::<f64>(&c.config.build().unwrap(), &c).is_err());
+    let mut c = base_case(TripletLoss::builder(), one_set(&[], &[], 0, 1));
+    c.keys = Some(one_set(&[0, 1], &[0.5, 0.25], 2, 1));
     let out = run::<f64>(&c.config.build().unwrap(), &c).unwrap();
-    assert_eq!(out.grad_keys.len(), 2);
+    assert_eq!(out.grad_keys, vec![0.0, 0.0]);
 }
 
 /// Finding: a finite hinge margin beyond f32's range (f64::MAX) gave a per-example loss of
