@@ -2,6 +2,7 @@
 
 mod ci;
 mod conformance;
+mod fuzz;
 
 use std::process::ExitCode;
 
@@ -12,6 +13,7 @@ commands:
   ci                      run .ci/run: fmt, clippy (warnings denied), the tests, conformance
   conformance [FILE...]   run TF Similarity fixture files (default: the vendored ones);
                           ends with `conformance: N passed, M failed, K skipped`
+  fuzz [--seconds N] [--target NAME]...  randomized fuzzing on stable (see `fuzz --help`)
   help                    this text
 ";
 
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
     let result = match command {
         "ci" => ci::run(rest),
         "conformance" => conformance::run(rest),
+        "fuzz" => fuzz::run(rest),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())
