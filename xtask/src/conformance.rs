@@ -19,6 +19,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             report.passed_loose()
         );
     }
+    if report.deviations() > 0 {
+        println!(
+            "{} of the skipped cases are documented deviations from TF Similarity's NaN / inf",
+            report.deviations()
+        );
+    }
     println!("{}", report.summary());
     if report.failed() > 0 {
         Err(format!("{} cases failed", report.failed()))
