@@ -13,7 +13,9 @@
 //! Each loss has a config struct with TF Similarity's argument names and defaults
 //! (`Default` = TF's defaults), validated once by `build()`; `config()` gives it back
 //! (`get_config`). With the `serde` feature (default) configs are `Serialize` /
-//! `Deserialize` with unknown keys rejected. Sample weights and reductions behave as for
+//! `Deserialize` with unknown keys rejected, and the losses themselves serialise as their
+//! config and deserialise through `build()` (invalid arguments are deserialisation errors),
+//! as `TripletLoss` does; `metric-loss-registry` reads and writes them by class name. Sample weights and reductions behave as for
 //! `TripletLoss` (Keras: Σ wᵢℓᵢ / n for `auto`).
 //!
 //! ```
@@ -56,7 +58,8 @@
 //! | `XBM` | [`XBMConfig`] (its `loss` is a [`WrappedLossConfig`], tagged by `class_name`) | [`XBM`] |
 //!
 //! # Feature flags
-//! - `serde` (default): `Serialize` / `Deserialize` for the configs.
+//! - `serde` (default): `Serialize` / `Deserialize` for the configs and the losses (an
+//!   `XBM` made with `XBM::new`, which has no config, fails to serialise).
 //! - `conformance`: the `conformance` module (`run_case`, `run_file`), checking the losses against TF Similarity fixture
 //!   records (pulls in `serde_json` and `flate2`).
 //!
@@ -65,6 +68,8 @@
 
 mod circle;
 mod common;
+#[cfg(feature = "serde")]
+mod config_serde;
 mod multisim;
 mod pn;
 mod softnn;

@@ -41,7 +41,9 @@ pub struct PNLossConfig {
     pub positive_mining_strategy: String,
     /// `"easy"`, `"hard"` or `"semi-hard"` (default).
     pub negative_mining_strategy: String,
-    /// The hinge margin; `None` (default) is the soft margin.
+    /// The hinge margin; `None` (default) is the soft margin. Serialised only when set
+    /// (a missing key is the soft margin; TOML has no `null`); `null` is read as `None`.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub margin: Option<f64>,
     /// The loss's name (default `"PNLoss"`).
     pub name: String,

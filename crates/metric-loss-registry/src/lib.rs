@@ -1,5 +1,6 @@
-//! Read any registered metric loss — [`TripletLoss`] or your own — from a JSON, TOML or
-//! YAML config file, and write its config back.
+//! Read any registered metric loss — TF Similarity's [`TripletLoss`], `PNLoss`,
+//! `MultiSimilarityLoss`, `CircleLoss`, `SoftNearestNeighborLoss`, `XBM`, or your own — from
+//! a JSON, TOML or YAML config file, and write its config back.
 //!
 //! A config has Keras's shape: the class name and the constructor arguments.
 //!
@@ -33,12 +34,37 @@
 //! `dyn RegisteredLoss` (and the same through [`ConfigExt`] on a concrete loss). Names: [`registered_names`], [`catalog`] (losses,
 //! distances with their aliases, strategies, reductions), [`duplicate_names`].
 //!
+//! # Registered losses
+//! | class name | loss | config (its keys and defaults) |
+//! | --- | --- | --- |
+//! | `TripletLoss` | [`TripletLoss`] | [`metric_loss_triplet::TripletLossConfig`] |
+//! | `PNLoss` | [`PNLoss`] | [`metric_loss_losses::PNLossConfig`] |
+//! | `MultiSimilarityLoss` | [`MultiSimilarityLoss`] | [`metric_loss_losses::MultiSimilarityLossConfig`] |
+//! | `CircleLoss` | [`CircleLoss`] | [`metric_loss_losses::CircleLossConfig`] |
+//! | `SoftNearestNeighborLoss` | [`SoftNearestNeighborLoss`] | [`metric_loss_losses::SoftNearestNeighborLossConfig`] |
+//! | `XBM` | [`XBM`] | [`metric_loss_losses::XBMConfig`] |
+//!
+//! Each is read through its config's `build()`, so an invalid value is a
+//! [`RegistryError::InvalidValue`] carrying the loss's [`LossError`], and `get_config`
+//! writes the loss's `config()` back (distance names resolved: `"l2"` is written
+//! `"euclidean"`). `PNLoss`'s soft margin (`margin: null` in TF Similarity) is written by
+//! leaving `margin` out, which reads back as the soft margin in every format.
+//!
+//! `XBM`'s `loss` is the wrapped loss, either flat (`{"class_name": "TripletLoss",
+//! "margin": 0.5}`, what `get_config` writes, canonical) or as Keras serialises it
+//! (`{"class_name": "Similarity>TripletLoss", "config": {"margin": 0.5}}`); `memory_size`
+//! and `loss` are required, and TF's `name: null` reads as the default name. The memory is
+//! state, not config: a loaded `XBM` starts empty. An `XBM` made with `XBM::new` around a
+//! loss value has no config; its `get_config` is a [`RegistryError::Write`].
+//!
 //! # Config keys
-//! Inside `config`, the keys are TF Similarity's (for `TripletLoss`: `distance`,
-//! `positive_mining_strategy`, `negative_mining_strategy`, `soft_margin`, `margin`, `name`,
-//! `reduction` with Keras's values `auto` / `sum_over_batch_size` / `sum` / `none`), plus
-//! this project's `exclude_degenerate_anchors` and `stable_soft_margin`. Missing keys take
-//! the defaults; unknown keys are an error naming the key.
+//! Inside `config`, the keys are TF Similarity's constructor arguments. For `TripletLoss`:
+//! `distance`, `positive_mining_strategy`, `negative_mining_strategy`, `soft_margin`,
+//! `margin`, `name`, `reduction` with Keras's values `auto` / `sum_over_batch_size` / `sum`
+//! / `none`, plus this project's `exclude_degenerate_anchors` and `stable_soft_margin`; for
+//! the other losses, see their config structs above. Missing keys take the defaults
+//! (except `XBM`'s required `memory_size` and `loss`); unknown keys are an error naming the
+//! key.
 //!
 //! Configs written by TF Similarity are read as they are: `margin: null` is the soft
 //! margin; `distance` may be a Keras object (`{"class_name": "CosineDistance", "config":
@@ -149,6 +175,7 @@ mod load;
 mod names;
 
 use metric_loss_core::{LossError, LossInput, LossOutput, MetricLoss, Reduction, Workspace};
+use metric_loss_losses::{CircleLoss, MultiSimilarityLoss, PNLoss, SoftNearestNeighborLoss, XBM};
 use metric_loss_triplet::TripletLoss;
 
 pub use error::RegistryError;
@@ -180,6 +207,35 @@ pub trait RegisteredLoss: MetricLoss {}
 /// [`metric_loss_triplet::TripletLossConfig`], validated by `TripletLossConfig::build`.
 #[typetag::serde(name = "TripletLoss")]
 impl RegisteredLoss for TripletLoss {}
+
+/// TF Similarity's `PNLoss`, under the class name `"PNLoss"`; its config is
+/// [`metric_loss_losses::PNLossConfig`], validated by `PNLossConfig::build`.
+#[typetag::serde(name = "PNLoss")]
+impl RegisteredLoss for PNLoss {}
+
+/// TF Similarity's `MultiSimilarityLoss`, under the class name `"MultiSimilarityLoss"`; its
+/// config is [`metric_loss_losses::MultiSimilarityLossConfig`], validated by its `build`.
+#[typetag::serde(name = "MultiSimilarityLoss")]
+impl RegisteredLoss for MultiSimilarityLoss {}
+
+/// TF Similarity's `CircleLoss`, under the class name `"CircleLoss"`; its config is
+/// [`metric_loss_losses::CircleLossConfig`], validated by `CircleLossConfig::build`.
+#[typetag::serde(name = "CircleLoss")]
+impl RegisteredLoss for CircleLoss {}
+
+/// TF Similarity's `SoftNearestNeighborLoss`, under the class name
+/// `"SoftNearestNeighborLoss"`; its config is
+/// [`metric_loss_losses::SoftNearestNeighborLossConfig`], validated by its `build`.
+#[typetag::serde(name = "SoftNearestNeighborLoss")]
+impl RegisteredLoss for SoftNearestNeighborLoss {}
+
+/// TF Similarity's `XBM` (cross-batch memory), under the class name `"XBM"`; its config is
+/// [`metric_loss_losses::XBMConfig`] (the wrapped loss in `loss`), validated by
+/// `XBMConfig::build`. The memory is state, not config: a loaded `XBM` starts empty. An
+/// `XBM` made with `XBM::new` around a loss value has no config, and `get_config` on it is a
+/// [`RegistryError::Write`].
+#[typetag::serde(name = "XBM")]
+impl RegisteredLoss for XBM {}
 
 impl dyn RegisteredLoss {
     /// The loss as a plain `Box<dyn MetricLoss>`, for APIs that take one (the same as the

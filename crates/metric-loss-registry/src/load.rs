@@ -108,7 +108,9 @@ pub fn from_str(text: &str, format: Format) -> Result<Box<dyn RegisteredLoss>, R
 /// name, top-level `module` and `registered_name` keys (ignored), a missing `config`
 /// (all defaults), and a `distance` given as a Keras object
 /// (`{"class_name": "CosineDistance", "config": {"name": "cosine"}}`), which becomes its
-/// class name. Missing config keys take the loss's defaults; unknown keys are errors.
+/// class name. For `XBM`, the wrapped `loss` may be flat or a Keras object (the same rules
+/// apply inside it), and `name: null` is the default name. Missing config keys take the
+/// loss's defaults; unknown keys are errors.
 ///
 /// ```
 /// use serde_json::json;
@@ -188,7 +190,7 @@ fn from_value_at(value: &Value, origin: &str) -> Result<Box<dyn RegisteredLoss>,
 
     let config = match top.get("config") {
         None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(map)) => normalize_config(map, origin)?,
+        Some(Value::Object(map)) => normalize_config(class_name, map, origin, "config")?,
         Some(other) => return Err(wrong(origin, "config", "a table", other)),
     };
     let mut normalized = Map::new();
@@ -206,9 +208,15 @@ fn from_value_at(value: &Value, origin: &str) -> Result<Box<dyn RegisteredLoss>,
     })
 }
 
+/// Rewrites what TF Similarity and Keras write into what the loss's config struct reads:
+/// a Keras distance object becomes its class name; for `XBM`, a `name: null` (TF leaves the
+/// name unset) is dropped and the wrapped `loss` is flattened (see [`normalize_wrapped`]).
+/// `at` is the dotted path of `map`, for error messages.
 fn normalize_config(
+    class_name: &str,
     map: &Map<String, Value>,
     origin: &str,
+    at: &str,
 ) -> Result<Map<String, Value>, RegistryError> {
     let mut out = map.clone();
     if let Some(Value::Object(distance)) = map.get("distance") {
@@ -230,7 +238,7 @@ fn normalize_config(
             _ => {
                 return Err(RegistryError::WrongType {
                     origin: origin.to_owned(),
-                    key: "config.distance".into(),
+                    key: format!("{at}.distance"),
                     expected: "a distance name, or a Keras object with a class_name".into(),
                     found: "a table without class_name".into(),
                 })
@@ -238,7 +246,96 @@ fn normalize_config(
         };
         out.insert("distance".into(), Value::String(name.to_owned()));
     }
+    if class_name == "XBM" {
+        if map.get("name").is_some_and(Value::is_null) {
+            out.remove("name");
+        }
+        if let Some(Value::Object(loss)) = map.get("loss") {
+            let at = format!("{at}.loss");
+            out.insert(
+                "loss".into(),
+                Value::Object(normalize_wrapped(loss, origin, &at)?),
+            );
+        }
+    }
     Ok(out)
+}
+
+/// XBM's wrapped loss, as `XBMConfig` reads it: `{"class_name": ..., <its config keys>}`.
+///
+/// Accepted: that flat form, or the Keras form `tf.keras.losses.serialize` writes,
+/// `{"class_name": ..., "config": {...}}` (with TF 2.13's `module` and `registered_name`,
+/// ignored). Either way the class name may have the `"Similarity>"` prefix and the wrapped
+/// loss's `distance` may be a Keras object.
+fn normalize_wrapped(
+    loss: &Map<String, Value>,
+    origin: &str,
+    at: &str,
+) -> Result<Map<String, Value>, RegistryError> {
+    // A class name that is not a string is left to serde to report.
+    let Some(Value::String(class)) = loss.get("class_name") else {
+        return Ok(loss.clone());
+    };
+    let class = class
+        .trim()
+        .strip_prefix(KERAS_PACKAGE_PREFIX)
+        .unwrap_or(class.trim());
+    let mut out = Map::new();
+    out.insert("class_name".into(), Value::String(class.to_owned()));
+    if !loss.contains_key("config") {
+        // The flat form.
+        let rest: Map<String, Value> = loss
+            .iter()
+            .filter(|(k, _)| k.as_str() != "class_name")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.extend(normalize_config(class, &rest, origin, at)?);
+        return Ok(out);
+    }
+    let section = format!("the wrapped loss at {at}");
+    if let Some(key) = loss.keys().find(|k| !TOP_LEVEL.contains(&k.as_str())) {
+        return Err(RegistryError::UnknownKey {
+            origin: origin.to_owned(),
+            section,
+            key: key.clone(),
+            expected: TOP_LEVEL.iter().map(|s| s.to_string()).collect(),
+        });
+    }
+    for key in IGNORED_TOP_LEVEL {
+        if let Some(v) = loss.get(key) {
+            if !v.is_string() {
+                return Err(wrong(origin, &format!("{at}.{key}"), "a string", v));
+            }
+        }
+    }
+    let at = format!("{at}.config");
+    let inner = match &loss["config"] {
+        Value::Null => Map::new(),
+        Value::Object(inner) => normalize_config(class, inner, origin, &at)?,
+        other => return Err(wrong(origin, &at, "a table", other)),
+    };
+    if inner.contains_key("class_name") {
+        return Err(RegistryError::UnknownKey {
+            origin: origin.to_owned(),
+            section: format!("the config of {class} at {at}"),
+            key: "class_name".into(),
+            expected: wrapped_keys(class),
+        });
+    }
+    out.extend(inner);
+    Ok(out)
+}
+
+/// The config keys of a loss XBM can wrap (empty for an unknown class).
+fn wrapped_keys(class: &str) -> Vec<String> {
+    let probe = serde_json::json!({ "class_name": class, "\u{0}": null });
+    match metric_loss_losses::WrappedLossConfig::deserialize(ValueDeserializer(&probe)) {
+        Err(DeError {
+            kind: Kind::UnknownField { expected, .. },
+            ..
+        }) => expected.iter().map(|s| s.to_string()).collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn convert(
@@ -311,13 +408,27 @@ fn convert(
 /// The typed error of a built-in loss whose validation failed (serde only carries its
 /// message across typetag).
 fn builtin_loss_error(class_name: &str, config: &Value) -> Option<LossError> {
+    use metric_loss_losses::{
+        CircleLossConfig, MultiSimilarityLossConfig, PNLossConfig, SoftNearestNeighborLossConfig,
+        XBMConfig,
+    };
+    use metric_loss_triplet::TripletLossConfig;
+
+    /// Deserializes the config again and returns its build error.
+    fn build_error<'de, C: Deserialize<'de>, L>(
+        config: &Value,
+        build: impl FnOnce(&C) -> Result<L, LossError>,
+    ) -> Option<LossError> {
+        build(&C::deserialize(ValueDeserializer(config)).ok()?).err()
+    }
+
     match class_name {
-        "TripletLoss" => {
-            metric_loss_triplet::TripletLossConfig::deserialize(ValueDeserializer(config))
-                .ok()?
-                .build()
-                .err()
-        }
+        "TripletLoss" => build_error(config, TripletLossConfig::build),
+        "PNLoss" => build_error(config, PNLossConfig::build),
+        "MultiSimilarityLoss" => build_error(config, MultiSimilarityLossConfig::build),
+        "CircleLoss" => build_error(config, CircleLossConfig::build),
+        "SoftNearestNeighborLoss" => build_error(config, SoftNearestNeighborLossConfig::build),
+        "XBM" => build_error(config, XBMConfig::build),
         _ => None,
     }
 }

@@ -2,12 +2,22 @@
 
 use metric_loss_registry::{catalog, duplicate_names, registered_names};
 
+/// The losses this crate registers itself, sorted: TF Similarity's class names.
+const BUILT_IN: [&str; 6] = [
+    "CircleLoss",
+    "MultiSimilarityLoss",
+    "PNLoss",
+    "SoftNearestNeighborLoss",
+    "TripletLoss",
+    "XBM",
+];
+
 #[test]
-fn this_crate_registers_exactly_triplet_loss_once() {
+fn this_crate_registers_exactly_the_built_in_losses_once() {
     // This test binary names no other loss crate, so only the built-in losses are here.
     // A new built-in loss must be added to this list; a name registered twice would show
     // in `duplicate_names` and fail below.
-    assert_eq!(registered_names(), vec!["TripletLoss"]);
+    assert_eq!(registered_names(), BUILT_IN);
     assert!(duplicate_names().is_empty(), "{:?}", duplicate_names());
 }
 
@@ -15,6 +25,7 @@ fn this_crate_registers_exactly_triplet_loss_once() {
 fn catalog_lists_every_name() {
     let c = catalog();
     assert_eq!(c.losses, registered_names());
+    assert_eq!(c.losses, BUILT_IN);
     let names: Vec<&str> = c.distances.iter().map(|d| d.name).collect();
     assert_eq!(
         names,
@@ -37,6 +48,10 @@ fn catalog_lists_every_name() {
         &["auto", "sum_over_batch_size", "sum", "none"]
     );
     let text = c.to_string();
+    assert!(
+        text.contains("losses (class_name): CircleLoss, MultiSimilarityLoss, PNLoss, SoftNearestNeighborLoss, TripletLoss, XBM\n"),
+        "{text}"
+    );
     for needle in [
         "TripletLoss",
         "sqeuclidean",

@@ -16,7 +16,18 @@ metric_loss_registry::link!(metric_loss_registry_testloss);
 
 #[test]
 fn the_other_crates_loss_is_registered_once() {
-    assert_eq!(registered_names(), vec!["ScaledNorm", "TripletLoss"]);
+    assert_eq!(
+        registered_names(),
+        vec![
+            "CircleLoss",
+            "MultiSimilarityLoss",
+            "PNLoss",
+            "ScaledNorm",
+            "SoftNearestNeighborLoss",
+            "TripletLoss",
+            "XBM"
+        ]
+    );
     assert!(duplicate_names().is_empty());
 }
 
@@ -79,5 +90,9 @@ fn the_other_crates_errors_are_typed() {
         "{e:?}"
     );
     let e = from_str("class_name = \"Nope\"", Format::Toml).unwrap_err();
-    assert!(e.to_string().contains("ScaledNorm, TripletLoss"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("PNLoss, ScaledNorm, SoftNearestNeighborLoss, TripletLoss"),
+        "{e}"
+    );
 }
