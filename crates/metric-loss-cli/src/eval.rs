@@ -239,11 +239,11 @@ impl Request<'_> {
             npy::write_matrix(path, &out.grad_queries, x.rows, x.cols)?;
         }
         if let (Some(path), Some((k, _))) = (&args.key_grad_out, &keys) {
-            // With keys, grad_keys is m x d (empty only for an empty query batch).
-            let grad = if out.grad_keys.len() == k.rows * k.cols {
-                out.grad_keys.clone()
-            } else {
+            // With keys, grad_keys is m x d, or empty for an empty query batch (all zeros).
+            let grad = if out.grad_keys.is_empty() {
                 vec![T::ZERO; k.rows * k.cols]
+            } else {
+                out.grad_keys.clone()
             };
             npy::write_matrix(path, &grad, k.rows, k.cols)?;
         }

@@ -94,7 +94,20 @@ pub fn read_embeddings(path: &Path) -> Result<FloatMatrix, CliError> {
     }
     let (rows, cols) = (to_usize(path, shape[0])?, to_usize(path, shape[1])?);
     let expected = "float32 or float64 embeddings";
-    let matrix = match read_numbers(path, npy, expected, false)? {
+    let numbers = read_numbers(path, npy, expected, false)?;
+    let count = match &numbers {
+        Numbers::F32(v) => v.len(),
+        Numbers::F64(v) => v.len(),
+        Numbers::Int(v) => v.len(),
+        Numbers::Uint(v) => v.len(),
+    };
+    if rows.checked_mul(cols) != Some(count) {
+        return Err(CliError::in_file(
+            path,
+            format!("shape [{rows}, {cols}] does not match the {count} values read"),
+        ));
+    }
+    let matrix = match numbers {
         Numbers::F32(v) => FloatMatrix::F32(to_matrix(v, rows, cols, order)),
         Numbers::F64(v) => FloatMatrix::F64(to_matrix(v, rows, cols, order)),
         // Not produced with `allow_int = false`; kept as an error rather than a panic.
@@ -187,7 +200,10 @@ pub fn read_weights(path: &Path) -> Result<Weights, CliError> {
         ));
     }
     if shape.is_empty() {
-        Ok(Weights::Scalar(values[0]))
+        match values.first() {
+            Some(w) => Ok(Weights::Scalar(*w)),
+            None => Err(CliError::in_file(path, "a scalar array without a value")),
+        }
     } else {
         Ok(Weights::PerExample(values))
     }
@@ -197,14 +213,23 @@ pub fn read_weights(path: &Path) -> Result<Weights, CliError> {
 /// (`<f4` for `f32`, `<f8` for `f64`).
 ///
 /// # Errors
-/// A [`CliError`] naming `path` when it cannot be created or written.
+/// A [`CliError`] naming `path` when it cannot be created or written, or when `data`
+/// does not hold `rows * cols` values.
 pub fn write_matrix<T: npyz::AutoSerialize + Copy>(
     path: &Path,
     data: &[T],
     rows: usize,
     cols: usize,
 ) -> Result<(), CliError> {
-    debug_assert_eq!(data.len(), rows * cols);
+    if rows.checked_mul(cols) != Some(data.len()) {
+        return Err(CliError::in_file(
+            path,
+            format!(
+                "cannot write {} values as a [{rows}, {cols}] array",
+                data.len()
+            ),
+        ));
+    }
     let io = |e: std::io::Error| CliError::in_file(path, format!("cannot write: {e}"));
     let file = File::create(path).map_err(io)?;
     let mut writer = npyz::WriteOptions::new()
@@ -360,8 +385,8 @@ fn check_finite<T: Copy + Into<f64>>(path: &Path, data: &[T], cols: usize) -> Re
             format!(
                 "embedding value {} at row {}, column {} is not finite; every value must be finite",
                 data[at].into(),
-                at / cols,
-                at % cols
+                at / cols.max(1),
+                at % cols.max(1)
             ),
         )),
     }
