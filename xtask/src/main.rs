@@ -1,5 +1,6 @@
 //! Project automation. Run `cargo xtask help`.
 
+mod bench_peers;
 mod ci;
 mod conformance;
 mod fuzz;
@@ -10,6 +11,7 @@ const HELP: &str = "\
 cargo xtask <command>
 
 commands:
+  bench-peers [--help]    time TripletLoss against TF Similarity and PML side by side (not CI)
   ci                      run .ci/run: fmt, clippy (warnings denied), the tests, conformance
   conformance [FILE...]   run TF Similarity fixture files (default: the vendored ones);
                           ends with `conformance: N passed, M failed, K skipped`
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
         None => ("help", &[][..]),
     };
     let result = match command {
+        "bench-peers" => bench_peers::run(rest),
         "ci" => ci::run(rest),
         "conformance" => conformance::run(rest),
         "fuzz" => fuzz::run(rest),

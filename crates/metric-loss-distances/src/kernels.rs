@@ -2,7 +2,7 @@
 
 use metric_loss_core::{Distance, Embeddings, Float, LossError};
 
-use crate::gram::{gram, gram_symmetric, mirror_upper};
+use crate::gram::{gram_symmetric_with, gram_with, mirror_upper};
 use crate::DistanceKind;
 
 /// TF Similarity's Euclidean clamp: below it the distance and its gradient are 0.
@@ -27,23 +27,26 @@ impl<T: Float> Distance<T> for DistanceKind {
             return Ok(());
         }
         let (qs, ks) = (q.as_slice(), k.as_slice());
-        let product = |alpha: T, out: &mut [T]| {
-            if same {
-                gram_symmetric(qs, n, dims, alpha, out);
-            } else {
-                gram(qs, ks, n, m, dims, alpha, out);
-            }
-        };
+        // The product with its element-wise epilogue fused in (applied strip by strip while
+        // the strip is in cache; see `gram.rs`). A macro, not a closure taking `dyn FnMut`,
+        // so that each epilogue is inlined into the tile loops.
+        macro_rules! product {
+            ($alpha:expr, $epilogue:expr) => {
+                if same {
+                    gram_symmetric_with(qs, n, dims, $alpha, out, $epilogue)
+                } else {
+                    gram_with(qs, ks, n, m, dims, $alpha, out, $epilogue)
+                }
+            };
+        }
         match self {
-            DistanceKind::InnerProduct => product(T::ONE, out),
-            DistanceKind::Cosine => {
-                product(T::ONE, out);
-                for v in out.iter_mut() {
+            DistanceKind::InnerProduct => product!(T::ONE, |_, _, _: &mut [T]| {}),
+            DistanceKind::Cosine => product!(T::ONE, |_, _, seg: &mut [T]| {
+                for v in seg.iter_mut() {
                     *v = clamp_at_zero(T::ONE - *v);
                 }
-            }
+            }),
             DistanceKind::SquaredEuclidean | DistanceKind::Euclidean => {
-                product(T::from_f64(-2.0), out);
                 // Norms accumulated in f64 and s rounded once: at large norms the expansion
                 // otherwise loses a few ulps of the distance (TF's own error is smaller).
                 scratch.clear();
@@ -52,10 +55,11 @@ impl<T: Float> Distance<T> for DistanceKind {
                 let (nq, nk) = scratch.split_at(n);
                 let floor = T::from_f64(EUCLIDEAN_FLOOR);
                 let euclidean = *self == DistanceKind::Euclidean;
-                for (row, qn) in out.chunks_exact_mut(m).zip(nq) {
-                    for (v, kn) in row.iter_mut().zip(nk) {
+                product!(T::from_f64(-2.0), |i: usize, j0: usize, seg: &mut [T]| {
+                    let qn = nq[i].to_f64();
+                    for (v, kn) in seg.iter_mut().zip(&nk[j0..]) {
                         // TF's association: (‖q‖² − 2q·k) + ‖k‖².
-                        let s = T::from_f64((qn.to_f64() + v.to_f64()) + kn.to_f64());
+                        let s = T::from_f64((qn + v.to_f64()) + kn.to_f64());
                         *v = if !euclidean {
                             clamp_at_zero(s)
                         } else if s >= floor {
@@ -64,7 +68,7 @@ impl<T: Float> Distance<T> for DistanceKind {
                             T::ZERO
                         };
                     }
-                }
+                });
             }
             DistanceKind::Manhattan => {
                 for i in 0..n {
@@ -268,16 +272,17 @@ fn snr_matrix<T: Float>(
         return Err(LossError::ZeroVariance { row });
     }
     let alpha = T::from_f64(-2.0) * inv_d;
-    if same {
-        gram_symmetric(qc, n, dims, alpha, out);
-    } else {
-        gram(qc, kc, n, m, dims, alpha, out);
-    }
-    for (row, vq) in out.chunks_exact_mut(m).zip(var_q) {
-        for (v, vk) in row.iter_mut().zip(var_k) {
+    let epilogue = |i: usize, j0: usize, seg: &mut [T]| {
+        let vq = var_q[i];
+        for (v, vk) in seg.iter_mut().zip(&var_k[j0..]) {
             // Rounding can take a variance of identical rows just below 0; it is ≥ 0.
-            *v = ((*vq + *vk) + *v).max(T::ZERO) / *vq;
+            *v = ((vq + *vk) + *v).max(T::ZERO) / vq;
         }
+    };
+    if same {
+        gram_symmetric_with(qc, n, dims, alpha, out, epilogue);
+    } else {
+        gram_with(qc, kc, n, m, dims, alpha, out, epilogue);
     }
     Ok(())
 }

@@ -37,6 +37,8 @@
 //! 1.85 or newer.
 
 mod extreme;
+#[cfg(test)]
+mod reference;
 mod route;
 mod row;
 

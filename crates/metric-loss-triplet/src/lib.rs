@@ -28,6 +28,8 @@
 //!
 //! # Feature flags
 //! - `serde` (default): `Serialize` / `Deserialize` for [`TripletLossConfig`].
+//! - `threads`: mining split over rows with `std::thread::scope`, and multi-threaded matrix
+//!   products (core's `threads`); `MATMUL_NUM_THREADS` caps both. Results are identical.
 //!
 //! # Supported Rust versions
 //! 1.89 or newer (nalgebra 0.35 requires it).
@@ -35,6 +37,7 @@
 mod config;
 mod loss;
 mod margin;
+mod parallel;
 
 pub use config::TripletLossConfig;
 pub use loss::{TripletLoss, MAX_DISTANCE_MATRIX_BYTES};
