@@ -31,13 +31,17 @@ fn unit_rows(x: &[f64], dims: usize) -> Vec<f64> {
     y
 }
 
+fn shared(loss: TripletLoss) -> Arc<dyn MetricLoss> {
+    Arc::new(loss)
+}
+
 fn losses() -> Vec<(&'static str, Arc<dyn MetricLoss>)> {
     let cfg = TripletLossConfig::default;
     vec![
-        ("default", Arc::new(TripletLoss::default())),
+        ("default", shared(TripletLoss::default())),
         (
             "hard-hard l2 margin 0.3",
-            Arc::new(
+            shared(
                 cfg()
                     .distance("l2")
                     .negative_mining_strategy("hard")
@@ -48,7 +52,7 @@ fn losses() -> Vec<(&'static str, Arc<dyn MetricLoss>)> {
         ),
         (
             "soft margin, easy positives, sum",
-            Arc::new(
+            shared(
                 cfg()
                     .soft_margin(true)
                     .positive_mining_strategy("easy")
@@ -59,7 +63,7 @@ fn losses() -> Vec<(&'static str, Arc<dyn MetricLoss>)> {
         ),
         (
             "reduction none",
-            Arc::new(cfg().reduction(Reduction::None).build().unwrap()),
+            shared(cfg().reduction(Reduction::None).build().unwrap()),
         ),
     ]
 }
@@ -220,13 +224,44 @@ fn every_integer_label_dtype_gives_the_same_numbers() {
     let want = metric.evaluate(&LABELS, &x, DIMS).unwrap().loss;
     let t = Tensor::from_slice(&x, (LABELS.len(), DIMS), &CPU).unwrap();
     let base = Tensor::new(&LABELS, &CPU).unwrap();
-    for dtype in [DType::U8, DType::U32, DType::I16, DType::I32, DType::I64] {
-        let labels = base.to_dtype(dtype).unwrap();
-        let got = loss(&metric, &t, &labels)
+    let small: Vec<u8> = LABELS.iter().map(|&l| l as u8).collect();
+    let all = [
+        Tensor::new(small.as_slice(), &CPU).unwrap(),
+        Tensor::new(
+            small
+                .iter()
+                .map(|&l| u32::from(l))
+                .collect::<Vec<_>>()
+                .as_slice(),
+            &CPU,
+        )
+        .unwrap(),
+        Tensor::new(
+            small
+                .iter()
+                .map(|&l| i16::from(l))
+                .collect::<Vec<_>>()
+                .as_slice(),
+            &CPU,
+        )
+        .unwrap(),
+        Tensor::new(
+            small
+                .iter()
+                .map(|&l| i32::from(l))
+                .collect::<Vec<_>>()
+                .as_slice(),
+            &CPU,
+        )
+        .unwrap(),
+        base.clone(),
+    ];
+    for labels in &all {
+        let got = loss(&metric, &t, labels)
             .unwrap()
             .to_scalar::<f64>()
             .unwrap();
-        assert_eq!(got, want, "{dtype:?}");
+        assert_eq!(got, want, "{:?}", labels.dtype());
     }
     // A column of labels, [n, 1], as Keras passes them.
     let column = base.unsqueeze(1).unwrap();
@@ -313,7 +348,10 @@ fn loss_errors_keep_their_message() {
         Tensor::from_slice(&[1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8], (4, 2), &CPU).unwrap();
     let three = Tensor::new(&[0u32, 0, 1], &CPU).unwrap();
     let err = loss(&metric, &t, &three).unwrap_err().to_string();
-    assert!(err.contains("has 3 entries") && err.contains("4"), "{err}");
+    assert!(
+        err.contains("labels has 3 entries") && err.contains("4"),
+        "{err}"
+    );
 
     // An invalid config surfaces the same way when built.
     let bad = TripletLossConfig::default()
