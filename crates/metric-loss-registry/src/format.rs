@@ -185,6 +185,16 @@ fn parse_toml(_: &str, _: &str, syntax: &SyntaxFn<'_>) -> Result<Value, Registry
 
 #[cfg(feature = "yaml")]
 fn parse_yaml(text: &str, origin: &str, syntax: &SyntaxFn<'_>) -> Result<Value, RegistryError> {
+    // The YAML parser takes time quadratic in the nesting of flow collections (a 200 KB
+    // config of nested `[` took minutes): refuse deep nesting before parsing. Counted
+    // outside quotes and comments; a config never comes close.
+    if let Some((line, column)) = flow_depth_exceeded(text, MAX_YAML_FLOW_DEPTH) {
+        return Err(syntax(
+            Some(line),
+            Some(column),
+            format!("flow collections ([...] or {{...}}) nested deeper than {MAX_YAML_FLOW_DEPTH}"),
+        ));
+    }
     let value: serde_norway::Value = serde_norway::from_str(text).map_err(|e| {
         let loc = e.location();
         syntax(
@@ -203,6 +213,48 @@ fn parse_yaml(_: &str, _: &str, syntax: &SyntaxFn<'_>) -> Result<Value, Registry
         None,
         "this build has no YAML support; enable the `yaml` feature of metric-loss-registry".into(),
     ))
+}
+
+/// The deepest flow-collection nesting a YAML config may have (serde's own recursion
+/// limit is 128).
+#[cfg(feature = "yaml")]
+const MAX_YAML_FLOW_DEPTH: usize = 128;
+
+/// The 1-based (line, column) where `[` / `{` nesting outside quotes and comments first
+/// exceeds `limit`, in one linear pass.
+#[cfg(feature = "yaml")]
+fn flow_depth_exceeded(text: &str, limit: usize) -> Option<(usize, usize)> {
+    let (mut depth, mut quote, mut comment) = (0usize, None::<char>, false);
+    let (mut line, mut column) = (1, 0);
+    let mut prev = ' ';
+    for c in text.chars() {
+        column += 1;
+        if c == '\n' {
+            (line, column, comment) = (line + 1, 0, false);
+        } else if comment {
+        } else if let Some(q) = quote {
+            if c == q && !(q == '"' && prev == '\\') {
+                quote = None;
+            }
+        } else {
+            match c {
+                // A quote opens a quoted scalar only where a scalar can start (in
+                // `it's` it is a plain character).
+                '"' | '\'' if prev.is_whitespace() || "[{,:".contains(prev) => quote = Some(c),
+                '#' if prev.is_whitespace() => comment = true,
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > limit {
+                        return Some((line, column));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        prev = c;
+    }
+    None
 }
 
 /// 1-based (line, column) of a byte offset; the column counts characters.
