@@ -22,9 +22,30 @@ impl<T: Float> Distance<T> for DistanceKind {
         out: &mut [T],
     ) -> Result<(), LossError> {
         let (n, m, dims) = (q.rows(), k.rows(), q.cols());
-        debug_assert_eq!(out.len(), n * m);
+        // Shape checks (the losses validate first; direct callers get errors, not panics).
+        if n.checked_mul(m) != Some(out.len()) {
+            return Err(LossError::BufferLength {
+                what: "distance matrix",
+                got: out.len(),
+                rows: n,
+                cols: m,
+                expected: n.saturating_mul(m),
+            });
+        }
         if n == 0 || m == 0 {
             return Ok(());
+        }
+        if k.cols() != dims {
+            return Err(LossError::DimensionMismatch {
+                queries: dims,
+                keys: k.cols(),
+            });
+        }
+        if dims == 0 {
+            return Err(LossError::ZeroWidth {
+                what: "query embeddings",
+                rows: n,
+            });
         }
         let (qs, ks) = (q.as_slice(), k.as_slice());
         // The product with its element-wise epilogue fused in (applied strip by strip while
@@ -300,10 +321,12 @@ fn snr_pair_vjp<T: Float>(q: &[T], k: &[T], g: T, grad_q: &mut [T], grad_k: &mut
         c * c
     });
     let var_u = var_u.sum::<T>() / dims;
-    let ratio = var_u / (var_q * var_q);
+    // Var(u) / Var(q)² taken as two quotients: Var(q)² underflows to 0 for
+    // Var(q) ≲ 1e-154 (f64) or 1e-19 (f32), giving ∞ / NaN where the gradient is finite.
+    let ratio = var_u / var_q;
     for (((gq, gk), a), b) in grad_q.iter_mut().zip(grad_k.iter_mut()).zip(q).zip(k) {
         let du = two_over_d * ((*a - *b) - mu) / var_q;
-        let dq = two_over_d * (*a - mq) * ratio;
+        let dq = two_over_d * ((*a - mq) / var_q) * ratio;
         *gq += g * (du - dq);
         *gk -= g * du;
     }

@@ -16,14 +16,19 @@ const EPSILON: f64 = 1e-12;
 /// assert_eq!(y, [0.6, 0.8, 0.0, 0.0]);
 /// ```
 ///
+/// Rows whose squared norm overflows (|x| ≳ 1.8e19 in f32) are scaled first, so every
+/// finite row gives a finite result; a row holding NaN or ±∞ gives NaN or 0 entries.
+///
 /// # Panics
-/// If `out.len() != x.len()` or `dims` is 0 with non-empty `x`.
+/// If `out.len() != x.len()`, or `x.len()` is not a multiple of `dims` (`dims` is 0 with
+/// non-empty `x`): a partial row would otherwise be left out silently.
 pub fn l2_normalize<T: Float>(x: &[T], dims: usize, out: &mut [T]) {
     assert_eq!(x.len(), out.len(), "l2_normalize: output length");
+    assert_whole_rows(x.len(), dims, "l2_normalize");
     for (row, o) in x.chunks_exact(dims).zip(out.chunks_exact_mut(dims)) {
-        let inv = inverse_norm(row);
+        let (divisor, inv) = inverse_norm(row);
         for (o, v) in o.iter_mut().zip(row) {
-            *o = *v * inv;
+            *o = *v / divisor * inv;
         }
     }
 }
@@ -32,35 +37,59 @@ pub fn l2_normalize<T: Float>(x: &[T], dims: usize, out: &mut [T]) {
 /// `grad_x`: `(g − y (y·g)) / ‖x‖` (just `g / √1e-12` for rows under the epsilon).
 ///
 /// # Panics
-/// If the slices differ in length.
+/// If the slices differ in length, or their length is not a multiple of `dims`.
 pub fn l2_normalize_vjp<T: Float>(x: &[T], dims: usize, upstream: &[T], grad_x: &mut [T]) {
     assert!(
         x.len() == upstream.len() && x.len() == grad_x.len(),
         "l2_normalize_vjp: lengths"
     );
+    assert_whole_rows(x.len(), dims, "l2_normalize_vjp");
     let eps = T::from_f64(EPSILON);
     for ((row, g), out) in x
         .chunks_exact(dims)
         .zip(upstream.chunks_exact(dims))
         .zip(grad_x.chunks_exact_mut(dims))
     {
-        let sq: T = row.iter().map(|v| *v * *v).sum();
-        let inv = inverse_norm(row);
+        let sq = squared_norm(row);
+        let (divisor, inv) = inverse_norm(row);
         // Inside the clamp, ‖x‖² is a constant and y = x / √eps is linear.
         let yg = if sq > eps {
-            row.iter().zip(g).map(|(v, g)| *v * inv * *g).sum::<T>()
+            row.iter()
+                .zip(g)
+                .map(|(v, g)| *v / divisor * inv * *g)
+                .sum::<T>()
         } else {
             T::ZERO
         };
         for ((o, v), g) in out.iter_mut().zip(row).zip(g) {
-            *o = (*g - *v * inv * yg) * inv;
+            *o = (*g - *v / divisor * inv * yg) * inv / divisor;
         }
     }
 }
 
-fn inverse_norm<T: Float>(row: &[T]) -> T {
-    let sq: T = row.iter().map(|v| *v * *v).sum();
-    T::ONE / sq.max(T::from_f64(EPSILON)).sqrt()
+fn assert_whole_rows(len: usize, dims: usize, what: &str) {
+    assert!(
+        len.is_multiple_of(dims),
+        "{what}: {len} values do not make whole rows of {dims}"
+    );
+}
+
+/// ‖x‖², or +∞ when it overflows.
+fn squared_norm<T: Float>(row: &[T]) -> T {
+    row.iter().map(|v| *v * *v).sum()
+}
+
+/// (d, r) with x / d · r = x / ‖x‖: d = 1 and r = 1 / √max(‖x‖², 1e-12) (TF's formula)
+/// unless ‖x‖² overflows although x may be finite (|x| ≳ 1.8e19 in f32); then d is the
+/// largest magnitude and r = 1 / ‖x / d‖, so a finite row still gives a unit row, not 0.
+fn inverse_norm<T: Float>(row: &[T]) -> (T, T) {
+    let sq = squared_norm(row);
+    if sq.is_finite() {
+        return (T::ONE, T::ONE / sq.max(T::from_f64(EPSILON)).sqrt());
+    }
+    let scale = row.iter().fold(T::ZERO, |m, v| m.max(v.abs()));
+    let scaled: T = row.iter().map(|v| (*v / scale) * (*v / scale)).sum();
+    (scale, T::ONE / scaled.sqrt())
 }
 
 #[cfg(test)]
