@@ -152,9 +152,9 @@ L2-normalised, from a fixed seed. The forward pass (no gradient) and the forward
 pass are each run --warmup times untimed, then --reps times timed, reusing the workspace
 and the output buffers; the medians are printed in milliseconds (f32).
 
-Threads: --threads T sets MATMUL_NUM_THREADS=T for matrixmultiply (which caps it at 4)
-before the first matrix product. Without --threads the environment decides (default: the
-number of physical cores). Needs the `threads` feature (on by default).
+Threads: --threads T sets MATMUL_NUM_THREADS=T before the first matrix product; it caps
+matrixmultiply's pool (at most 4) and TripletLoss's row splitting. Without --threads the
+environment decides (default: all cores). Needs the `threads` feature (on by default).
 
 Examples:
   metric-loss bench --n 1024 --d 128
@@ -173,8 +173,8 @@ pub struct BenchArgs {
     /// margin 1.0).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Threads for the matrix products (sets MATMUL_NUM_THREADS; matrixmultiply uses at
-    /// most 4).
+    /// Threads for the matrix products and the row splitting (sets MATMUL_NUM_THREADS;
+    /// matrixmultiply uses at most 4).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub threads: Option<u64>,
     /// Timed repetitions (the median is reported).

@@ -70,11 +70,13 @@
 //! skips the gradient (`LossInput::without_gradient`). The default loss is the default
 //! `TripletLoss`.
 //!
-//! **Threads.** Matrix products go through `matrixmultiply`, multi-threaded when this
-//! crate's `threads` feature (on by default; it enables `metric-loss-core/threads`) is on.
-//! `--threads T` sets `MATMUL_NUM_THREADS=T` before the first product; matrixmultiply uses
-//! at most 4 threads and, without the variable, as many as there are physical cores. The
-//! variable works for `eval` too (`MATMUL_NUM_THREADS=1 metric-loss eval ...`).
+//! **Threads.** With this crate's `threads` feature (on by default; it enables
+//! `metric-loss-core/threads` and `metric-loss-triplet/threads`), matrix products run on
+//! `matrixmultiply`'s thread pool and `TripletLoss` splits mining and the gradient over
+//! rows. `--threads T` sets `MATMUL_NUM_THREADS=T` before the first product, which caps
+//! both (matrixmultiply uses at most 4 threads; without the variable, matrixmultiply uses
+//! the physical cores and the row splitting the available parallelism). The variable works
+//! for `eval` too (`MATMUL_NUM_THREADS=1 metric-loss eval ...`).
 //!
 //! ## Errors and exit status
 //!
@@ -99,7 +101,8 @@
 //! timing helper ([`timing`]).
 //!
 //! ## Feature flags
-//! - `threads` (default): multi-threaded matrix products (see above).
+//! - `threads` (default): multi-threaded matrix products and TripletLoss row splitting
+//!   (see above).
 //!
 //! ## Supported Rust versions
 //! 1.85 or newer.
