@@ -178,7 +178,9 @@ macro_rules! impl_float {
                 // Why unsafe at all: nalgebra's safe `gemm` takes its small-matrix path on
                 // strided views (nalgebra#1616) and otherwise needs column-major copies of both
                 // operands; calling the same kernel directly on our row-major buffers avoids that
-                // copy and its allocation on every call (benches/benches/matmul.rs compares both).
+                // copy and its allocation on every call (benches/benches/matmul.rs compares both:
+                // `X Xᵀ` in f32, nalgebra with the column-major copy / this direct call, measured
+                // 1.46x at 256 x 128 and 1.13x at 1024 x 128 on a shared 2-core AMD EPYC, load ~5).
                 #[allow(unsafe_code)]
                 unsafe {
                     matrixmultiply::$gemm(
