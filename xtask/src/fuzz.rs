@@ -161,7 +161,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         let dir = out_dir.join(target);
         let _ = std::fs::create_dir_all(&dir);
         let _ = std::fs::write(dir.join("slowest.bin"), &slowest.1);
-        if slowest.0 > Duration::from_secs(1) {
+        if slowest.0 > Duration::from_secs(2) {
             findings.insert(
                 "slow".into(),
                 (
@@ -1051,7 +1051,12 @@ fn target_distance(input: &[u8]) -> Result<(), String> {
     let qe = Embeddings::from_row_major(&q, n, dims).map_err(|e| e.to_string())?;
     let ke = Embeddings::from_row_major(&k, m, dims).map_err(|e| e.to_string())?;
     let mut out = vec![0.0; n * m];
-    let finite = q.iter().chain(&k).all(|v| v.is_finite() && v.abs() < 1e100);
+    // Moderate: 0 or 1e-30 ≤ |v| ≤ 1e30 (snr of rows with variance ~1e-600 is genuinely
+    // beyond f64, which the losses report as `NonFiniteDistance`).
+    let finite = q
+        .iter()
+        .chain(&k)
+        .all(|v| *v == 0.0 || (v.abs() >= 1e-30 && v.abs() <= 1e30));
     match kind.matrix(qe, ke, same, &mut Vec::new(), &mut out) {
         Ok(()) if finite && dims > 0 => {
             if let Some(v) = out.iter().find(|v| !v.is_finite()) {
