@@ -503,5 +503,8 @@ fn regression_snr_pair_vjp_is_finite_for_tiny_variance() {
         .unwrap();
     let (mut gq, mut gk) = ([0.0; 2], [0.0; 2]);
     DistanceKind::Snr.pair_vjp(&q, &k, d[0], 1e-200, &mut gq, &mut gk);
-    assert!(d[0].is_finite() && gq.iter().chain(&gk).all(|v| v.is_finite()), "{gq:?} {gk:?}");
+    assert!(
+        d[0].is_finite() && gq.iter().chain(&gk).all(|v| v.is_finite()),
+        "{gq:?} {gk:?}"
+    );
 }
