@@ -142,7 +142,7 @@ mod tests {
 
     fn two_per_class() -> String {
         (0..20)
-            .map(|i| row(i % 10, i))
+            .map(|i| row(i % 10, i % 17))
             .collect::<Vec<_>>()
             .join("\n")
     }
