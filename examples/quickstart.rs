@@ -18,7 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut x = vec![0.0f32; raw.len()];
     l2_normalize(&raw, dims, &mut x);
 
-    let loss = TripletLoss::builder().distance("cosine").margin(0.2).build()?;
+    let loss = TripletLoss::builder()
+        .distance("cosine")
+        .margin(0.2)
+        .build()?;
     let batch = Batch::new(&labels, Embeddings::from_row_major(&x, labels.len(), dims)?)?;
 
     // Reuse the workspace and output across training steps: no allocation after the first.

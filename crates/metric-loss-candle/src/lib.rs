@@ -45,7 +45,7 @@
 //! features (CPU).
 //!
 //! # Supported Rust versions
-//! The minimum supported Rust version is 1.85. Raising it is a minor-version change.
+//! The minimum supported Rust version is 1.89 (nalgebra 0.35 requires it). Raising it is a minor-version change.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};

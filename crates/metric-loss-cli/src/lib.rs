@@ -105,7 +105,7 @@
 //!   (see above).
 //!
 //! ## Supported Rust versions
-//! 1.85 or newer.
+//! 1.89 or newer (nalgebra 0.35 requires it).
 
 pub mod bench;
 pub mod cli;

@@ -35,7 +35,7 @@
 //! None; multi-threading comes from `metric-loss-core`'s `threads` feature.
 //!
 //! # Supported Rust versions
-//! 1.85 or newer.
+//! 1.89 or newer (nalgebra 0.35 requires it).
 
 mod dense;
 mod gram;

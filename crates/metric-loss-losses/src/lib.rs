@@ -64,7 +64,7 @@
 //!   records (pulls in `serde_json` and `flate2`).
 //!
 //! # Supported Rust versions
-//! 1.85 or newer.
+//! 1.89 or newer (nalgebra 0.35 requires it).
 
 mod circle;
 mod common;

@@ -34,7 +34,7 @@
 //! None.
 //!
 //! # Supported Rust versions
-//! 1.85 or newer.
+//! 1.89 or newer (nalgebra 0.35 requires it).
 
 mod extreme;
 #[cfg(test)]
