@@ -202,7 +202,7 @@ impl Forward<'_> {
         let mut out = LossOutput::new();
         let mut workspace = self.workspace.borrow_mut();
         self.loss
-            .compute_into(&input, &mut **workspace, &mut out)
+            .compute_into(&input, &mut workspace, &mut out)
             .map_err(to_candle_error)?;
         Ok(out)
     }

@@ -66,7 +66,7 @@ pub(crate) fn grad_row(
 ) -> Result<(), String> {
     for (c, (a, b)) in ours.iter().zip(theirs).enumerate() {
         let err = (a - b).abs() / scale;
-        if !(err <= tol) {
+        if err.is_nan() || err > tol {
             return Err(format!(
                 "grad[{row}][{c}]: ours {a} vs TF {b} (rel {err:.3e} > {tol:.0e})"
             ));

@@ -129,7 +129,7 @@ fn compare_rows(
         ));
     }
     let n = per_example.len();
-    let dims = if n == 0 { 0 } else { grad.len() / n };
+    let dims = grad.len().checked_div(n).unwrap_or(0);
     for (i, (a, b)) in ours.per_example.iter().zip(&per_example).enumerate() {
         if float32_overflow && *b == f64::INFINITY && a.is_finite() && *a < 1e-38 {
             continue;
