@@ -36,12 +36,16 @@
 //! # Supported Rust versions
 //! 1.89 or newer (nalgebra 0.35 requires it).
 
+mod classes;
 mod extreme;
+mod grouped;
 #[cfg(test)]
 mod reference;
 mod route;
 mod row;
 
+pub use classes::KeyClasses;
+pub use grouped::mine_row_grouped;
 pub use route::route_gradient;
 pub use row::{mine_row, Mined, NonFiniteEntry, Pick, PickMask, RowContext};
 

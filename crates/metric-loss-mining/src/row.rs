@@ -124,7 +124,7 @@ struct Scan<T> {
 }
 
 #[inline(always)]
-fn pick_max<T: Float>(a: T, b: T) -> T {
+pub(crate) fn pick_max<T: Float>(a: T, b: T) -> T {
     if b > a {
         b
     } else {
@@ -133,7 +133,7 @@ fn pick_max<T: Float>(a: T, b: T) -> T {
 }
 
 #[inline(always)]
-fn pick_min<T: Float>(a: T, b: T) -> T {
+pub(crate) fn pick_min<T: Float>(a: T, b: T) -> T {
     if b < a {
         b
     } else {
@@ -297,12 +297,12 @@ fn min_negative_beyond<T: Float>(row: &[T], ctx: &RowContext<'_>, threshold: T) 
 /// The row's extreme values and the offsets of TF Similarity's masked helpers. The index
 /// and ties of the row extremes are only needed for an empty mask (a sentinel), so they
 /// are found then, by a scan of their own.
-struct RowFrame<'r, T> {
-    row: &'r [T],
+pub(crate) struct RowFrame<'r, T> {
+    pub(crate) row: &'r [T],
     /// `rowmin − 1e-6` in f64: the masked maximum's offset.
-    below: f64,
+    pub(crate) below: f64,
     /// `rowmax + 1e-6` in f64: the masked minimum's offset.
-    above: f64,
+    pub(crate) above: f64,
 }
 
 impl<T: Float> RowFrame<'_, T> {
@@ -335,7 +335,7 @@ impl<T: Float> RowFrame<'_, T> {
     }
 
     /// masked_max over the entries summarised by `ext`.
-    fn masked_max(&self, ext: &Extreme<T>, mask: PickMask<T>) -> (T, Pick<T>) {
+    pub(crate) fn masked_max(&self, ext: &Extreme<T>, mask: PickMask<T>) -> (T, Pick<T>) {
         if ext.is_empty() {
             (T::from_f64(self.below), self.sentinel(false))
         } else {
@@ -345,7 +345,7 @@ impl<T: Float> RowFrame<'_, T> {
     }
 
     /// masked_min over the entries summarised by `ext`.
-    fn masked_min(&self, ext: &Extreme<T>, mask: PickMask<T>) -> (T, Pick<T>) {
+    pub(crate) fn masked_min(&self, ext: &Extreme<T>, mask: PickMask<T>) -> (T, Pick<T>) {
         if ext.is_empty() {
             (T::from_f64(self.above), self.sentinel(true))
         } else {

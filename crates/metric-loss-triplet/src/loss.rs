@@ -5,7 +5,9 @@ use metric_loss_core::{
     PositiveStrategy, Reduction, Workspace,
 };
 use metric_loss_distances::DistanceKind;
-use metric_loss_mining::{mine_row, route_gradient, Mined, Pick, PickMask, RowContext};
+use metric_loss_mining::{
+    mine_row_grouped, route_gradient, KeyClasses, Mined, Pick, PickMask, RowContext,
+};
 
 use crate::{Margin, TripletLossConfig};
 
@@ -147,26 +149,33 @@ impl TripletLoss {
             .matrix(q, k, same, &mut scratch.row_stats, &mut scratch.distances)?;
 
         // Each anchor's row is mined independently: split rows over threads (`threads`).
+        // Grouping the keys by label once makes each anchor's positives a short list.
+        scratch.classes.rebuild(keys.labels());
         scratch.anchors.clear();
         scratch.anchors.resize(n, Anchor::placeholder());
-        let distances = &scratch.distances;
+        let classes = &scratch.classes;
+        let query_labels = queries.labels();
         crate::parallel::for_row_chunks(
             &mut out.per_example,
             &mut scratch.anchors,
-            |start, losses, anchors| {
-                for (t, (loss_out, anchor)) in losses.iter_mut().zip(anchors).enumerate() {
+            &mut scratch.distances,
+            m,
+            |start, losses, anchors, rows| {
+                let rows = rows.chunks_exact_mut(m);
+                for (t, ((loss_out, anchor), row)) in
+                    losses.iter_mut().zip(anchors).zip(rows).enumerate()
+                {
                     let i = start + t;
-                    let row = &distances[i * m..(i + 1) * m];
                     let ctx = self.context(input, i);
-                    let mined = mine_row(row, &ctx, self.positive, self.negative).map_err(|e| {
-                        LossError::NonFiniteDistance {
+                    let members = classes.members(query_labels[i]);
+                    let mined = mine_row_grouped(row, &ctx, members, self.positive, self.negative)
+                        .map_err(|e| LossError::NonFiniteDistance {
                             distance: self.distance.name(),
                             row: i,
                             col: e.col,
                             value: e.value,
                             dtype: T::DTYPE,
-                        }
-                    })?;
+                        })?;
                     let (loss, slope) = if self.exclude_degenerate_anchors
                         && !(mined.has_positive && mined.has_negative)
                     {
@@ -265,6 +274,7 @@ struct Scratch<T> {
     row_stats: Vec<T>,
     anchors: Vec<Anchor<T>>,
     key_row: Vec<T>,
+    classes: KeyClasses,
 }
 
 #[derive(Debug, Clone, Copy)]

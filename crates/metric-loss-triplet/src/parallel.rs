@@ -32,30 +32,38 @@ pub(crate) fn threads_for(rows: usize) -> usize {
     }
 }
 
-/// Calls `f(first_row, a_chunk, b_chunk)` on consecutive row chunks of `a` and `b` (both one
-/// entry per row), on [`threads_for`] threads. Returns the error of the lowest chunk that
-/// failed, so the first failing row wins as in a sequential loop.
-pub(crate) fn for_row_chunks<A: Send, B: Send, E: Send>(
+/// Calls `f(first_row, a_chunk, b_chunk, c_chunk)` on consecutive row chunks of `a` and `b`
+/// (one entry per row) and `c` (`c_stride` entries per row), on [`threads_for`] threads.
+/// Returns the error of the lowest chunk that failed, so the first failing row wins as in
+/// a sequential loop.
+pub(crate) fn for_row_chunks<A: Send, B: Send, C: Send, E: Send>(
     a: &mut [A],
     b: &mut [B],
-    f: impl Fn(usize, &mut [A], &mut [B]) -> Result<(), E> + Sync,
+    c: &mut [C],
+    c_stride: usize,
+    f: impl Fn(usize, &mut [A], &mut [B], &mut [C]) -> Result<(), E> + Sync,
 ) -> Result<(), E> {
     debug_assert_eq!(a.len(), b.len());
+    debug_assert_eq!(c.len(), a.len() * c_stride);
     let rows = a.len();
     let threads = threads_for(rows);
-    if threads <= 1 {
-        return f(0, a, b);
+    if threads <= 1 || c_stride == 0 {
+        return f(0, a, b, c);
     }
     let chunk = rows.div_ceil(threads);
     std::thread::scope(|scope| {
         let f = &f;
-        let mut chunks = a.chunks_mut(chunk).zip(b.chunks_mut(chunk)).enumerate();
+        let mut chunks = a
+            .chunks_mut(chunk)
+            .zip(b.chunks_mut(chunk))
+            .zip(c.chunks_mut(chunk * c_stride))
+            .enumerate();
         // The calling thread takes the first chunk itself.
-        let (_, (a0, b0)) = chunks.next().expect("rows > 0");
+        let (_, ((a0, b0), c0)) = chunks.next().expect("rows > 0");
         let handles: Vec<_> = chunks
-            .map(|(c, (a, b))| scope.spawn(move || f(c * chunk, a, b)))
+            .map(|(i, ((a, b), c))| scope.spawn(move || f(i * chunk, a, b, c)))
             .collect();
-        let first = f(0, a0, b0);
+        let first = f(0, a0, b0, c0);
         let rest = handles
             .into_iter()
             .map(|h| h.join().expect("a mining thread panicked"));
@@ -73,17 +81,25 @@ mod tests {
     fn chunks_cover_every_row_once_and_the_first_error_wins() {
         let mut a = vec![0usize; 1000];
         let mut b = vec![0u8; 1000];
-        for_row_chunks(&mut a, &mut b, |start, a, b| {
-            for (t, (x, y)) in a.iter_mut().zip(b.iter_mut()).enumerate() {
+        let mut c = vec![0usize; 3000];
+        for_row_chunks(&mut a, &mut b, &mut c, 3, |start, a, b, c| {
+            for (t, ((x, y), z)) in a
+                .iter_mut()
+                .zip(b.iter_mut())
+                .zip(c.chunks_mut(3))
+                .enumerate()
+            {
                 *x = start + t;
                 *y += 1;
+                z.fill(start + t);
             }
             Ok::<(), ()>(())
         })
         .unwrap();
         assert!(a.iter().enumerate().all(|(i, x)| *x == i));
         assert!(b.iter().all(|y| *y == 1));
-        let err = for_row_chunks(&mut a, &mut b, |start, a, _| {
+        assert!(c.iter().enumerate().all(|(i, z)| *z == i / 3));
+        let err = for_row_chunks(&mut a, &mut b, &mut c, 3, |start, a, _, _| {
             match (start..start + a.len()).find(|r| r % 300 == 299) {
                 Some(r) => Err(r),
                 None => Ok(()),

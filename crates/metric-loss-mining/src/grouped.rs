@@ -1,0 +1,400 @@
+//! Mining one anchor's row when its positives are known as a short list of key indices
+//! ([`KeyClasses`](crate::KeyClasses)): the negatives are then every other entry, and the
+//! scan over the row needs no labels at all.
+//!
+//! The positives are read first, saved, and overwritten with NaN, which no comparison
+//! selects; one branch-free pass then finds the negative extremum with its first index and
+//! ties, and the row extremes; the positives are restored. The label comparison per entry
+//! (an `i64` compare per `f32`) and the separate locate passes of [`mine_row`] are gone.
+//! Rows the fast path does not cover (no positive, no negative, large classes, non-finite
+//! entries) go to [`mine_row`], so the results are identical by construction; a test
+//! checks them bit for bit against the scalar reference.
+
+use metric_loss_core::{Float, NegativeStrategy, PositiveStrategy};
+
+use crate::extreme::Extreme;
+use crate::row::{
+    mine_row, pick_max, pick_min, Mined, NonFiniteEntry, PickMask, RowContext, RowFrame,
+};
+use crate::SENTINEL_OFFSET;
+
+/// Lanes of the vectorised scans (see `row.rs`).
+const LANES: usize = 8;
+
+/// Above one positive per this many keys, the positives' scalar pass and their overwrite
+/// cost more than the label compares they save: such rows take [`mine_row`].
+const MAX_POSITIVE_SHARE: usize = 8;
+
+/// Rows shorter than this take [`mine_row`] (the fast path's fixed costs do not pay off).
+const MIN_ROW: usize = 4 * LANES;
+
+/// The most positives the fast path saves (on the stack) while they are overwritten.
+const MAX_MEMBERS: usize = 64;
+
+/// [`mine_row`] for an anchor whose same-label keys are `members` (ascending key indices,
+/// as [`KeyClasses::members`](crate::KeyClasses::members) gives them, the diagonal
+/// included). `row` is overwritten during the call and restored before it returns.
+///
+/// The result is identical to [`mine_row`]'s, ties and signed zeros included.
+///
+/// # Errors
+/// [`NonFiniteEntry`] at the first NaN or infinite distance.
+pub fn mine_row_grouped<T: Float>(
+    row: &mut [T],
+    ctx: &RowContext<'_>,
+    members: &[usize],
+    positive: PositiveStrategy,
+    negative: NegativeStrategy,
+) -> Result<Mined<T>, NonFiniteEntry> {
+    debug_assert_eq!(row.len(), ctx.key_labels.len());
+    let m = row.len();
+    let covered = m >= MIN_ROW
+        && u32::try_from(m).is_ok()
+        && members.len() < m
+        && members.len() <= MAX_MEMBERS
+        && members.len() * MAX_POSITIVE_SHARE <= m;
+    if !covered {
+        return mine_row(row, ctx, positive, negative);
+    }
+    let diag = if ctx.remove_diagonal {
+        ctx.anchor
+    } else {
+        usize::MAX
+    };
+    let inf = T::from_f64(f64::INFINITY);
+    let (mut members_min, mut members_max, mut finite) = (inf, -inf, true);
+    let (mut hardest, mut easiest) = (Extreme::none(), Extreme::none());
+    let mut saved = [T::ZERO; MAX_MEMBERS];
+    for (&j, slot) in members.iter().zip(&mut saved) {
+        let v = row[j];
+        finite &= v.is_finite();
+        members_min = pick_min(members_min, v);
+        members_max = pick_max(members_max, v);
+        if j != diag {
+            hardest.offer_max(v, j);
+            easiest.offer_min(v, j);
+        }
+        *slot = v;
+    }
+    if !finite || hardest.is_empty() {
+        return mine_row(row, ctx, positive, negative);
+    }
+    let nan = T::from_f64(f64::NAN);
+    for &j in members {
+        row[j] = nan;
+    }
+    // Semi-hard scans against the raw hardest positive; the threshold proper is its masked
+    // value, which needs the row extremes: the two agree except for tiny distances next to
+    // large ones (checked below, and such rows are mined again by `mine_row`).
+    let raw_threshold = hardest.value;
+    let scan = if negative == NegativeStrategy::SemiHard {
+        scan_values::<T, true>(row, raw_threshold)
+    } else {
+        scan_values::<T, false>(row, raw_threshold)
+    };
+    // Every entry other than the planted NaNs is finite (checked below), so the negative
+    // pick's value is one of the scan's, and its first index and ties come from one more
+    // pass, while the positives are still NaN.
+    let target = match negative {
+        NegativeStrategy::Hard => scan.min,
+        NegativeStrategy::Easy => scan.max,
+        NegativeStrategy::SemiHard if scan.beyond.is_finite() => scan.beyond,
+        // The fallback column: the first of the largest negatives.
+        NegativeStrategy::SemiHard => scan.max,
+    };
+    let all_finite = scan.min.is_finite()
+        && scan.max.is_finite()
+        && scan.nans == T::from_f64(members.len() as f64);
+    let located = if all_finite {
+        locate_value(row, target)
+    } else {
+        Extreme::none()
+    };
+    for (&j, &v) in members.iter().zip(saved.iter()) {
+        row[j] = v;
+    }
+    if !all_finite {
+        return mine_row(row, ctx, positive, negative);
+    }
+    let (row_min, row_max) = (
+        pick_min(members_min, scan.min),
+        pick_max(members_max, scan.max),
+    );
+    let frame = RowFrame {
+        row,
+        below: row_min.to_f64() - SENTINEL_OFFSET,
+        above: row_max.to_f64() + SENTINEL_OFFSET,
+    };
+    let hard_positive = positive == PositiveStrategy::Hard;
+    let (p, pos) = if hard_positive {
+        frame.masked_max(&hardest, PickMask::Positive)
+    } else {
+        frame.masked_min(&easiest, PickMask::Positive)
+    };
+    let (q, neg) = match negative {
+        NegativeStrategy::Hard => frame.masked_min(&located, PickMask::Negative),
+        NegativeStrategy::Easy => frame.masked_max(&located, PickMask::Negative),
+        NegativeStrategy::SemiHard => {
+            let threshold = if hard_positive {
+                p
+            } else {
+                frame.masked_max(&hardest, PickMask::Positive).0
+            };
+            if threshold != raw_threshold {
+                return mine_row(row, ctx, positive, negative);
+            }
+            if scan.beyond.is_finite() {
+                frame.masked_min(&located, PickMask::NegativeBeyond(threshold))
+            } else {
+                // No negative beyond the threshold: TF's one-hot fallback at the farthest
+                // negative, which is then never beyond it.
+                let column = located.index;
+                let single = Extreme {
+                    value: frame.row[column],
+                    index: column,
+                    ties: 1,
+                };
+                frame.masked_min(&single, PickMask::Column)
+            }
+        }
+    };
+    #[cfg(test)]
+    FAST_ROWS.with(|c| c.set(c.get() + 1));
+    Ok(Mined {
+        positive: p,
+        negative: q,
+        pos,
+        neg,
+        has_positive: true,
+        has_negative: true,
+    })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Rows mined by the fast path itself (not handed to `mine_row`), so that the test
+    /// shows it covers them.
+    static FAST_ROWS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// What a label-free pass over a row with its positives set to NaN finds (values only:
+/// index-and-ties tracking does not vectorise, see `row.rs`).
+struct ValueScan<T> {
+    /// The smallest and largest non-NaN entries (±∞ when there is none).
+    min: T,
+    max: T,
+    /// Semi-hard only: the smallest entry strictly beyond the threshold (+∞: none).
+    beyond: T,
+    /// NaN entries (the planted positives plus any NaN distance), counted in `T`: exact
+    /// up to 2²⁴ per lane in f32, and a miscount only sends the row to [`mine_row`].
+    nans: T,
+}
+
+/// The scan's per-lane accumulators.
+struct Accumulators<T> {
+    min: [T; LANES],
+    max: [T; LANES],
+    beyond: [T; LANES],
+    nans: [T; LANES],
+}
+
+impl<T: Float> Accumulators<T> {
+    /// One statement per accumulator over whole lane arrays, every operand a value: the
+    /// form LLVM's SLP vectoriser turns into packed compares and blends. (A per-lane closure
+    /// capturing the threshold by reference came out as scalar pointer selects.)
+    #[inline(always)]
+    // `x != x` is the NaN test that compiles to one packed unordered compare.
+    #[allow(clippy::eq_op)]
+    fn step<const SEMI: bool>(&mut self, v: [T; LANES], threshold: T, inf: T) {
+        for (a, x) in self.min.iter_mut().zip(v) {
+            *a = pick_min(*a, x);
+        }
+        for (a, x) in self.max.iter_mut().zip(v) {
+            *a = pick_max(*a, x);
+        }
+        for (a, x) in self.nans.iter_mut().zip(v) {
+            *a += if x != x { T::ONE } else { T::ZERO };
+        }
+        if SEMI {
+            for (a, x) in self.beyond.iter_mut().zip(v) {
+                let candidate = if x > threshold { x } else { inf };
+                *a = pick_min(*a, candidate);
+            }
+        }
+    }
+}
+
+/// One branch-free pass; `SEMI` adds the smallest entry beyond `threshold`.
+fn scan_values<T: Float, const SEMI: bool>(row: &[T], threshold: T) -> ValueScan<T> {
+    let inf = T::from_f64(f64::INFINITY);
+    let mut acc = Accumulators {
+        min: [inf; LANES],
+        max: [-inf; LANES],
+        beyond: [inf; LANES],
+        nans: [T::ZERO; LANES],
+    };
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        let mut v = [T::ZERO; LANES];
+        v.copy_from_slice(chunk);
+        acc.step::<SEMI>(v, threshold, inf);
+    }
+    if !tail.is_empty() {
+        // Pad with NaN, which every accumulator but the count ignores.
+        let mut v = [T::from_f64(f64::NAN); LANES];
+        v[..tail.len()].copy_from_slice(tail);
+        acc.step::<SEMI>(v, threshold, inf);
+        acc.nans[0] -= T::from_f64((LANES - tail.len()) as f64);
+    }
+    let fold = |lanes: [T; LANES], max: bool| {
+        lanes.into_iter().fold(
+            lanes[0],
+            |a, b| if max { pick_max(a, b) } else { pick_min(a, b) },
+        )
+    };
+    ValueScan {
+        min: fold(acc.min, false),
+        max: fold(acc.max, true),
+        beyond: fold(acc.beyond, false),
+        nans: acc.nans.into_iter().fold(T::ZERO, |a, b| a + b),
+    }
+}
+
+/// The first index and the number of entries equal to `target` (NaN entries never are),
+/// holding the value at that first index (which may differ from `target` in the sign of a
+/// zero). A block is tested for a hit branch-free, and only a block with one is visited
+/// entry by entry.
+fn locate_value<T: Float>(row: &[T], target: T) -> Extreme<T> {
+    const BLOCK: usize = LANES * 8;
+    let mut e = Extreme::none();
+    let mut visit = |start: usize, chunk: &[T]| {
+        for (t, &v) in chunk.iter().enumerate() {
+            if v == target {
+                if e.is_empty() {
+                    e.value = v;
+                    e.index = start + t;
+                }
+                e.ties += 1;
+            }
+        }
+    };
+    let blocks = row.chunks_exact(BLOCK);
+    let tail = blocks.remainder();
+    for (b, block) in blocks.enumerate() {
+        let mut hits = [0u32; LANES];
+        for chunk in block.chunks_exact(LANES) {
+            for l in 0..LANES {
+                hits[l] += u32::from(chunk[l] == target);
+            }
+        }
+        if hits.iter().sum::<u32>() != 0 {
+            visit(b * BLOCK, block);
+        }
+    }
+    visit(row.len() - tail.len(), tail);
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::mine_row_reference;
+    use crate::KeyClasses;
+
+    /// SplitMix64: reproducible rows without a dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) % n
+        }
+    }
+
+    const POS: [PositiveStrategy; 2] = [PositiveStrategy::Hard, PositiveStrategy::Easy];
+    const NEG: [NegativeStrategy; 3] = [
+        NegativeStrategy::Hard,
+        NegativeStrategy::Easy,
+        NegativeStrategy::SemiHard,
+    ];
+
+    fn bits<T: Float>(v: T) -> u64 {
+        v.to_f64().to_bits()
+    }
+
+    fn check<T: Float>(row: &[T], labels: &[i64], anchor: usize, label: i64, rd: bool) {
+        let ctx = RowContext {
+            anchor,
+            anchor_label: label,
+            key_labels: labels,
+            remove_diagonal: rd,
+        };
+        let mut classes = KeyClasses::default();
+        classes.rebuild(labels);
+        for p in POS {
+            for n in NEG {
+                let mut work = row.to_vec();
+                let members = classes.members(label);
+                let fast = mine_row_grouped(&mut work, &ctx, members, p, n);
+                assert!(work.iter().zip(row).all(|(a, b)| bits(*a) == bits(*b)));
+                let slow = mine_row_reference(row, &ctx, p, n);
+                match (fast, slow) {
+                    (Ok(f), Ok(s)) => {
+                        assert_eq!(f, s, "{p:?}/{n:?} row {row:?} labels {labels:?}");
+                        for (a, b) in [
+                            (f.positive, s.positive),
+                            (f.negative, s.negative),
+                            (f.pos.target, s.pos.target),
+                            (f.neg.target, s.neg.target),
+                        ] {
+                            assert_eq!(bits(a), bits(b), "{p:?}/{n:?} row {row:?}");
+                        }
+                    }
+                    (Err(f), Err(s)) => {
+                        assert_eq!((f.col, f.value.to_bits()), (s.col, s.value.to_bits()))
+                    }
+                    (f, s) => panic!("{p:?}/{n:?}: fast {f:?} slow {s:?}"),
+                }
+            }
+        }
+    }
+
+    /// Long rows (the fast path's) from a few values: exact ties, signed zeros, distances
+    /// tiny next to the row's largest (where the masked value differs from the raw one),
+    /// sometimes a non-finite entry, against the scalar reference, bit for bit.
+    #[test]
+    fn grouped_mining_matches_the_scalar_reference() {
+        let mut rng = Rng(11);
+        let values = [-0.0, 0.0, 0.25, 0.5, 0.5, 1.0, 1.5, 2.0, 1e-9, 3e-12, 1e-7];
+        for case in 0..3000 {
+            let m = 32 + rng.below(120) as usize;
+            let classes = 4 + rng.below(m as u64 / 2) as i64;
+            let labels: Vec<i64> = (0..m)
+                .map(|_| rng.below(classes as u64) as i64 - classes / 2)
+                .collect();
+            let mut row: Vec<f64> = (0..m)
+                .map(|_| values[rng.below(values.len() as u64) as usize])
+                .collect();
+            if case % 50 == 0 {
+                let bad = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY][case / 50 % 3];
+                row[rng.below(m as u64) as usize] = bad;
+            }
+            let anchor = rng.below(m as u64 + 1) as usize;
+            let rd = rng.below(4) != 0;
+            let label = if rng.below(5) == 0 {
+                rng.below(classes as u64) as i64 - classes / 2
+            } else {
+                labels.get(anchor).copied().unwrap_or(0)
+            };
+            check(&row, &labels, anchor, label, rd);
+            let row32: Vec<f32> = row.iter().map(|v| *v as f32).collect();
+            check(&row32, &labels, anchor, label, rd);
+        }
+        let fast = FAST_ROWS.with(|c| c.get());
+        // 3000 rows x 2 dtypes x 6 strategy pairs; most rows qualify.
+        assert!(fast > 15_000, "only {fast} rows took the fast path");
+    }
+}
