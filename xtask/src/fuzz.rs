@@ -1091,3 +1091,56 @@ fn target_distance(input: &[u8]) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression test of every saved `loss` finding (`fuzz/findings/loss/`, see
+    /// `fuzz/README.md`): each replays through the fuzzer's own code path and must now give
+    /// finite outputs or a typed error in both precisions; and, as each was an overflow of
+    /// finite inputs, at least one precision must report it as `NonFiniteResult`.
+    #[test]
+    fn loss_findings_replay_without_a_finding() {
+        install_quiet_panic_hook();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/findings/loss");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .expect("readable findings directory");
+        files.retain(|p| p.extension().is_some_and(|x| x == "bin"));
+        files.sort();
+        assert!(
+            files.len() >= 18,
+            "expected the 18 saved findings, got {files:?}"
+        );
+        let failures: Vec<String> = files
+            .iter()
+            .filter_map(|path| {
+                let bytes = std::fs::read(path).expect("readable finding");
+                if let Err(f) = run_one("loss", &bytes) {
+                    return Some(format!("{}: {f}", path.display()));
+                }
+                (!reports_overflow(&bytes))
+                    .then(|| format!("{}: no NonFiniteResult in either precision", path.display()))
+            })
+            .collect();
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    /// Whether the loss input `bytes` gives `LossError::NonFiniteResult` in f32 or f64.
+    fn reports_overflow(bytes: &[u8]) -> bool {
+        let mut b = Bytes(bytes);
+        let Ok((loss, _)) = loss_from_bytes(&mut b) else {
+            return false;
+        };
+        let c = case_from_bytes(&mut b);
+        let overflow =
+            |r: Result<(), LossError>| matches!(r, Err(LossError::NonFiniteResult { .. }));
+        loss.reset_state();
+        let f32 = overflow(evaluate::<f32>(loss.as_ref(), &c).map(|_| ()));
+        loss.reset_state();
+        f32 || overflow(evaluate::<f64>(loss.as_ref(), &c).map(|_| ()))
+    }
+}

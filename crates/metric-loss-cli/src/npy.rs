@@ -8,10 +8,12 @@
 //!   every value finite.
 //!
 //! Before any data is read, the size the header announces is compared with the file's
-//! length, so a corrupt header cannot make the reader allocate more than the file holds.
+//! length, so a corrupt header cannot make the reader allocate more than the file holds;
+//! its shape is checked (overflow-checked product, at most one element per byte of the
+//! file) even before npyz parses it, since npyz multiplies the dimensions unchecked.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Seek};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use npyz::{DType, NpyFile, NpyHeader, Order, TypeChar, TypeStr, WriterBuilder};
@@ -255,6 +257,7 @@ fn open(path: &Path) -> Result<NpyFile<BufReader<File>>, CliError> {
         File::open(path).map_err(|e| CliError::in_file(path, format!("cannot open: {e}")))?;
     let file_len = file.metadata().ok().map(|m| m.len());
     let mut reader = BufReader::new(file);
+    check_shape(path, &mut reader, file_len)?;
     let header = NpyHeader::from_reader(&mut reader)
         .map_err(|e| CliError::in_file(path, format!("not a valid .npy file ({e})")))?;
     // The data starts where the header ends; the header announces how much there is.
@@ -281,6 +284,92 @@ fn open(path: &Path) -> Result<NpyFile<BufReader<File>>, CliError> {
         }
     }
     Ok(NpyFile::with_header(header, reader))
+}
+
+/// Refuses a header whose shape announces more elements than the file has bytes, or
+/// whose product overflows u64, before npyz sees it: npyz multiplies the dimensions
+/// unchecked (a panic in debug builds, a wrapped and too small size in release ones). A
+/// header this cannot read is left to npyz, which reports it; the reader is rewound.
+fn check_shape(
+    path: &Path,
+    reader: &mut BufReader<File>,
+    file_len: Option<u64>,
+) -> Result<(), CliError> {
+    let text = read_header_text(reader);
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| CliError::in_file(path, format!("cannot read: {e}")))?;
+    let Some(dims) = text.as_deref().and_then(header_shape) else {
+        return Ok(());
+    };
+    let elements = dims
+        .iter()
+        .try_fold(1u64, |acc, dim| dim.and_then(|d| acc.checked_mul(d)));
+    let too_large = match (elements, file_len) {
+        (None, _) => true,
+        // Every dtype the CLI reads takes at least one byte per element.
+        (Some(elements), Some(len)) => elements > len,
+        (Some(_), None) => false,
+    };
+    if too_large {
+        let shape: Vec<String> = dims
+            .iter()
+            .map(|d| d.map_or_else(|| "(beyond 2^64)".to_owned(), |d| d.to_string()))
+            .collect();
+        let len = file_len.map_or_else(|| "?".to_owned(), |l| l.to_string());
+        return Err(CliError::in_file(
+            path,
+            format!(
+                "invalid .npy header: shape [{}] announces more elements than the file's {len} bytes can hold",
+                shape.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The header dictionary's text, or `None` when the preamble is not a `.npy` one (npyz
+/// then reports the problem). Reads no more than the file holds.
+fn read_header_text(reader: &mut BufReader<File>) -> Option<String> {
+    let mut preamble = [0u8; 8];
+    reader.read_exact(&mut preamble).ok()?;
+    if &preamble[..6] != b"\x93NUMPY" {
+        return None;
+    }
+    let header_len = if preamble[6] == 1 {
+        let mut b = [0u8; 2];
+        reader.read_exact(&mut b).ok()?;
+        u64::from(u16::from_le_bytes(b))
+    } else {
+        let mut b = [0u8; 4];
+        reader.read_exact(&mut b).ok()?;
+        u64::from(u32::from_le_bytes(b))
+    };
+    let mut text = Vec::new();
+    reader.take(header_len).read_to_end(&mut text).ok()?;
+    String::from_utf8(text).ok()
+}
+
+/// The dimensions of the header's `'shape': (…)` entry, `None` for a dimension beyond
+/// u64; `None` overall when there is no such entry of integers.
+fn header_shape(text: &str) -> Option<Vec<Option<u64>>> {
+    let at = text.find("'shape'").or_else(|| text.find("\"shape\""))?;
+    let rest = text[at + 7..].trim_start().strip_prefix(':')?;
+    let rest = rest.trim_start().strip_prefix('(')?;
+    let inner = &rest[..rest.find(')')?];
+    inner
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            // Python 2 writes long integers with an `L` suffix.
+            let digits = t.strip_suffix('L').unwrap_or(t);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some(digits.parse::<u64>().ok())
+        })
+        .collect()
 }
 
 fn read_numbers(

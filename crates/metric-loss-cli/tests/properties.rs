@@ -65,9 +65,11 @@ fn npy_file() -> impl Strategy<Value = Vec<u8>> {
     let shape = prop_oneof![
         Just(vec![]),
         prop::collection::vec(0u64..6, 1..4),
-        // Absurd sizes whose product fits in u64 (see `known_issue_...` for the others).
+        // Absurd sizes, with products that fit in u64 and that overflow it.
         Just(vec![u64::MAX / 4, 2]),
         Just(vec![1 << 31, 1 << 31]),
+        Just(vec![u64::MAX, 2]),
+        Just(vec![1 << 32, 1 << 32, 3]),
     ];
     let valid = (
         descr,
@@ -199,15 +201,13 @@ proptest! {
     }
 }
 
-/// Known issue (reported; in the `npyz` dependency): a header whose shape's product
-/// overflows u64 (e.g. `(18446744073709551615, 2)`) panics inside
-/// `NpyHeader::from_reader` (`shape.iter().product()`) in debug builds ("attempt to
-/// multiply with overflow"), which the CLI reports as an internal error. Release builds
-/// wrap there and the CLI's own overflow-checked size check then refuses the file with a
-/// proper error. A fix: check the shape before handing the header to npyz.
+/// Regression (was a known issue of the `npyz` dependency): a header whose shape's
+/// product overflows u64 (e.g. `(18446744073709551615, 2)`) panicked inside
+/// `NpyHeader::from_reader` (`shape.iter().product()`) in debug builds. The CLI now checks
+/// the shape (overflow-checked, and against the file's length) before npyz sees it, and
+/// refuses the file with a typed error naming it.
 #[test]
-#[ignore = "known issue: npyz overflows on shape products beyond u64 in debug builds"]
-fn known_issue_npy_shape_product_overflow() {
+fn npy_shape_product_overflow_is_a_typed_error() {
     let d = dir("overflow", 0);
     let x = d.join("x.npy");
     std::fs::write(&x, npy("<f4", false, &[u64::MAX, 2], &[0; 8])).unwrap();
@@ -224,4 +224,9 @@ fn known_issue_npy_shape_product_overflow() {
     ];
     let refs: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
     check(&refs).unwrap();
+    let err = metric_loss_cli::npy::read_embeddings(&x).unwrap_err();
+    assert!(
+        err.message().contains("x.npy") && err.message().contains("invalid .npy header"),
+        "{err}"
+    );
 }

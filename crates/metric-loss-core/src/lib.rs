@@ -10,7 +10,8 @@
 //! - [`Reduction`], [`SampleWeight`], [`reduce`]: Keras's reductions.
 //! - [`Workspace`], [`LossOutput`]: reusable buffers, so that training allocates nothing in
 //!   steady state.
-//! - [`LossError`]: the one error type.
+//! - [`LossError`]: the one error type; [`LossOutput::check_finite`] turns a result that
+//!   overflowed into [`LossError::NonFiniteResult`].
 //!
 //! Implementations live in their own crates: `metric-loss-distances`, `metric-loss-mining`,
 //! `metric-loss-triplet`, and so on. A new loss needs only this crate.
@@ -39,7 +40,7 @@ pub use error::{LossError, StrategyRole};
 pub use float::Float;
 pub use input::LossInput;
 pub use loss::{MetricLoss, MetricLossExt};
-pub use output::LossOutput;
+pub use output::{AllowNonFinite, LossOutput};
 pub use reduction::{reduce, Reduction, SampleWeight};
 pub use strategy::{NegativeStrategy, PositiveStrategy};
 pub use workspace::Workspace;

@@ -1,6 +1,21 @@
 //! What a loss returns.
 
-use crate::Float;
+use crate::{Float, LossError};
+
+/// Which non-finite values [`LossOutput::check_finite`] lets through. Gradients must be
+/// finite whatever the allowance: an infinite gradient entry is never usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AllowNonFinite {
+    /// Every per-example value, the loss and every gradient entry must be finite.
+    #[default]
+    Never,
+    /// A per-example value may be +∞, and the loss it makes may then be +∞ or −∞ (by
+    /// its weight's sign), never NaN. For a loss that documents such values:
+    /// `TripletLoss`'s reference soft margin, whose soft-plus (TF Similarity's formula)
+    /// overflows to +∞ for huge distances.
+    PositiveInfinitePerExample,
+}
 
 /// The result of one loss evaluation. Reuse one across calls: its buffers keep their
 /// capacity, so steady-state training allocates nothing.
@@ -34,6 +49,70 @@ impl<T: Float> LossOutput<T> {
         fill(&mut self.grad_keys, if gradient { m * dims } else { 0 });
     }
 
+    /// Checks that the output holds no ±∞ or NaN beyond what `allow` permits, so that a
+    /// loss can end with `out.check_finite(..)` and never return a non-finite number
+    /// silently: finite inputs can still overflow (a huge margin or distance, a sample
+    /// weight times a large per-example loss, the reduced sum, a gradient entry).
+    ///
+    /// The per-example values are checked first, then the loss, then the gradient
+    /// (`grad_queries` followed by `grad_keys`, indexed as one flat sequence).
+    ///
+    /// # Errors
+    /// [`LossError::NonFiniteResult`] naming the first offending value: `what` is
+    /// `"per-example loss"` (index: the example), `"loss"` (index 0) or `"gradient"` (index:
+    /// the flat gradient entry).
+    ///
+    /// # Example
+    /// ```
+    /// use metric_loss_core::{AllowNonFinite, LossError, LossOutput};
+    ///
+    /// let mut out = LossOutput::<f32>::new();
+    /// out.reset(2, 0, 1, true);
+    /// out.per_example = vec![1.0, f32::INFINITY];
+    /// out.loss = f32::INFINITY;
+    /// // Documented +∞ per-example values (and the loss they make) may be allowed ...
+    /// assert!(out.check_finite(AllowNonFinite::PositiveInfinitePerExample).is_ok());
+    /// // ... but are an error otherwise.
+    /// let err = out.check_finite(AllowNonFinite::Never).unwrap_err();
+    /// assert!(matches!(
+    ///     err,
+    ///     LossError::NonFiniteResult { what: "per-example loss", index: 1, dtype: "f32", .. }
+    /// ));
+    /// // A non-finite gradient entry is always an error.
+    /// out.grad_queries[1] = f32::NAN;
+    /// let err = out.check_finite(AllowNonFinite::PositiveInfinitePerExample).unwrap_err();
+    /// assert!(matches!(err, LossError::NonFiniteResult { what: "gradient", index: 1, .. }));
+    /// ```
+    pub fn check_finite(&self, allow: AllowNonFinite) -> Result<(), LossError> {
+        let inf_allowed = allow == AllowNonFinite::PositiveInfinitePerExample;
+        let allowed = |v: T| inf_allowed && v.to_f64() == f64::INFINITY;
+        let error = |what, index, value: T| LossError::NonFiniteResult {
+            what,
+            index,
+            value: value.to_f64(),
+            dtype: T::DTYPE,
+        };
+        if let Some(i) = self
+            .per_example
+            .iter()
+            .position(|v| !v.is_finite() && !allowed(*v))
+        {
+            return Err(error("per-example loss", i, self.per_example[i]));
+        }
+        // An allowed +∞ example makes the loss ±∞ (by its weight's sign); NaN would mean
+        // ∞ − ∞ or 0·∞, which no allowance covers.
+        let infinite_examples = self.per_example.iter().any(|v| !v.is_finite());
+        let loss_allowed = infinite_examples && !self.loss.to_f64().is_nan();
+        if !self.loss.is_finite() && !loss_allowed {
+            return Err(error("loss", 0, self.loss));
+        }
+        let grads = self.grad_queries.iter().chain(&self.grad_keys);
+        if let Some((i, g)) = grads.enumerate().find(|(_, g)| !g.is_finite()) {
+            return Err(error("gradient", i, *g));
+        }
+        Ok(())
+    }
+
     /// The gradient row of query `i`.
     pub fn grad_query_row(&self, i: usize, dims: usize) -> &[T] {
         &self.grad_queries[i * dims..(i + 1) * dims]
@@ -43,4 +122,56 @@ impl<T: Float> LossOutput<T> {
 fn fill<T: Float>(v: &mut Vec<T>, len: usize) {
     v.clear();
     v.resize(len, T::ZERO);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(per_example: Vec<f64>, loss: f64, grad_keys: Vec<f64>) -> LossOutput<f64> {
+        LossOutput {
+            per_example,
+            loss,
+            grad_queries: vec![0.0; 2],
+            grad_keys,
+        }
+    }
+
+    fn what(r: Result<(), LossError>) -> Option<(&'static str, usize)> {
+        match r {
+            Ok(()) => None,
+            Err(LossError::NonFiniteResult { what, index, .. }) => Some((what, index)),
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+
+    #[test]
+    fn finite_output_passes_both_allowances() {
+        let out = output(vec![1.0, 2.0], 3.0, vec![0.5]);
+        assert_eq!(what(out.check_finite(AllowNonFinite::Never)), None);
+        let soft = AllowNonFinite::PositiveInfinitePerExample;
+        assert_eq!(what(out.check_finite(soft)), None);
+    }
+
+    #[test]
+    fn allowance_covers_positive_infinity_only() {
+        let soft = AllowNonFinite::PositiveInfinitePerExample;
+        // +∞ examples: the loss may be −∞ (a negative weight) but not NaN.
+        let out = output(vec![f64::INFINITY, 1.0], f64::NEG_INFINITY, vec![]);
+        assert_eq!(what(out.check_finite(soft)), None);
+        let out = output(vec![f64::INFINITY, 1.0], f64::NAN, vec![]);
+        assert_eq!(what(out.check_finite(soft)), Some(("loss", 0)));
+        let out = output(vec![1.0, f64::NEG_INFINITY], f64::NEG_INFINITY, vec![]);
+        assert_eq!(what(out.check_finite(soft)), Some(("per-example loss", 1)));
+        // Finite examples whose weighted sum overflowed: never allowed.
+        let out = output(vec![1.0, 1.0], f64::INFINITY, vec![]);
+        assert_eq!(what(out.check_finite(soft)), Some(("loss", 0)));
+    }
+
+    #[test]
+    fn gradient_index_runs_through_queries_then_keys() {
+        let out = output(vec![1.0], 1.0, vec![0.0, f64::NAN]);
+        let soft = AllowNonFinite::PositiveInfinitePerExample;
+        assert_eq!(what(out.check_finite(soft)), Some(("gradient", 3)));
+    }
 }

@@ -429,6 +429,14 @@ fn regression_l2_normalize_rejects_a_partial_row() {
 /// when s ≥ 1e-18, and then relies on diag(H 1) Q − H K cancelling; the noise is amplified
 /// to about √ε relative (1e-8 in f64, 1e-4 in f32) where `pair_vjp` gives exactly 0 for
 /// the self-pair. Input found by `dense_vjp_equals_pairwise_sum`.
+///
+/// Still open after issue 7: a candidate fix is to zero Hᵢⱼ where qᵢ and kⱼ are bitwise
+/// equal (their difference is exactly 0, so the true contribution is 0), testing equality
+/// only where Dᵢⱼ is within rounding noise so that the O(dims) comparison stays rare. It
+/// was not made because it needs `dense.rs` (under concurrent optimisation), it fixes
+/// only exact duplicates (near-duplicates stay noisy in `pair_vjp` too, so the right
+/// tolerance for this test is itself a design question), and re-verifying the dense
+/// losses against TF's fixtures did not fit the time box on the shared machine.
 #[test]
 #[ignore = "known issue: dense euclidean VJP vs pair_vjp on a noisy self-distance"]
 fn known_issue_dense_euclidean_vjp_amplifies_self_distance_noise() {

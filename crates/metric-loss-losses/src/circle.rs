@@ -139,8 +139,19 @@ impl CircleLossConfig {
 /// None in the numbers (TF is finite for every finite distance matrix of the fixtures);
 /// non-finite γ or margin are rejected, and scores that overflow the dtype (γD² for
 /// distances around 1e18 in f32) are an error ([`metric_loss_core::LossError::Unsupported`])
-/// instead of ∞ or NaN.
+/// instead of ∞ or NaN; see also *Overflow* below.
 /// Values reach a few hundred with the defaults: compare relatively.
+///
+/// # Overflow: `NonFiniteResult`
+/// Finite inputs can still overflow the dtype. A row whose own loss or ∂ℓᵢ/∂D is not
+/// finite is [`metric_loss_core::LossError::Unsupported`] naming the anchor; after
+/// that, per-example values of 1e78 and more (euclidean distances near
+/// 1e38 in f64), a sample weight times a per-example loss, a reduced sum beyond
+/// the dtype's range (positive and negative weights then give ∞ − ∞) and a gradient entry
+/// that overflows (sample weights around 1e30, or embeddings near the dtype's maximum,
+/// e.g. 3e38 in f32, through the distance's VJP) are
+/// [`metric_loss_core::LossError::NonFiniteResult`] naming the first such value. The
+/// loss never returns ±∞ or NaN.
 ///
 /// # Example
 /// ```

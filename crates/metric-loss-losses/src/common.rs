@@ -2,7 +2,7 @@
 //! workspace, the dense-loss driver and numerically careful exponentials.
 
 use metric_loss_core::{
-    reduce, Distance, Float, LossError, LossInput, LossOutput, Reduction, Workspace,
+    reduce, AllowNonFinite, Distance, Float, LossError, LossInput, LossOutput, Reduction, Workspace,
 };
 use metric_loss_distances::DistanceKind;
 use metric_loss_mining::RowContext;
@@ -154,7 +154,9 @@ pub(crate) struct DenseSpec<'a> {
 /// whole matrix through [`Distance::dense_vjp`].
 ///
 /// A row whose loss or gradient is not finite (scores overflowing the dtype, or a
-/// hyper-parameter that rounds to 0 in f32) is an error, never a NaN.
+/// hyper-parameter that rounds to 0 in f32) is [`LossError::Unsupported`] naming the
+/// anchor; a weighted loss or a gradient entry that overflows afterwards is
+/// [`LossError::NonFiniteResult`]. Never a NaN.
 pub(crate) fn run_dense<T: Float>(
     input: &LossInput<'_, T>,
     workspace: &mut Workspace,
@@ -221,9 +223,27 @@ pub(crate) fn run_dense<T: Float>(
         out.per_example[i] = value;
     }
     out.loss = reduce(&out.per_example, &input.sample_weight(), reduction);
-    if !gradient {
-        return Ok(());
+    if gradient {
+        dense_gradient(input, distance, reduction, scratch, out);
     }
+    // Each row is finite, but a sample weight times a row, the reduced sum or the
+    // gradient (a huge weight, or a distance VJP at the edge of the dtype) can still
+    // overflow: an error, never a silent ±∞ or NaN.
+    out.check_finite(AllowNonFinite::Never)
+}
+
+/// Scales each row of ∂ℓ/∂D by its weight and the reduction's factor, and pushes the
+/// matrix through [`Distance::dense_vjp`] into `out`.
+fn dense_gradient<T: Float>(
+    input: &LossInput<'_, T>,
+    distance: DistanceKind,
+    reduction: Reduction,
+    scratch: &mut DenseScratch<T>,
+    out: &mut LossOutput<T>,
+) {
+    let (q, k) = (input.queries().embeddings(), input.keys().embeddings());
+    let (n, m, dims) = (q.rows(), k.rows(), q.cols());
+    let same = input.keys_are_queries();
     let scale = T::from_f64(reduction.example_scale(n));
     for (i, g_row) in scratch.dist_grad.chunks_exact_mut(m).enumerate() {
         let g = input.sample_weight().get(i) * scale;
@@ -255,7 +275,6 @@ pub(crate) fn run_dense<T: Float>(
             &mut out.grad_keys,
         );
     }
-    Ok(())
 }
 
 /// Implements `MetricLoss` for a loss with a generic `run` method.

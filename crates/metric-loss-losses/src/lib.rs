@@ -46,7 +46,11 @@
 //!
 //! Every non-finite hyper-parameter is a build error, and a loss that would still overflow
 //! its dtype (absurdly large embeddings, a hyper-parameter that rounds to 0 in f32) returns
-//! [`metric_loss_core::LossError::Unsupported`] naming the anchor, never a NaN.
+//! [`metric_loss_core::LossError::Unsupported`] naming the anchor. Every loss ends with
+//! [`metric_loss_core::LossOutput::check_finite`]: a weighted loss, a reduced sum or a
+//! gradient entry that overflows afterwards (huge sample weights, embeddings near the
+//! dtype's maximum) is [`metric_loss_core::LossError::NonFiniteResult`]. No entry point
+//! returns ±∞ or NaN, except `XBM` passing on a wrapped `TripletLoss`'s documented +∞.
 //!
 //! # Configs and class names
 //! | Keras class name | config (serde, `deny_unknown_fields`) | built loss |

@@ -195,6 +195,17 @@ impl MultiSimilarityLossConfig {
 ///   finite ln(1 + Σ e^{…}); wherever TF is finite the two agree to rounding.
 /// - α = 0 and β = 0 are rejected by `build` (TF: +∞ or NaN); non-finite values too.
 ///
+/// # Overflow: `NonFiniteResult`
+/// Finite inputs can still overflow the dtype. A row whose own loss or ∂ℓᵢ/∂D is not
+/// finite is [`metric_loss_core::LossError::Unsupported`] naming the anchor; after
+/// that, a tiny α or β (the 1/α and 1/β factors: α = 1e-290 makes
+/// ℓᵢ ≈ 1e289), a sample weight times a per-example loss, a reduced sum beyond
+/// the dtype's range (positive and negative weights then give ∞ − ∞) and a gradient entry
+/// that overflows (sample weights around 1e30, or embeddings near the dtype's maximum,
+/// e.g. 3e38 in f32, through the distance's VJP) are
+/// [`metric_loss_core::LossError::NonFiniteResult`] naming the first such value. The
+/// loss never returns ±∞ or NaN.
+///
 /// # Example
 /// ```
 /// use metric_loss_core::MetricLossExt;

@@ -1,8 +1,8 @@
 //! `PNLoss`: triplet mining plus the positive-to-negative distance (Ivis's PN loss).
 
 use metric_loss_core::{
-    reduce, Distance, Embeddings, Float, LossError, LossInput, LossOutput, NegativeStrategy,
-    PositiveStrategy, Reduction, Workspace,
+    reduce, AllowNonFinite, Distance, Embeddings, Float, LossError, LossInput, LossOutput,
+    NegativeStrategy, PositiveStrategy, Reduction, Workspace,
 };
 use metric_loss_distances::DistanceKind;
 use metric_loss_mining::{mine_row, route_gradient, Mined, RowContext};
@@ -187,6 +187,16 @@ impl PNLossConfig {
 /// - Non-finite margins are rejected; invalid input (non-finite embeddings, distance
 ///   overflow) is an error, never a NaN.
 ///
+/// # Overflow: `NonFiniteResult`
+/// Finite inputs can still overflow the dtype. An anchor whose loss or slope is not
+/// finite is [`LossError::Unsupported`] naming the anchor; after that, a sample weight
+/// times a per-example loss (a margin of 1e30 with weights of 1e19 in f32), a reduced sum
+/// beyond the dtype's range (a margin near `f64::MAX`: positive and negative weights then
+/// give ∞ − ∞), and a gradient entry that overflows (sample weights around 3e38 in f32, or
+/// embeddings near the dtype's maximum through the distance's VJP) are
+/// [`LossError::NonFiniteResult`] naming the first such value. The loss never returns ±∞
+/// or NaN.
+///
 /// # Example
 /// ```
 /// use metric_loss_core::MetricLossExt;
@@ -345,10 +355,25 @@ impl PNLoss {
             });
         }
         out.loss = reduce(&out.per_example, &input.sample_weight(), self.reduction);
-        if !gradient {
-            return Ok(());
+        if gradient {
+            self.gradient(input, scratch, out);
         }
+        // Each anchor's loss is finite, but a sample weight times it, the reduced sum or a
+        // gradient entry can still overflow: an error, never a silent ±∞ or NaN. (The soft
+        // margin never gives +∞ here: see `apply_margin`.)
+        out.check_finite(AllowNonFinite::Never)
+    }
 
+    /// Routes each anchor's weighted slope to the mined entries of `out`'s gradients.
+    fn gradient<T: Float>(
+        &self,
+        input: &LossInput<'_, T>,
+        scratch: &mut Scratch<T>,
+        out: &mut LossOutput<T>,
+    ) {
+        let (q, k) = (input.queries().embeddings(), input.keys().embeddings());
+        let (n, m, dims) = (q.rows(), k.rows(), q.cols());
+        let same = input.keys_are_queries();
         let scale = T::from_f64(self.reduction.example_scale(n));
         scratch.buf_a.clear();
         scratch.buf_a.resize(dims, T::ZERO);
@@ -404,7 +429,6 @@ impl PNLoss {
                 });
             }
         }
-        Ok(())
     }
 
     fn context<'a, T: Float>(&self, input: &LossInput<'a, T>, anchor: usize) -> RowContext<'a> {

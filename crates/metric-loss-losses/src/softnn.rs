@@ -144,6 +144,16 @@ impl SoftNearestNeighborLossConfig {
 ///   the key (i, i) being the anchor itself when the keys start with the queries. TF fails
 ///   (an n×n mask against an n×m matrix).
 ///
+/// # Overflow: `NonFiniteResult`
+/// Finite inputs can still overflow the dtype. A row whose own loss or ∂ℓᵢ/∂D is not
+/// finite is [`metric_loss_core::LossError::Unsupported`] naming the anchor; after
+/// that, a sample weight times a per-example loss, a reduced sum beyond
+/// the dtype's range (positive and negative weights then give ∞ − ∞) and a gradient entry
+/// that overflows (sample weights around 1e30, or embeddings near the dtype's maximum,
+/// e.g. 3e38 in f32, through the distance's VJP) are
+/// [`metric_loss_core::LossError::NonFiniteResult`] naming the first such value. The
+/// loss never returns ±∞ or NaN.
+///
 /// # Example
 /// ```
 /// use metric_loss_core::MetricLossExt;

@@ -3,8 +3,8 @@
 use std::sync::{Mutex, MutexGuard};
 
 use metric_loss_core::{
-    reduce, Batch, Embeddings, Float, LossError, LossInput, LossOutput, MetricLoss, MetricLossExt,
-    Reduction, Workspace,
+    reduce, AllowNonFinite, Batch, Embeddings, Float, LossError, LossInput, LossOutput, MetricLoss,
+    MetricLossExt, Reduction, Workspace,
 };
 use metric_loss_triplet::TripletLossConfig;
 
@@ -188,6 +188,15 @@ impl XBMConfig {
 ///   spec); see those losses for what they compute over separate keys.
 /// - A failed call does not advance the state; every successful call (training or not)
 ///   does, as in TF.
+///
+/// # Overflow: `NonFiniteResult`
+/// The wrapped loss's errors come first (each loss of the workspace checks its own
+/// output). Then XBM's own reduction (a huge sample weight times a per-example value, or a
+/// sum beyond the dtype's range) and the sum of the query and key gradients can still
+/// overflow: [`LossError::NonFiniteResult`], and the state is not advanced. +∞
+/// per-example values that the wrapped loss returned without an error (TripletLoss's
+/// reference soft margin) are passed through, with the ±∞ loss they make, as that loss
+/// documents.
 ///
 /// # Example
 /// ```
@@ -476,7 +485,16 @@ impl XBM {
                 *o = (inner.grad_queries[t] + inner.grad_keys[t]) * ratio;
             }
         }
-        Ok(())
+        // The wrapped loss checked its own output, so a +∞ per-example value that got
+        // through is one it documents (TripletLoss's reference soft margin). What XBM adds
+        // can still overflow: its own weighted reduction, and the sum of the query and key
+        // gradients.
+        let allow = if out.per_example.iter().any(|v| v.to_f64() == f64::INFINITY) {
+            AllowNonFinite::PositiveInfinitePerExample
+        } else {
+            AllowNonFinite::Never
+        };
+        out.check_finite(allow)
     }
 }
 

@@ -1,8 +1,8 @@
 //! `TripletLoss`: mining, the per-anchor loss, the reduction and the gradient.
 
 use metric_loss_core::{
-    reduce, Distance, Float, LossError, LossInput, LossOutput, MetricLoss, NegativeStrategy,
-    PositiveStrategy, Reduction, Workspace,
+    reduce, AllowNonFinite, Distance, Float, LossError, LossInput, LossOutput, MetricLoss,
+    NegativeStrategy, PositiveStrategy, Reduction, Workspace,
 };
 use metric_loss_distances::DistanceKind;
 use metric_loss_mining::{
@@ -221,40 +221,14 @@ impl TripletLoss {
                 });
             }
         }
-        self.check_finite(out)
-    }
-
-    /// Finite inputs can still overflow (a huge margin, a weight times a huge loss, a
-    /// gradient): that is an error, never a silent ±∞ or NaN. The one exception is the
-    /// documented +∞ of TF Similarity's soft-plus ([`Margin::Soft`]) and the loss it makes
-    /// infinite.
-    fn check_finite<T: Float>(&self, out: &LossOutput<T>) -> Result<(), LossError> {
-        let soft = self.margin == Margin::Soft;
-        let documented = |v: T| soft && v.to_f64() == f64::INFINITY;
-        let error = |what, index, value: T| LossError::NonFiniteResult {
-            what,
-            index,
-            value: value.to_f64(),
-            dtype: T::DTYPE,
-        };
-        if let Some(i) = out
-            .per_example
-            .iter()
-            .position(|v| !v.is_finite() && !documented(*v))
-        {
-            return Err(error("per-example loss", i, out.per_example[i]));
-        }
-        // A documented +∞ example makes the loss ±∞ (by its weight's sign), never NaN.
-        let infinite_examples = soft && out.per_example.iter().any(|v| !v.is_finite());
-        let documented_loss = infinite_examples && !out.loss.to_f64().is_nan();
-        if !out.loss.is_finite() && !documented_loss {
-            return Err(error("loss", 0, out.loss));
-        }
-        let grads = out.grad_queries.iter().chain(&out.grad_keys);
-        if let Some((i, g)) = grads.enumerate().find(|(_, g)| !g.is_finite()) {
-            return Err(error("gradient", i, *g));
-        }
-        Ok(())
+        // Finite inputs can still overflow (a huge margin, a weight times a huge loss, a
+        // gradient): an error, never a silent ±∞ or NaN, except for the documented +∞ of TF
+        // Similarity's soft-plus and the loss it makes infinite.
+        out.check_finite(if self.margin == Margin::Soft {
+            AllowNonFinite::PositiveInfinitePerExample
+        } else {
+            AllowNonFinite::Never
+        })
     }
 
     fn context<'a, T: Float>(&self, input: &LossInput<'a, T>, anchor: usize) -> RowContext<'a> {
