@@ -256,11 +256,7 @@ fn train_model(
     let mut losses = Vec::with_capacity(args.steps);
     let mut indices = Vec::with_capacity(CLASSES * PER_CLASS);
     for step in 0..args.steps {
-        indices.clear();
-        for members in &mut by_class {
-            let (chosen, _) = members.partial_shuffle(rng, PER_CLASS);
-            indices.extend_from_slice(chosen);
-        }
+        draw_batch(&mut by_class, rng, &mut indices);
         let idx = Tensor::new(indices.as_slice(), x_train.device())?;
         let x = x_train.index_select(&idx, 0)?;
         let value = loss.loss(&model.embed(&x)?, &labels)?;
@@ -276,6 +272,21 @@ fn train_model(
     }
     bar.finish_and_clear();
     Ok(losses)
+}
+
+/// Fills `indices` with a batch: for each class in order, `PER_CLASS` of its members drawn
+/// without replacement, as TF Similarity's `MultiShotMemorySampler` does (`random.sample`);
+/// a class with fewer members is drawn with replacement, as there (`random.choices`).
+fn draw_batch(by_class: &mut [Vec<u32>], rng: &mut ChaCha8Rng, indices: &mut Vec<u32>) {
+    indices.clear();
+    for members in by_class {
+        if members.len() >= PER_CLASS {
+            let (chosen, _) = members.partial_shuffle(rng, PER_CLASS);
+            indices.extend_from_slice(chosen);
+        } else {
+            indices.extend((0..PER_CLASS).map(|_| members[rng.random_range(0..members.len())]));
+        }
+    }
 }
 
 /// The mean of the last `window` values at each step.
@@ -344,6 +355,37 @@ mod tests {
             running_mean(&[1.0, 3.0, 5.0, 7.0], 2),
             vec![1.0, 2.0, 4.0, 6.0]
         );
+    }
+
+    #[test]
+    fn batches_hold_every_class_with_distinct_examples() {
+        // Class c has members c*100 .. c*100 + 20 + c.
+        let mut by_class: Vec<Vec<u32>> = (0..CLASSES as u32)
+            .map(|c| (c * 100..c * 100 + 20 + c).collect())
+            .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut indices = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..50 {
+            draw_batch(&mut by_class, &mut rng, &mut indices);
+            assert_eq!(indices.len(), CLASSES * PER_CLASS);
+            for (c, chunk) in indices.chunks(PER_CLASS).enumerate() {
+                let c = c as u32;
+                let distinct: std::collections::HashSet<_> = chunk.iter().collect();
+                assert_eq!(distinct.len(), PER_CLASS, "class {c}: {chunk:?}");
+                assert!(chunk
+                    .iter()
+                    .all(|&i| (c * 100..c * 100 + 20 + c).contains(&i)));
+            }
+            seen.extend(indices.iter().copied());
+        }
+        // Over 50 batches every member turns up: the draw is not stuck on a subset.
+        assert_eq!(seen.len(), (0..CLASSES).map(|c| 20 + c).sum::<usize>());
+        // A class smaller than a batch's share is drawn with replacement.
+        let mut small = vec![vec![1u32, 2, 3]; CLASSES];
+        draw_batch(&mut small, &mut rng, &mut indices);
+        assert_eq!(indices.len(), CLASSES * PER_CLASS);
+        assert!(indices.iter().all(|i| (1..=3).contains(i)));
     }
 
     #[test]
