@@ -80,6 +80,13 @@ struct Args {
 }
 
 fn main() {
+    // One thread unless the caller chose: candle sizes its own pool and rayon's global one
+    // separately, and left to their defaults on a 2-core machine seed 42 trained in
+    // 0.74-1.10 s (4 runs, load average 0.5); with RAYON_NUM_THREADS=1, 0.33-0.52 s (8 runs,
+    // =2 gave 0.33-0.52 s too). The matrices (80 x 64) are too small to gain from splitting.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
     if let Err(message) = run(&Args::parse()) {
         eprintln!("error: {message}");
         std::process::exit(1);
