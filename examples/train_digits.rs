@@ -16,6 +16,16 @@
 //! - Figure: an SVG with the loss curve and PCA-2 views of the test embeddings before and
 //!   after training.
 //!
+//! Issue 5's reference, the same recipe in TF Similarity 0.17.1 over 5 seeds: test mAP@R
+//! 0.951 ± 0.008, recall@1 ≈ 0.985, 1500 steps in about 1.3 s of training; PCA-16 mAP@R
+//! 0.563. Measured here (seeds 1..=10, `--seed N`): mAP@R 0.921-0.971, mean 0.947 (sd
+//! 0.018), recall@1 mean 0.974; training 0.50-0.87 s (load average 1.0-1.4, 2 cores).
+//! Seeds 1, 2 and 7 stay below 0.93: the spread comes mostly from the split (with the
+//! split of seed 2, six training seeds gave 0.921-0.934; with seed 42's, 0.941-0.964,
+//! measured with candle's AdamW, which scored as this Adam does over seeds 1..=10),
+//! not from a difference from the recipe (initialisation, Adam, scaling, sampler and
+//! metric were checked against Keras / TF Similarity).
+//!
 //! Run: `cargo run --release --example train_digits -- --help`
 
 #[path = "digits/adam.rs"]
