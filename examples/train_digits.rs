@@ -7,14 +7,29 @@
 //! - Loss: read from `examples/configs/triplet_default.toml` with `metric-loss-registry`
 //!   (TripletLoss: cosine, hard positives, semi-hard negatives, margin 1.0), run as a
 //!   candle op with its analytic gradient (`metric-loss-candle`).
-//! - Training: Adam (lr 1e-3), batches of 10 classes x 8 examples, 1500 steps.
+//! - Training: Adam with Keras's update rule and defaults (lr 1e-3, β₁ 0.9, β₂ 0.999,
+//!   ε 1e-7, no weight decay; `digits/adam.rs`), batches of 10 classes x 8 distinct examples
+//!   (TF Similarity's `MultiShotMemorySampler`), 1500 steps. Weights Glorot-uniform, biases
+//!   zero (Keras's `Dense`).
 //! - Evaluation on the test split: recall@1, recall@5 and mAP@R before and after
 //!   training, and for PCA to 16 dimensions (fitted on the training split) as a baseline.
 //! - Figure: an SVG with the loss curve and PCA-2 views of the test embeddings before and
 //!   after training.
 //!
+//! Issue 5's reference, the same recipe in TF Similarity 0.17.1 over 5 seeds: test mAP@R
+//! 0.951 ± 0.008, recall@1 ≈ 0.985, 1500 steps in about 1.3 s of training; PCA-16 mAP@R
+//! 0.563. Measured here (seeds 1..=10, `--seed N`): mAP@R 0.921-0.971, mean 0.947 (sd
+//! 0.018), recall@1 mean 0.974; training 0.50-0.87 s (load average 1.0-1.4, 2 cores).
+//! Seeds 1, 2 and 7 stay below 0.93: the spread comes mostly from the split (with the
+//! split of seed 2, six training seeds gave 0.921-0.934; with seed 42's, 0.941-0.964,
+//! measured with candle's AdamW, which scored as this Adam does over seeds 1..=10),
+//! not from a difference from the recipe (initialisation, Adam, scaling, sampler and
+//! metric were checked against Keras / TF Similarity).
+//!
 //! Run: `cargo run --release --example train_digits -- --help`
 
+#[path = "digits/adam.rs"]
+mod adam;
 #[path = "digits/data.rs"]
 mod data;
 #[path = "digits/metrics.rs"]
@@ -28,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Module, Tensor, Var, D};
-use candle_nn::{AdamW, Linear, Optimizer, ParamsAdamW};
+use candle_nn::Linear;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use metric_loss_candle::CandleLoss;
@@ -75,6 +90,13 @@ struct Args {
 }
 
 fn main() {
+    // One thread unless the caller chose: candle sizes its own pool and rayon's global one
+    // separately, and left to their defaults on a 2-core machine seed 42 trained in
+    // 0.74-1.10 s (4 runs, load average 0.5); with RAYON_NUM_THREADS=1, 0.33-0.52 s (8 runs,
+    // =2 gave 0.33-0.52 s too). The matrices (80 x 64) are too small to gain from splitting.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
     if let Err(message) = run(&Args::parse()) {
         eprintln!("error: {message}");
         std::process::exit(1);
@@ -229,12 +251,7 @@ fn train_model(
     args: &Args,
     rng: &mut ChaCha8Rng,
 ) -> candle_core::Result<Vec<f32>> {
-    let params = ParamsAdamW {
-        lr: args.lr,
-        weight_decay: 0.0, // plain Adam
-        ..ParamsAdamW::default()
-    };
-    let mut optimiser = AdamW::new(model.vars.clone(), params)?;
+    let mut optimiser = adam::Adam::new(model.vars.clone(), args.lr);
     let mut by_class: Vec<Vec<u32>> = vec![Vec::new(); CLASSES];
     for (i, &label) in train.labels.iter().enumerate() {
         by_class[label as usize].push(i as u32);
@@ -256,11 +273,7 @@ fn train_model(
     let mut losses = Vec::with_capacity(args.steps);
     let mut indices = Vec::with_capacity(CLASSES * PER_CLASS);
     for step in 0..args.steps {
-        indices.clear();
-        for members in &mut by_class {
-            let (chosen, _) = members.partial_shuffle(rng, PER_CLASS);
-            indices.extend_from_slice(chosen);
-        }
+        draw_batch(&mut by_class, rng, &mut indices);
         let idx = Tensor::new(indices.as_slice(), x_train.device())?;
         let x = x_train.index_select(&idx, 0)?;
         let value = loss.loss(&model.embed(&x)?, &labels)?;
@@ -276,6 +289,21 @@ fn train_model(
     }
     bar.finish_and_clear();
     Ok(losses)
+}
+
+/// Fills `indices` with a batch: for each class in order, `PER_CLASS` of its members drawn
+/// without replacement, as TF Similarity's `MultiShotMemorySampler` does (`random.sample`);
+/// a class with fewer members is drawn with replacement, as there (`random.choices`).
+fn draw_batch(by_class: &mut [Vec<u32>], rng: &mut ChaCha8Rng, indices: &mut Vec<u32>) {
+    indices.clear();
+    for members in by_class {
+        if members.len() >= PER_CLASS {
+            let (chosen, _) = members.partial_shuffle(rng, PER_CLASS);
+            indices.extend_from_slice(chosen);
+        } else {
+            indices.extend((0..PER_CLASS).map(|_| members[rng.random_range(0..members.len())]));
+        }
+    }
 }
 
 /// The mean of the last `window` values at each step.
@@ -344,6 +372,37 @@ mod tests {
             running_mean(&[1.0, 3.0, 5.0, 7.0], 2),
             vec![1.0, 2.0, 4.0, 6.0]
         );
+    }
+
+    #[test]
+    fn batches_hold_every_class_with_distinct_examples() {
+        // Class c has members c*100 .. c*100 + 20 + c.
+        let mut by_class: Vec<Vec<u32>> = (0..CLASSES as u32)
+            .map(|c| (c * 100..c * 100 + 20 + c).collect())
+            .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut indices = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..50 {
+            draw_batch(&mut by_class, &mut rng, &mut indices);
+            assert_eq!(indices.len(), CLASSES * PER_CLASS);
+            for (c, chunk) in indices.chunks(PER_CLASS).enumerate() {
+                let c = c as u32;
+                let distinct: std::collections::HashSet<_> = chunk.iter().collect();
+                assert_eq!(distinct.len(), PER_CLASS, "class {c}: {chunk:?}");
+                assert!(chunk
+                    .iter()
+                    .all(|&i| (c * 100..c * 100 + 20 + c).contains(&i)));
+            }
+            seen.extend(indices.iter().copied());
+        }
+        // Over 50 batches every member turns up: the draw is not stuck on a subset.
+        assert_eq!(seen.len(), (0..CLASSES).map(|c| 20 + c).sum::<usize>());
+        // A class smaller than a batch's share is drawn with replacement.
+        let mut small = vec![vec![1u32, 2, 3]; CLASSES];
+        draw_batch(&mut small, &mut rng, &mut indices);
+        assert_eq!(indices.len(), CLASSES * PER_CLASS);
+        assert!(indices.iter().all(|i| (1..=3).contains(i)));
     }
 
     #[test]
