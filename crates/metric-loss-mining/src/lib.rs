@@ -47,7 +47,7 @@ mod row;
 pub use classes::KeyClasses;
 pub use grouped::mine_row_grouped;
 pub use route::route_gradient;
-pub use row::{mine_row, Mined, NonFiniteEntry, Pick, PickMask, RowContext};
+pub use row::{mine_row, Mined, MiningError, Pick, PickMask, RowContext};
 
 /// TF Similarity's offset for empty masked extrema.
 pub const SENTINEL_OFFSET: f64 = 1e-6;

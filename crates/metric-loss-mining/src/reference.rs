@@ -4,7 +4,7 @@
 use metric_loss_core::{Float, NegativeStrategy, PositiveStrategy};
 
 use crate::extreme::Extreme;
-use crate::row::{Mined, NonFiniteEntry, Pick, PickMask, RowContext};
+use crate::row::{Mined, MiningError, Pick, PickMask, RowContext};
 use crate::SENTINEL_OFFSET;
 
 /// Row extremes and the offsets of TF Similarity's masked helpers.
@@ -67,13 +67,13 @@ fn picked<T: Float>(ext: &Extreme<T>, mask: PickMask<T>) -> Pick<T> {
 /// per key).
 ///
 /// # Errors
-/// [`NonFiniteEntry`] at the first NaN or infinite distance.
+/// [`MiningError`] at the first NaN or infinite distance.
 pub(crate) fn mine_row_reference<T: Float>(
     row: &[T],
     ctx: &RowContext<'_>,
     positive: PositiveStrategy,
     negative: NegativeStrategy,
-) -> Result<Mined<T>, NonFiniteEntry> {
+) -> Result<Mined<T>, MiningError> {
     debug_assert_eq!(row.len(), ctx.key_labels.len());
     let mut min = Extreme::none();
     let mut max = Extreme::none();
@@ -81,7 +81,7 @@ pub(crate) fn mine_row_reference<T: Float>(
     let (mut neg_max, mut neg_min) = (Extreme::none(), Extreme::none());
     for (j, &d) in row.iter().enumerate() {
         if !d.is_finite() {
-            return Err(NonFiniteEntry {
+            return Err(MiningError::NonFinite {
                 col: j,
                 value: d.to_f64(),
             });

@@ -89,13 +89,22 @@ pub struct Mined<T> {
     pub has_negative: bool,
 }
 
-/// A NaN or infinite distance found while mining.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct NonFiniteEntry {
-    /// Its column.
-    pub col: usize,
-    /// Its value.
-    pub value: f64,
+/// Why a row could not be mined.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MiningError {
+    /// A NaN or infinite distance (the first one in the row).
+    #[error("distance {value} at column {col} is not finite; distances must be finite to mine")]
+    NonFinite {
+        /// Its column.
+        col: usize,
+        /// Its value.
+        value: f64,
+    },
+    /// The row has no entries (an empty key set): there is no positive or negative to pick,
+    /// and TF Similarity's sentinels (row extremes ± 1e-6) would be infinite.
+    #[error("the row is empty; give at least one key to mine against")]
+    EmptyRow,
 }
 
 /// Lanes of the vectorised scans. Each lane keeps its own running value over the entries
@@ -374,14 +383,18 @@ fn picked<T: Float>(ext: &Extreme<T>, mask: PickMask<T>) -> Pick<T> {
 /// included.
 ///
 /// # Errors
-/// [`NonFiniteEntry`] at the first NaN or infinite distance.
+/// [`MiningError::NonFinite`] at the first NaN or infinite distance;
+/// [`MiningError::EmptyRow`] for an empty row.
 pub fn mine_row<T: Float>(
     row: &[T],
     ctx: &RowContext<'_>,
     positive: PositiveStrategy,
     negative: NegativeStrategy,
-) -> Result<Mined<T>, NonFiniteEntry> {
+) -> Result<Mined<T>, MiningError> {
     debug_assert_eq!(row.len(), ctx.key_labels.len());
+    if row.is_empty() {
+        return Err(MiningError::EmptyRow);
+    }
     let hard_positive = positive == PositiveStrategy::Hard;
     let max_negative = negative != NegativeStrategy::Hard;
     let diag = if ctx.remove_diagonal && ctx.anchor < row.len() {
@@ -401,7 +414,7 @@ pub fn mine_row<T: Float>(
             .iter()
             .position(|d| !d.is_finite())
             .expect("a non-finite entry");
-        return Err(NonFiniteEntry {
+        return Err(MiningError::NonFinite {
             col,
             value: row[col].to_f64(),
         });
@@ -510,6 +523,18 @@ fn semi_hard<T: Float>(
     frame.masked_min(&single, PickMask::Column)
 }
 
+/// Two errors are the same, NaN values included (compared by bits).
+#[cfg(test)]
+pub(crate) fn same_error(a: &MiningError, b: &MiningError) -> bool {
+    match (a, b) {
+        (
+            MiningError::NonFinite { col: c1, value: v1 },
+            MiningError::NonFinite { col: c2, value: v2 },
+        ) => c1 == c2 && v1.to_bits() == v2.to_bits(),
+        _ => a == b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,8 +590,7 @@ mod tests {
                 let fast = mine_row(row, &ctx, p, n);
                 let slow = mine_row_reference(row, &ctx, p, n);
                 if let (Err(f), Err(s)) = (fast, slow) {
-                    // NaN != NaN: compare the column and the value's bits.
-                    assert_eq!((f.col, f.value.to_bits()), (s.col, s.value.to_bits()));
+                    assert!(same_error(&f, &s), "{f:?} vs {s:?}");
                     continue;
                 }
                 assert_eq!(

@@ -1,12 +1,14 @@
 //! Property tests for mining: `mine_row` on arbitrary rows (any length, special values,
 //! i64 extreme labels, all equal or all distinct) returns a pick inside the row or a
-//! `NonFiniteEntry`, never panics, and agrees with a brute-force reading of TF Similarity's
+//! `MiningError::NonFinite`, never panics, and agrees with a brute-force reading of TF Similarity's
 //! rules; `route_gradient` conserves the gradient and only touches the row's entries.
 //!
 //! Case counts are modest for CI; raise them with `PROPTEST_CASES=N`.
 
 use metric_loss_core::{NegativeStrategy, PositiveStrategy};
-use metric_loss_mining::{mine_row, route_gradient, Mined, Pick, RowContext, SENTINEL_OFFSET};
+use metric_loss_mining::{
+    mine_row, route_gradient, Mined, MiningError, Pick, RowContext, SENTINEL_OFFSET,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 
@@ -68,7 +70,7 @@ struct Row {
 }
 
 fn row(values: BoxedStrategy<f64>) -> impl Strategy<Value = Row> {
-    // Empty rows: `known_issue_empty_row_gives_infinite_sentinels`.
+    // Empty rows: `empty_row_is_an_error`.
     (1usize..9).prop_flat_map(move |m| {
         let labels = prop_oneof![
             3 => prop::collection::vec(label(), m),
@@ -177,7 +179,7 @@ fn brute_force(
 proptest! {
     #![proptest_config(cases(1024))]
 
-    /// Any row: a pick inside the row or a `NonFiniteEntry` at the first non-finite
+    /// Any row: a pick inside the row or a `MiningError::NonFinite` at the first non-finite
     /// entry; never a panic.
     #[test]
     fn mine_row_never_panics(r in row(nasty().boxed()), pos in positive(), neg in negative()) {
@@ -188,7 +190,8 @@ proptest! {
                 check_pick(&r, m.positive, &m.pos);
                 check_pick(&r, m.negative, &m.neg);
             }
-            Err(e) => prop_assert_eq!(Some(e.col), first_bad),
+            Err(MiningError::NonFinite { col, .. }) => prop_assert_eq!(Some(col), first_bad),
+            Err(e) => prop_assert!(false, "unexpected {e:?}"),
         }
         // f32 rows too.
         let r32: Vec<f32> = r.values.iter().map(|v| *v as f32).collect();
@@ -244,13 +247,10 @@ proptest! {
 // Regression tests for findings
 // ---------------------------------------------------------------------------------------
 
-/// Known issue (reported; `row.rs` is being rewritten concurrently): on an empty row (a key
-/// set of 0) the committed `mine_row` panicked under semi-hard (it indexed column 0) and
-/// the rewrite returns ±∞ sentinels. `TripletLoss` now rejects an empty key set with
-/// `LossError::Unsupported` before mining (see the triplet crate's regression test).
+/// Regression (found by the property tests): on an empty row (a key set of 0) `mine_row`
+/// once indexed column 0 under semi-hard, then returned ±∞ sentinels; it is now an error.
 #[test]
-#[ignore = "known issue: mine_row on an empty row"]
-fn known_issue_empty_row_gives_infinite_sentinels() {
+fn empty_row_is_an_error() {
     let ctx = RowContext {
         anchor: 0,
         anchor_label: 0,
@@ -263,8 +263,10 @@ fn known_issue_empty_row_gives_infinite_sentinels() {
             NegativeStrategy::Hard,
             NegativeStrategy::SemiHard,
         ] {
-            let m = mine_row::<f64>(&[], &ctx, pos, neg).unwrap();
-            assert!(m.positive.is_finite() && m.negative.is_finite(), "{m:?}");
+            assert_eq!(
+                mine_row::<f64>(&[], &ctx, pos, neg),
+                Err(MiningError::EmptyRow)
+            );
         }
     }
 }
