@@ -1,7 +1,6 @@
 //! Gram matrices `Q Kᵀ` on row-major buffers, with the symmetric case at half the cost.
 
 use metric_loss_core::Float;
-use multiversion::multiversion;
 
 /// Row-block height of the strips: each strip of the symmetric product computes its rows
 /// from the diagonal rightwards (the work wasted below the diagonal is about
@@ -39,7 +38,6 @@ pub(crate) fn gram<T: Float>(
 /// (entries `(i, j0..j0 + segment.len())`, in place), strip by strip so that the epilogue
 /// reads what the product just wrote while it is in cache.
 #[allow(clippy::too_many_arguments)]
-#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn gram_with<T: Float>(
     q: &[T],
     k: &[T],
@@ -82,7 +80,6 @@ pub(crate) fn gram_symmetric<T: Float>(x: &[T], n: usize, dims: usize, alpha: T,
 /// Compared with a product, a full mirror pass and a full epilogue pass over the finished
 /// matrix, this touches each entry once while it is hot: at N = 4096 the separate mirror
 /// alone (strided writes over a 64 MiB matrix) cost about as much as the half product.
-#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn gram_symmetric_with<T: Float>(
     x: &[T],
     n: usize,
@@ -120,7 +117,6 @@ pub(crate) fn gram_symmetric_with<T: Float>(
 /// right after it is written. Tiles of `TILE` columns are read row by row into a small
 /// transposed buffer, then written as contiguous row segments: no strided writes, no
 /// cache-set thrashing at power-of-two strides.
-#[inline(always)]
 fn mirror_strip<T: Float>(
     out: &mut [T],
     n: usize,

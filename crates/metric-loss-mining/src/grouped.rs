@@ -11,7 +11,6 @@
 //! checks them bit for bit against the scalar reference.
 
 use metric_loss_core::{Float, NegativeStrategy, PositiveStrategy};
-use multiversion::multiversion;
 
 use crate::extreme::Extreme;
 use crate::row::{
@@ -226,7 +225,6 @@ impl<T: Float> Accumulators<T> {
 }
 
 /// One branch-free pass; `SEMI` adds the smallest entry beyond `threshold`.
-#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
 fn scan_values<T: Float, const SEMI: bool>(row: &[T], threshold: T) -> ValueScan<T> {
     let inf = T::from_f64(f64::INFINITY);
     let mut acc = Accumulators {
@@ -267,7 +265,6 @@ fn scan_values<T: Float, const SEMI: bool>(row: &[T], threshold: T) -> ValueScan
 /// holding the value at that first index (which may differ from `target` in the sign of a
 /// zero). A block is tested for a hit branch-free, and only a block with one is visited
 /// entry by entry.
-#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
 fn locate_value<T: Float>(row: &[T], target: T) -> Extreme<T> {
     const BLOCK: usize = LANES * 8;
     let mut e = Extreme::none();
