@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Cosine distance expects unit rows: normalise, as TF Similarity's L2Embedding does.
     let mut x = vec![0.0f32; raw.len()];
-    l2_normalize(&raw, dims, &mut x);
+    l2_normalize(&raw, dims, &mut x)?;
 
     let loss = TripletLoss::builder()
         .distance("cosine")
@@ -31,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Chain the gradient through the normalisation to get d loss / d raw embeddings.
     let mut grad_raw = vec![0.0f32; raw.len()];
-    l2_normalize_vjp(&raw, dims, &out.grad_queries, &mut grad_raw);
+    l2_normalize_vjp(&raw, dims, &out.grad_queries, &mut grad_raw)?;
 
     println!("loss = {:.6}", out.loss);
     println!("per-example = {:?}", out.per_example);

@@ -69,7 +69,8 @@ pub fn make_batch<T: Float>(n: usize, d: usize, seed: u64) -> (Vec<i64>, Vec<T>)
     }
     let raw: Vec<T> = (0..n * d).map(|_| T::from_f64(rng.gaussian())).collect();
     let mut x = vec![T::ZERO; n * d];
-    l2_normalize(&raw, d, &mut x);
+    // Gaussian rows of the right length: finite whole rows.
+    l2_normalize(&raw, d, &mut x).expect("finite whole rows");
     (labels, x)
 }
 

@@ -339,17 +339,23 @@ proptest! {
         special in prop::collection::vec(nasty(), 5),
     ) {
         let (x, g) = (&x[..dims], &g[..dims]);
-        // Special values: no panic.
+        // Special values: a finite result or a typed error, never a panic or a silent NaN.
         let mut out = vec![0.0; dims];
-        l2_normalize(&special[..dims], dims, &mut out);
-        l2_normalize_vjp(&special[..dims], dims, g, &mut out);
+        match l2_normalize(&special[..dims], dims, &mut out) {
+            Ok(()) => prop_assert!(all_finite(&out, false), "{out:?}"),
+            Err(e) => prop_assert!(matches!(e, LossError::NonFiniteEmbedding { .. }), "{e}"),
+        }
+        match l2_normalize_vjp(&special[..dims], dims, g, &mut out) {
+            Ok(()) => prop_assert!(all_finite(&out, false), "{out:?}"),
+            Err(e) => prop_assert!(matches!(e, LossError::NonFiniteEmbedding { .. }), "{e}"),
+        }
         let sq: f64 = x.iter().map(|v| v * v).sum();
         prop_assume!(sq > 1e-6);
         let mut grad = vec![0.0; dims];
-        l2_normalize_vjp(x, dims, g, &mut grad);
+        l2_normalize_vjp(x, dims, g, &mut grad).unwrap();
         let f = |x: &[f64]| {
             let mut y = vec![0.0; dims];
-            l2_normalize(x, dims, &mut y);
+            l2_normalize(x, dims, &mut y).unwrap();
             y.iter().zip(g).map(|(a, b)| a * b).sum::<f64>()
         };
         let h = 1e-7;
@@ -376,7 +382,7 @@ proptest! {
 fn normalised<T: Float>(x: &[f64], dims: usize) -> Vec<(f64, f64)> {
     let xt: Vec<T> = cast(x);
     let mut y = vec![T::ZERO; xt.len()];
-    l2_normalize(&xt, dims, &mut y);
+    l2_normalize(&xt, dims, &mut y).unwrap();
     xt.chunks_exact(dims)
         .zip(y.chunks_exact(dims))
         .map(|(xr, yr)| {
@@ -400,7 +406,7 @@ fn normalised<T: Float>(x: &[f64], dims: usize) -> Vec<(f64, f64)> {
 #[test]
 fn regression_l2_normalize_of_a_huge_finite_row_is_a_unit_row() {
     let mut y = [0.0f32; 4];
-    l2_normalize(&[0.0, 3e38, -3e38, 3e38], 2, &mut y);
+    l2_normalize(&[0.0, 3e38, -3e38, 3e38], 2, &mut y).unwrap();
     assert_eq!(y[..2], [0.0, 1.0], "{y:?}");
     assert!(
         (y[2] + std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6,
@@ -411,17 +417,44 @@ fn regression_l2_normalize_of_a_huge_finite_row_is_a_unit_row() {
         "{y:?}"
     );
     let mut g = [0.0f32; 2];
-    l2_normalize_vjp(&[0.0, 3e38], 2, &[1.0, 0.0], &mut g);
+    l2_normalize_vjp(&[0.0, 3e38], 2, &[1.0, 0.0], &mut g).unwrap();
     assert!(g.iter().all(|v| v.is_finite()) && g[0] > 0.0, "{g:?}");
 }
 
 /// Finding: a buffer that is not whole rows silently left the tail of the output
-/// untouched. Now a documented panic (the function returns no `Result`).
+/// untouched (then a panic); now a typed error, as are a short output and `dims == 0`.
 #[test]
-#[should_panic(expected = "do not make whole rows")]
 fn regression_l2_normalize_rejects_a_partial_row() {
     let mut y = [7.0f64; 3];
-    l2_normalize(&[1.0, 2.0, 3.0], 2, &mut y);
+    let partial = l2_normalize(&[1.0, 2.0, 3.0], 2, &mut y).unwrap_err();
+    assert!(
+        matches!(
+            partial,
+            LossError::BufferLength {
+                got: 3,
+                expected: 4,
+                ..
+            }
+        ),
+        "{partial}"
+    );
+    let short = l2_normalize(&[1.0, 2.0], 2, &mut y).unwrap_err();
+    assert!(
+        matches!(
+            short,
+            LossError::BufferLength {
+                got: 3,
+                expected: 2,
+                ..
+            }
+        ),
+        "{short}"
+    );
+    let zero = l2_normalize(&[1.0], 0, &mut y[..1]).unwrap_err();
+    assert!(matches!(zero, LossError::ZeroWidth { .. }), "{zero}");
+    assert_eq!(l2_normalize::<f64>(&[], 0, &mut []), Ok(()));
+    let vjp = l2_normalize_vjp(&[1.0, 2.0], 2, &[f64::NAN, 0.0], &mut y[..2]).unwrap_err();
+    assert!(matches!(vjp, LossError::NonFiniteEmbedding { .. }), "{vjp}");
 }
 
 /// Known issue (reported, not fixed here: `dense.rs` is being optimised concurrently):
