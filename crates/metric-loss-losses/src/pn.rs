@@ -5,7 +5,7 @@ use metric_loss_core::{
     NegativeStrategy, PositiveStrategy, Reduction, Workspace,
 };
 use metric_loss_distances::DistanceKind;
-use metric_loss_mining::{mine_row, route_gradient, Mined, MiningError, RowContext};
+use metric_loss_mining::{mine_row, route_gradient, Mined, RowContext};
 use metric_loss_triplet::Margin;
 
 use crate::common::{check_size, finite, impl_metric_loss};
@@ -301,17 +301,8 @@ impl PNLoss {
         for i in 0..n {
             let row = &scratch.distances[i * m..(i + 1) * m];
             let ctx = self.context(input, i);
-            let mined = mine_row(row, &ctx, self.positive, self.negative).map_err(|e| match e {
-                MiningError::NonFinite { col, value } => LossError::NonFiniteDistance {
-                    distance: self.distance.name(),
-                    row: i,
-                    col,
-                    value,
-                    dtype: T::DTYPE,
-                },
-                // Unreachable: an empty key set is rejected above.
-                _ => LossError::EmptyKeys { queries: n },
-            })?;
+            let mined = mine_row(row, &ctx, self.positive, self.negative)
+                .map_err(|e| e.into_loss_error::<T>(self.distance.name(), i, n))?;
             let (a, b) = (mined.pos.index, mined.neg.index);
             let r = if same {
                 scratch.distances[a * m + b]

@@ -14,7 +14,7 @@ use metric_loss_core::{Float, NegativeStrategy, PositiveStrategy};
 
 use crate::extreme::Extreme;
 use crate::row::{
-    mine_row, pick_max, pick_min, Mined, MiningError, PickMask, RowContext, RowFrame,
+    locate_where, mine_row, pick_max, pick_min, Mined, MiningError, PickMask, RowContext, RowFrame,
 };
 use crate::SENTINEL_OFFSET;
 
@@ -263,37 +263,9 @@ fn scan_values<T: Float, const SEMI: bool>(row: &[T], threshold: T) -> ValueScan
 
 /// The first index and the number of entries equal to `target` (NaN entries never are),
 /// holding the value at that first index (which may differ from `target` in the sign of a
-/// zero). A block is tested for a hit branch-free, and only a block with one is visited
-/// entry by entry.
+/// zero).
 fn locate_value<T: Float>(row: &[T], target: T) -> Extreme<T> {
-    const BLOCK: usize = LANES * 8;
-    let mut e = Extreme::none();
-    let mut visit = |start: usize, chunk: &[T]| {
-        for (t, &v) in chunk.iter().enumerate() {
-            if v == target {
-                if e.is_empty() {
-                    e.value = v;
-                    e.index = start + t;
-                }
-                e.ties += 1;
-            }
-        }
-    };
-    let blocks = row.chunks_exact(BLOCK);
-    let tail = blocks.remainder();
-    for (b, block) in blocks.enumerate() {
-        let mut hits = [0u32; LANES];
-        for chunk in block.chunks_exact(LANES) {
-            for l in 0..LANES {
-                hits[l] += u32::from(chunk[l] == target);
-            }
-        }
-        if hits.iter().sum::<u32>() != 0 {
-            visit(b * BLOCK, block);
-        }
-    }
-    visit(row.len() - tail.len(), tail);
-    e
+    locate_where(row, target, |_| true)
 }
 
 #[cfg(test)]

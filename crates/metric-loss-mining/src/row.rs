@@ -1,6 +1,6 @@
 //! Mining one anchor's row.
 
-use metric_loss_core::{Float, NegativeStrategy, PositiveStrategy};
+use metric_loss_core::{Float, LossError, NegativeStrategy, PositiveStrategy};
 
 use crate::extreme::Extreme;
 use crate::SENTINEL_OFFSET;
@@ -105,6 +105,35 @@ pub enum MiningError {
     /// and TF Similarity's sentinels (row extremes ± 1e-6) would be infinite.
     #[error("the row is empty; give at least one key to mine against")]
     EmptyRow,
+}
+
+impl MiningError {
+    /// The loss-level error for row `row` of a `distance` matrix of `T` with `queries`
+    /// rows: [`LossError::NonFiniteDistance`] or [`LossError::EmptyKeys`].
+    ///
+    /// ```
+    /// use metric_loss_core::LossError;
+    /// use metric_loss_mining::MiningError;
+    /// let e = MiningError::EmptyRow.into_loss_error::<f32>("cosine", 0, 3);
+    /// assert_eq!(e, LossError::EmptyKeys { queries: 3 });
+    /// ```
+    pub fn into_loss_error<T: Float>(
+        self,
+        distance: &'static str,
+        row: usize,
+        queries: usize,
+    ) -> LossError {
+        match self {
+            MiningError::NonFinite { col, value } => LossError::NonFiniteDistance {
+                distance,
+                row,
+                col,
+                value,
+                dtype: T::DTYPE,
+            },
+            MiningError::EmptyRow => LossError::EmptyKeys { queries },
+        }
+    }
 }
 
 /// Lanes of the vectorised scans. Each lane keeps its own running value over the entries
@@ -245,15 +274,25 @@ enum Mask {
 /// a hit is looked at entry by entry with its labels. (A scalar compare-and-branch per
 /// entry here cost as much as the main scan.)
 fn locate<T: Float>(row: &[T], ctx: &RowContext<'_>, mask: Mask, target: T) -> Extreme<T> {
+    locate_where(row, target, |j| match mask {
+        Mask::Positive { diag } => ctx.key_labels[j] == ctx.anchor_label && j != diag,
+        Mask::Negative => ctx.key_labels[j] != ctx.anchor_label,
+    })
+}
+
+/// The first index and the number of entries `j` with `member(j)` equal to `target`, as
+/// [`locate`] describes; `member` is asked only in blocks that hold the value.
+#[inline(always)]
+pub(crate) fn locate_where<T: Float>(
+    row: &[T],
+    target: T,
+    member: impl Fn(usize) -> bool,
+) -> Extreme<T> {
     let mut e = Extreme::none();
     let mut visit = |start: usize, chunk: &[T]| {
         for (t, &v) in chunk.iter().enumerate() {
             let j = start + t;
-            let member = match mask {
-                Mask::Positive { diag } => ctx.key_labels[j] == ctx.anchor_label && j != diag,
-                Mask::Negative => ctx.key_labels[j] != ctx.anchor_label,
-            };
-            if v == target && member {
+            if v == target && member(j) {
                 if e.is_empty() {
                     e.value = v;
                     e.index = j;

@@ -6,7 +6,7 @@ use metric_loss_core::{
 };
 use metric_loss_distances::DistanceKind;
 use metric_loss_mining::{
-    mine_row_grouped, route_gradient, KeyClasses, Mined, MiningError, Pick, PickMask, RowContext,
+    mine_row_grouped, route_gradient, KeyClasses, Mined, Pick, PickMask, RowContext,
 };
 
 use crate::{Margin, TripletLossConfig};
@@ -169,17 +169,7 @@ impl TripletLoss {
                     let ctx = self.context(input, i);
                     let members = classes.members(query_labels[i]);
                     let mined = mine_row_grouped(row, &ctx, members, self.positive, self.negative)
-                        .map_err(|e| match e {
-                            MiningError::NonFinite { col, value } => LossError::NonFiniteDistance {
-                                distance: self.distance.name(),
-                                row: i,
-                                col,
-                                value,
-                                dtype: T::DTYPE,
-                            },
-                            // Unreachable: an empty key set is rejected above.
-                            _ => LossError::EmptyKeys { queries: n },
-                        })?;
+                        .map_err(|e| e.into_loss_error::<T>(self.distance.name(), i, n))?;
                     let (loss, slope) = if self.exclude_degenerate_anchors
                         && !(mined.has_positive && mined.has_negative)
                     {
