@@ -9,20 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use metric_loss_testkit::cases;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence};
-
-fn cases(default: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    Config {
-        cases,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..Config::default()
-    }
-}
 
 /// A `.npy` file: a header with `descr`, order and shape, then raw data bytes.
 fn npy(descr: &str, fortran: bool, shape: &[u64], data: &[u8]) -> Vec<u8> {

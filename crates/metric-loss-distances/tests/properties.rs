@@ -8,39 +8,8 @@
 
 use metric_loss_core::{Distance, Embeddings, Float, LossError};
 use metric_loss_distances::{l2_normalize, l2_normalize_vjp, DistanceKind};
+use metric_loss_testkit::{cases, nasty};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence};
-
-fn cases(default: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    Config {
-        cases,
-        max_global_rejects: cases.saturating_mul(4).max(1024),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..Config::default()
-    }
-}
-
-fn nasty() -> impl Strategy<Value = f64> {
-    prop_oneof![
-        8 => -3.0..3.0f64,
-        1 => Just(f64::NAN),
-        1 => Just(f64::INFINITY),
-        1 => Just(f64::NEG_INFINITY),
-        1 => Just(0.0),
-        1 => Just(-0.0),
-        1 => Just(1e-40),
-        1 => Just(-4e-320),
-        1 => Just(1e30),
-        1 => Just(-1e30),
-        1 => Just(1e19),
-        1 => Just(f64::MAX),
-        1 => any::<f64>(),
-    ]
-}
 
 fn finite_extreme() -> impl Strategy<Value = f64> {
     prop_oneof![

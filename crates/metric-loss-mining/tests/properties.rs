@@ -9,21 +9,8 @@ use metric_loss_core::{NegativeStrategy, PositiveStrategy};
 use metric_loss_mining::{
     mine_row, route_gradient, Mined, MiningError, Pick, RowContext, SENTINEL_OFFSET,
 };
+use metric_loss_testkit::cases;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence};
-
-fn cases(default: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    Config {
-        cases,
-        max_global_rejects: cases.saturating_mul(4).max(1024),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..Config::default()
-    }
-}
 
 fn nasty() -> impl Strategy<Value = f64> {
     prop_oneof![

@@ -6,22 +6,9 @@
 
 use metric_loss_core::MetricLossExt;
 use metric_loss_registry::{from_str, from_value, Format, RegistryError, MAX_CONFIG_BYTES};
+use metric_loss_testkit::cases;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence};
 use serde_json::{json, Value};
-
-fn cases(default: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    Config {
-        cases,
-        max_global_rejects: cases.saturating_mul(4).max(1024),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..Config::default()
-    }
-}
 
 fn format() -> impl Strategy<Value = Format> {
     prop::sample::select(Format::ALL.to_vec())

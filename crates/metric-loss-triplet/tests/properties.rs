@@ -9,46 +9,13 @@ use metric_loss_core::{
     SampleWeight,
 };
 use metric_loss_distances::DistanceKind;
+use metric_loss_testkit::{cases, nasty};
 use metric_loss_triplet::{Margin, TripletLoss, TripletLossConfig};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence};
-
-/// `default` cases unless `PROPTEST_CASES` says otherwise.
-fn cases(default: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    Config {
-        cases,
-        max_global_rejects: cases.saturating_mul(4).max(1024),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..Config::default()
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Generators
 // ---------------------------------------------------------------------------------------
-
-/// Values a hostile caller may pass: ordinary numbers, and every special float.
-fn nasty() -> impl Strategy<Value = f64> {
-    prop_oneof![
-        8 => -3.0..3.0f64,
-        1 => Just(f64::NAN),
-        1 => Just(f64::INFINITY),
-        1 => Just(f64::NEG_INFINITY),
-        1 => Just(0.0),
-        1 => Just(-0.0),
-        1 => Just(1e-40),          // subnormal in f32
-        1 => Just(-4e-320),        // subnormal in f64 (0 in f32)
-        1 => Just(1e30),
-        1 => Just(-1e30),
-        1 => Just(1e19),
-        1 => Just(f64::MAX),
-        1 => any::<f64>(),
-    ]
-}
 
 /// Finite but possibly huge or tiny values.
 fn finite_extreme() -> impl Strategy<Value = f64> {

@@ -1,0 +1,54 @@
+//! Test support shared by the property tests of every crate of the workspace (a
+//! dev-dependency only; not published).
+//!
+//! ```
+//! use metric_loss_testkit::cases;
+//! let config = cases(64); // 64 cases unless PROPTEST_CASES is set
+//! assert!(config.max_global_rejects >= 1024);
+//! ```
+//!
+//! # Feature flags
+//! None.
+//!
+//! # Supported Rust versions
+//! 1.89 or newer (the workspace's `rust-version`).
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, FileFailurePersistence};
+
+/// A proptest configuration running `default` cases unless the `PROPTEST_CASES`
+/// environment variable says otherwise (CI keeps the defaults; raise it for a long run),
+/// allowing up to 4 rejects per case, and writing no regression files (findings are kept
+/// as named regression tests instead).
+pub fn cases(default: u32) -> Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    Config {
+        cases,
+        max_global_rejects: cases.saturating_mul(4).max(1024),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
+        ..Config::default()
+    }
+}
+
+/// Values a hostile caller may pass: ordinary numbers, and every special float
+/// (NaN, ±∞, signed zeros, subnormals in f32 and f64, huge values, `f64::MAX`, any bits).
+pub fn nasty() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        8 => -3.0..3.0f64,
+        1 => Just(f64::NAN),
+        1 => Just(f64::INFINITY),
+        1 => Just(f64::NEG_INFINITY),
+        1 => Just(0.0),
+        1 => Just(-0.0),
+        1 => Just(1e-40),          // subnormal in f32
+        1 => Just(-4e-320),        // subnormal in f64 (0 in f32)
+        1 => Just(1e30),
+        1 => Just(-1e30),
+        1 => Just(1e19),
+        1 => Just(f64::MAX),
+        1 => any::<f64>(),
+    ]
+}
