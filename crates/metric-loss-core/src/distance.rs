@@ -42,12 +42,15 @@ pub trait Distance<T: Float>: Debug + Send + Sync {
     /// Adds the gradient of Σᵢⱼ Gᵢⱼ Dᵢⱼ to `grad_q` (`n x dims`) and `grad_k`
     /// (`m x dims`), given the distances `dist` and their upstream gradient `dist_grad`
     /// (both `n x m`). The default visits each non-zero entry of `dist_grad`.
+    ///
+    /// `dist_grad` is consumed: an implementation may overwrite it (the euclidean one scales
+    /// it in place by 1/D instead of allocating an `n x m` temporary per call).
     fn dense_vjp(
         &self,
         q: Embeddings<'_, T>,
         k: Embeddings<'_, T>,
         dist: &[T],
-        dist_grad: &[T],
+        dist_grad: &mut [T],
         grad_q: &mut [T],
         grad_k: &mut [T],
     ) {

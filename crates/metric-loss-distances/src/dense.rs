@@ -28,7 +28,7 @@ pub(crate) fn dense_vjp<T: Float>(
     q: Embeddings<'_, T>,
     k: Embeddings<'_, T>,
     dist: &[T],
-    dist_grad: &[T],
+    dist_grad: &mut [T],
     grad_q: &mut [T],
     grad_k: &mut [T],
 ) {
@@ -62,13 +62,12 @@ pub(crate) fn dense_vjp<T: Float>(
             });
         }
         DistanceKind::Euclidean => {
-            // Below the 1e-18 clamp the value is exactly 0 and the gradient is 0.
-            let scaled: Vec<T> = dist
-                .iter()
-                .zip(dist_grad)
-                .map(|(d, g)| if *d > T::ZERO { *g / *d } else { T::ZERO })
-                .collect();
-            differences(q, k, &scaled, T::ONE, grad_q, grad_k);
+            // Below the 1e-18 clamp the value is exactly 0 and the gradient is 0. The
+            // upstream gradient is ours to overwrite (see `Distance::dense_vjp`).
+            for (g, d) in dist_grad.iter_mut().zip(dist) {
+                *g = if *d > T::ZERO { *g / *d } else { T::ZERO };
+            }
+            differences(q, k, dist_grad, T::ONE, grad_q, grad_k);
         }
         DistanceKind::Manhattan | DistanceKind::Snr => {
             for i in 0..n {
@@ -240,7 +239,7 @@ mod tests {
                 .unwrap();
             let (rq, rk) = reference(kind, q, k, &dist, &g);
             let (mut gq, mut gk) = (vec![0.0; n * d], vec![0.0; m * d]);
-            kind.dense_vjp(q, k, &dist, &g, &mut gq, &mut gk);
+            kind.dense_vjp(q, k, &dist, &mut g.clone(), &mut gq, &mut gk);
             for (a, b) in gq.iter().zip(&rq).chain(gk.iter().zip(&rk)) {
                 assert!((a - b).abs() < 1e-9 * (1.0 + b.abs()), "{kind}: {a} vs {b}");
             }

@@ -178,7 +178,7 @@ impl<T: Float> Distance<T> for DistanceKind {
         q: Embeddings<'_, T>,
         k: Embeddings<'_, T>,
         dist: &[T],
-        dist_grad: &[T],
+        dist_grad: &mut [T],
         grad_q: &mut [T],
         grad_k: &mut [T],
     ) {

@@ -233,7 +233,7 @@ pub(crate) fn run_dense<T: Float>(
 }
 
 /// Scales each row of ∂ℓ/∂D by its weight and the reduction's factor, and pushes the
-/// matrix through [`Distance::dense_vjp`] into `out`.
+/// matrix through [`Distance::dense_vjp`] into `out` (which consumes the scaled matrix).
 fn dense_gradient<T: Float>(
     input: &LossInput<'_, T>,
     distance: DistanceKind,
@@ -258,7 +258,7 @@ fn dense_gradient<T: Float>(
             q,
             k,
             &scratch.distances,
-            &scratch.dist_grad,
+            &mut scratch.dist_grad,
             &mut out.grad_queries,
             &mut scratch.key_grad,
         );
@@ -270,7 +270,7 @@ fn dense_gradient<T: Float>(
             q,
             k,
             &scratch.distances,
-            &scratch.dist_grad,
+            &mut scratch.dist_grad,
             &mut out.grad_queries,
             &mut out.grad_keys,
         );
