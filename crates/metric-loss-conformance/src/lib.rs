@@ -17,6 +17,7 @@
 
 mod compare;
 mod fixture;
+pub mod other_losses;
 mod triplet;
 
 use std::path::Path;
@@ -136,7 +137,7 @@ pub fn run_case(
     file_cases: &[serde_json::Value],
     float32: &[serde_json::Value],
 ) -> Outcome {
-    use metric_loss_losses::conformance as other;
+    use crate::other_losses as other;
     match case["config"]["class_name"].as_str() {
         None | Some("TripletLoss") => triplet::run_case(case, dtype, file_cases, float32),
         Some(_) => match other::run_case(case).outcome {

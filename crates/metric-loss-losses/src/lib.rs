@@ -64,8 +64,6 @@
 //! # Feature flags
 //! - `serde` (default): `Serialize` / `Deserialize` for the configs and the losses (an
 //!   `XBM` made with `XBM::new`, which has no config, fails to serialise).
-//! - `conformance`: the `conformance` module (`run_case`, `run_file`), checking the losses against TF Similarity fixture
-//!   records (pulls in `serde_json` and `flate2`).
 //!
 //! # Supported Rust versions
 //! 1.89 or newer (nalgebra 0.35 requires it).
@@ -78,9 +76,6 @@ mod multisim;
 mod pn;
 mod softnn;
 mod xbm;
-
-#[cfg(feature = "conformance")]
-pub mod conformance;
 
 pub use circle::{CircleLoss, CircleLossConfig};
 pub use common::MAX_MATRIX_BYTES;

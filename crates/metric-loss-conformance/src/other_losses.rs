@@ -20,7 +20,6 @@
 //! first call (unknown keywords, which `deny_unknown_fields` rejects).
 
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
 
 use metric_loss_core::{
@@ -29,10 +28,12 @@ use metric_loss_core::{
 };
 use serde_json::{Map, Value};
 
-use crate::{
+use metric_loss_losses::{
     CircleLossConfig, MultiSimilarityLossConfig, PNLossConfig, SoftNearestNeighborLossConfig,
     XBMConfig, XBM,
 };
+
+use crate::fixture::{load, number};
 
 /// Per-example and loss tolerance: |Δ| ≤ `PER_EXAMPLE`·(1 + |v|).
 pub const PER_EXAMPLE: f64 = 1e-5;
@@ -126,22 +127,7 @@ const DOCUMENTED_SUCCESSES: &[(&str, &str)] = &[(
 /// # Errors
 /// When the file cannot be read or parsed.
 pub fn run_file(path: &Path) -> Result<Vec<CaseResult>, String> {
-    let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let text = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut s = String::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_string(&mut s)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        s
-    } else {
-        String::from_utf8(raw).map_err(|e| format!("{}: {e}", path.display()))?
-    };
-    let file: Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let cases = file["cases"]
-        .as_array()
-        .ok_or_else(|| format!("{}: no `cases` array", path.display()))?;
-    Ok(cases.iter().map(run_case).collect())
+    Ok(load(path)?.cases.iter().map(run_case).collect())
 }
 
 /// Checks one fixture record.
@@ -270,12 +256,7 @@ fn labels(v: &Value) -> Vec<i64> {
 }
 
 fn float(v: &Value) -> f64 {
-    match v {
-        Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
-        Value::String(s) if s == "inf" => f64::INFINITY,
-        Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
-        _ => f64::NAN,
-    }
+    number(v).unwrap_or(f64::NAN)
 }
 
 fn floats(v: &Value) -> Vec<f64> {

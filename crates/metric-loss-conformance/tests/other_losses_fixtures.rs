@@ -3,21 +3,15 @@
 //! Prints one line per non-passing case and a summary line per file and overall:
 //! `conformance: N passed, M failed, K skipped, J deviations`. Fails on any failure.
 
-use std::path::PathBuf;
-
-use metric_loss_losses::conformance::{run_file, Outcome, Summary};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(format!("{name}_public.json.gz"))
-}
+use metric_loss_conformance::other_losses::{run_file, Outcome, Summary};
+use metric_loss_conformance::vendored_other_fixtures;
 
 #[test]
 fn tf_similarity_fixtures() {
     let mut all = Vec::new();
-    for name in ["pn", "multisim", "circle", "softnn", "xbm"] {
-        let results = run_file(&fixture(name)).expect("fixture file");
+    for path in vendored_other_fixtures() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let results = run_file(&path).expect("fixture file");
         for r in &results {
             if r.outcome != Outcome::Passed {
                 println!("{r}");
