@@ -7,8 +7,8 @@
 //!            [--min-reps 10] [--warmup 3] [--no-gemm]
 //! ```
 //!
-//! `--threads` sets `MATMUL_NUM_THREADS` before the first product, which caps both
-//! matrixmultiply's pool and the triplet crate's row splitting; it has an effect only in a
+//! `--threads` sets `METRIC_LOSS_THREADS` before the first call, which caps the row
+//! splitting of the loss and of the GEMM floor alike; it has an effect only in a
 //! build with the `threads` feature (reported as `"threads_feature"`).
 
 use std::process::ExitCode;
@@ -68,8 +68,11 @@ fn run() -> Result<String, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    // Read once by matrixmultiply (on its first threaded product) and by the triplet crate.
-    std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
+    // Read once, at the first call.
+    std::env::set_var(
+        metric_loss_distances::parallel::THREADS_ENV,
+        threads.to_string(),
+    );
     let (timing, gemm_ms) = match dtype.as_str() {
         "f32" => (
             time_triplet::<f32>(&spec, &repeat),

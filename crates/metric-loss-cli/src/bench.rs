@@ -126,9 +126,12 @@ fn set_threads(threads: u64) -> Result<(), CliError> {
             "--threads {threads}: this metric-loss was built without the `threads` feature, so matrix products run on one thread; rebuild with default features"
         )));
     }
-    // matrixmultiply reads MATMUL_NUM_THREADS once, at its first matrix product, which
-    // comes later; the process has a single thread at this point.
-    std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
+    // Read once, at the first call, which comes later; the process has a single thread
+    // at this point.
+    std::env::set_var(
+        metric_loss_distances::parallel::THREADS_ENV,
+        threads.to_string(),
+    );
     Ok(())
 }
 

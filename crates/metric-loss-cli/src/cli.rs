@@ -152,8 +152,8 @@ L2-normalised, from a fixed seed. The forward pass (no gradient) and the forward
 pass are each run --warmup times untimed, then --reps times timed, reusing the workspace
 and the output buffers; the medians are printed in milliseconds (f32).
 
-Threads: --threads T sets MATMUL_NUM_THREADS=T before the first matrix product; it caps
-matrixmultiply's pool (at most 4) and TripletLoss's row splitting. Without --threads the
+Threads: --threads T sets METRIC_LOSS_THREADS=T before the first call; it caps the row
+splitting of the distance matrix, the gradient products and mining. Without --threads the
 environment decides (default: all cores). Needs the `threads` feature (on by default).
 
 Examples:
@@ -173,8 +173,7 @@ pub struct BenchArgs {
     /// margin 1.0).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Threads for the matrix products and the row splitting (sets MATMUL_NUM_THREADS;
-    /// matrixmultiply uses at most 4).
+    /// Threads for the row splitting of matrices and mining (sets METRIC_LOSS_THREADS).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub threads: Option<u64>,
     /// Timed repetitions (the median is reported).

@@ -71,12 +71,11 @@
 //! `TripletLoss`.
 //!
 //! **Threads.** With this crate's `threads` feature (on by default; it enables
-//! `metric-loss-core/threads` and `metric-loss-triplet/threads`), matrix products run on
-//! `matrixmultiply`'s thread pool and `TripletLoss` splits mining and the gradient over
-//! rows. `--threads T` sets `MATMUL_NUM_THREADS=T` before the first product, which caps
-//! both (matrixmultiply uses at most 4 threads; without the variable, matrixmultiply uses
-//! the physical cores and the row splitting the available parallelism). The variable works
-//! for `eval` too (`MATMUL_NUM_THREADS=1 metric-loss eval ...`).
+//! `metric-loss-distances/threads`), distance matrices, gradient products and
+//! `TripletLoss`'s mining are split over rows, one chunk per thread. `--threads T` sets
+//! `METRIC_LOSS_THREADS=T` before the first call, which caps the thread count (without it:
+//! the available parallelism). The variable works for `eval` too
+//! (`METRIC_LOSS_THREADS=1 metric-loss eval ...`). Results are identical bit for bit.
 //!
 //! ## Errors and exit status
 //!

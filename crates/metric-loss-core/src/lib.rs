@@ -17,8 +17,9 @@
 //! `metric-loss-triplet`, and so on. A new loss needs only this crate.
 //!
 //! # Feature flags
-//! - `threads` (off by default): multi-threaded matrix products. `MATMUL_NUM_THREADS`
-//!   caps the thread count.
+//! None. [`Float::gemm`] is single-threaded: the implementation crates split work over
+//! threads themselves (`metric-loss-distances`'s `threads`), by rows, so that one thread
+//! pool never nests inside another.
 //!
 //! # Supported Rust versions
 //! The minimum supported Rust version is 1.89 (nalgebra 0.35 requires it). Raising it is a minor-version change.

@@ -20,6 +20,7 @@
 
 use metric_loss_core::{Distance, Embeddings, Float};
 
+use crate::gram::gemm_rows;
 use crate::DistanceKind;
 
 /// The dense VJP of `kind`; see the module documentation.
@@ -94,7 +95,7 @@ fn products<T: Float>(
     grad_k: &mut [T],
 ) {
     let (n, m, dims) = (q.rows(), k.rows(), q.cols());
-    T::gemm(
+    gemm_rows(
         n,
         m,
         dims,
@@ -102,9 +103,9 @@ fn products<T: Float>(
         (g, m, 1),
         (k.as_slice(), dims, 1),
         T::ONE,
-        (grad_q, dims, 1),
+        grad_q,
     );
-    T::gemm(
+    gemm_rows(
         m,
         n,
         dims,
@@ -112,7 +113,7 @@ fn products<T: Float>(
         (g, 1, m),
         (q.as_slice(), dims, 1),
         T::ONE,
-        (grad_k, dims, 1),
+        grad_k,
     );
 }
 

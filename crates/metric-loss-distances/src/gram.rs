@@ -2,6 +2,8 @@
 
 use metric_loss_core::Float;
 
+use crate::parallel::{for_rows_on, threads_for};
+
 /// Row-block height of the strips: each strip of the symmetric product computes its rows
 /// from the diagonal rightwards (the work wasted below the diagonal is about
 /// `n * BLOCK / 2` entries), and each strip's epilogue and mirror run right after its
@@ -34,9 +36,44 @@ pub(crate) fn gram<T: Float>(
     );
 }
 
+/// `T::gemm` on row-major `C = alpha · A B + beta · C` (`rows x n`, row stride `c_rs`),
+/// its rows split over [`threads_for`] threads: each output row depends only on its row of
+/// `A` and is computed by the same kernel either way, so the result is identical.
+///
+/// `a` is `(data, row stride, column stride)` and may be a transposed view.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_rows<T: Float>(
+    rows: usize,
+    inner: usize,
+    n: usize,
+    alpha: T,
+    a: (&[T], usize, usize),
+    b: (&[T], usize, usize),
+    beta: T,
+    c: &mut [T],
+) {
+    debug_assert_eq!(c.len(), rows * n);
+    if n == 0 {
+        return;
+    }
+    for_rows_on(threads_for(rows), c, n, |r0, chunk| {
+        T::gemm(
+            chunk.len() / n,
+            inner,
+            n,
+            alpha,
+            (&a.0[r0 * a.1..], a.1, a.2),
+            b,
+            beta,
+            (chunk, n, 1),
+        );
+    });
+}
+
 /// [`gram`] followed by `epilogue(i, j0, segment)` on every row segment of the result
 /// (entries `(i, j0..j0 + segment.len())`, in place), strip by strip so that the epilogue
-/// reads what the product just wrote while it is in cache.
+/// reads what the product just wrote while it is in cache. Rows are split over
+/// [`threads_for`] threads.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gram_with<T: Float>(
     q: &[T],
@@ -46,20 +83,48 @@ pub(crate) fn gram_with<T: Float>(
     dims: usize,
     alpha: T,
     out: &mut [T],
-    mut epilogue: impl FnMut(usize, usize, &mut [T]),
+    epilogue: impl Fn(usize, usize, &mut [T]) + Sync,
+) {
+    gram_with_on(threads_for(n), q, k, n, m, dims, alpha, out, epilogue);
+}
+
+/// [`gram_with`] on exactly `threads` threads.
+#[allow(clippy::too_many_arguments)]
+fn gram_with_on<T: Float>(
+    threads: usize,
+    q: &[T],
+    k: &[T],
+    n: usize,
+    m: usize,
+    dims: usize,
+    alpha: T,
+    out: &mut [T],
+    epilogue: impl Fn(usize, usize, &mut [T]) + Sync,
 ) {
     debug_assert_eq!(out.len(), n * m);
     if m == 0 {
         return;
     }
-    for (s, strip) in out.chunks_mut(BLOCK * m).enumerate() {
-        let r0 = s * BLOCK;
-        let rows = strip.len() / m;
-        gram(&q[r0 * dims..], k, rows, m, dims, alpha, strip);
-        for (i, row) in strip.chunks_exact_mut(m).enumerate() {
-            epilogue(r0 + i, 0, row);
+    for_rows_on(threads, out, m, |r0, rows| {
+        let strip_rows = general_strip_rows::<T>(m);
+        for (s, strip) in rows.chunks_mut(strip_rows * m).enumerate() {
+            let s0 = r0 + s * strip_rows;
+            gram(&q[s0 * dims..], k, strip.len() / m, m, dims, alpha, strip);
+            for (i, row) in strip.chunks_exact_mut(m).enumerate() {
+                epilogue(s0 + i, 0, row);
+            }
         }
-    }
+    });
+}
+
+/// Rows per strip of the general product: about 1 MiB of output, and at least [`BLOCK`].
+/// Each strip's product packs all of `K` again, so short strips cost packing; long ones
+/// leave the epilogue reading what fell out of cache. Measured with two threads at
+/// N = 1024, D = 128 (f32): strips of 128 rows took 2.53 ms, of 256 or 512 rows 2.25 ms
+/// (median of four interleaved runs); at N = 4096 the strip height made no difference
+/// beyond the noise.
+fn general_strip_rows<T>(m: usize) -> usize {
+    ((1 << 20) / (m * std::mem::size_of::<T>()).max(1)).max(BLOCK)
 }
 
 /// `out = alpha · X Xᵀ` (`n x n`): the upper triangle block by block, then mirrored, so
@@ -69,25 +134,47 @@ pub(crate) fn gram_symmetric<T: Float>(x: &[T], n: usize, dims: usize, alpha: T,
     gram_symmetric_with(x, n, dims, alpha, out, |_, _, _| {});
 }
 
-/// `out = epilogue(alpha · X Xᵀ)` (`n x n`). The product is computed for the upper
-/// triangle only, one strip of `BLOCK` rows at a time; each strip is then mirrored onto the
-/// lower triangle and `epilogue(i, j0, segment)` applied in place to every row segment
-/// (entries `(i, j0..)`), while the strip is in cache. Every entry (i, j) is
-/// `epilogue(i, j, p)` of the same product value p as entry (j, i), exactly as if the
-/// epilogue ran on a mirrored matrix, so asymmetric epilogues (norms, variances) keep their
-/// arithmetic.
+/// `out = epilogue(alpha · X Xᵀ)` (`n x n`).
+///
+/// On one thread the product is computed for the upper triangle only, one strip of
+/// `BLOCK` rows at a time; each strip is then mirrored onto the lower triangle and
+/// `epilogue(i, j0, segment)` applied in place to every row segment (entries `(i, j0..)`),
+/// while the strip is in cache. Every entry (i, j) is `epilogue(i, j, p)` of the same
+/// product value p as entry (j, i), exactly as if the epilogue ran on a mirrored matrix,
+/// so asymmetric epilogues (norms, variances) keep their arithmetic.
 ///
 /// Compared with a product, a full mirror pass and a full epilogue pass over the finished
 /// matrix, this touches each entry once while it is hot: at N = 4096 the separate mirror
 /// alone (strided writes over a 64 MiB matrix) cost about as much as the half product.
+///
+/// On several threads ([`threads_for`]) it is [`gram_with`]: whole rows per thread, twice
+/// the multiply-adds but no mirror (whose writes cross every thread's rows). The values
+/// are the same: the kernel computes entry (j, i) from the same products in the same
+/// order as entry (i, j) (a test checks this bit for bit).
 pub(crate) fn gram_symmetric_with<T: Float>(
     x: &[T],
     n: usize,
     dims: usize,
     alpha: T,
     out: &mut [T],
-    mut epilogue: impl FnMut(usize, usize, &mut [T]),
+    epilogue: impl Fn(usize, usize, &mut [T]) + Sync,
 ) {
+    gram_symmetric_with_on(threads_for(n), x, n, dims, alpha, out, epilogue);
+}
+
+/// [`gram_symmetric_with`] on exactly `threads` threads.
+fn gram_symmetric_with_on<T: Float>(
+    threads: usize,
+    x: &[T],
+    n: usize,
+    dims: usize,
+    alpha: T,
+    out: &mut [T],
+    epilogue: impl Fn(usize, usize, &mut [T]) + Sync,
+) {
+    if threads > 1 {
+        return gram_with_on(threads, x, x, n, n, dims, alpha, out, epilogue);
+    }
     let mut r0 = 0;
     while r0 < n {
         let r1 = (r0 + BLOCK).min(n);
@@ -103,7 +190,7 @@ pub(crate) fn gram_symmetric_with<T: Float>(
         );
         // The strip's upper part holds raw products: mirror them, running the epilogue on
         // both copies as they pass through the cache.
-        mirror_strip(out, n, r0, r1, &mut epilogue);
+        mirror_strip(out, n, r0, r1, &epilogue);
         for i in r0..r1 {
             epilogue(i, i, &mut out[i * n + i..i * n + i + 1]);
         }
@@ -122,7 +209,7 @@ fn mirror_strip<T: Float>(
     n: usize,
     r0: usize,
     r1: usize,
-    epilogue: &mut impl FnMut(usize, usize, &mut [T]),
+    epilogue: &impl Fn(usize, usize, &mut [T]),
 ) {
     let mut buf = [[T::ZERO; BLOCK]; TILE];
     let mut j0 = r0 + 1;
@@ -154,7 +241,7 @@ pub(crate) fn mirror_upper<T: Float>(out: &mut [T], n: usize) {
     let mut r0 = 0;
     while r0 < n {
         let r1 = (r0 + BLOCK).min(n);
-        mirror_strip(out, n, r0, r1, &mut |_, _, _| {});
+        mirror_strip(out, n, r0, r1, &|_, _, _| {});
         r0 = r1;
     }
 }
@@ -179,25 +266,110 @@ mod tests {
 
     #[test]
     fn symmetric_epilogue_sees_each_entry_once_with_its_own_indices() {
+        use std::sync::atomic::{AtomicU8, Ordering};
         let (n, d) = (300, 5);
         let x: Vec<f64> = (0..n * d).map(|i| ((i * 13 % 29) as f64) / 7.0).collect();
         let mut plain = vec![0.0; n * n];
         gram(&x, &x, n, n, d, 1.0, &mut plain);
-        let mut out = vec![0.0; n * n];
-        let mut seen = vec![0u8; n * n];
-        gram_symmetric_with(&x, n, d, 1.0, &mut out, |i, j0, seg| {
-            for (t, v) in seg.iter_mut().enumerate() {
-                seen[i * n + j0 + t] += 1;
-                *v = *v * 1000.0 + (i * n + j0 + t) as f64;
-            }
-        });
-        assert!(seen.iter().all(|s| *s == 1));
-        for i in 0..n {
-            for j in 0..n {
-                let p = out[i * n + j] - (i * n + j) as f64;
-                assert!((p / 1000.0 - plain[i * n + j]).abs() < 1e-9);
+        for threads in [1, 2, 3] {
+            let mut out = vec![0.0; n * n];
+            let seen: Vec<AtomicU8> = (0..n * n).map(|_| AtomicU8::new(0)).collect();
+            gram_symmetric_with_on(threads, &x, n, d, 1.0, &mut out, |i, j0, seg| {
+                for (t, v) in seg.iter_mut().enumerate() {
+                    seen[i * n + j0 + t].fetch_add(1, Ordering::Relaxed);
+                    *v = *v * 1000.0 + (i * n + j0 + t) as f64;
+                }
+            });
+            assert!(seen.iter().all(|s| s.load(Ordering::Relaxed) == 1));
+            for i in 0..n {
+                for j in 0..n {
+                    let p = out[i * n + j] - (i * n + j) as f64;
+                    assert!((p / 1000.0 - plain[i * n + j]).abs() < 1e-9);
+                }
             }
         }
+    }
+
+    /// The threaded paths (whole rows per thread, no mirror) give the single-threaded
+    /// symmetric result bit for bit, with an epilogue that depends on the indices, at
+    /// widths inside one and across several of the kernel's depth blocks.
+    fn threads_agree_bit_for_bit<T: Float>(bits: impl Fn(T) -> u64) {
+        for (n, d) in [(300, 7), (260, 128), (140, 600)] {
+            let x: Vec<T> = (0..n * d)
+                .map(|i| T::from_f64(((i * 7919 % 1013) as f64 - 506.0) / 97.0))
+                .collect();
+            let norms: Vec<T> = x
+                .chunks(d)
+                .map(|r| r.iter().map(|v| *v * *v).sum())
+                .collect();
+            let epilogue = |i: usize, j0: usize, seg: &mut [T]| {
+                for (v, kn) in seg.iter_mut().zip(&norms[j0..]) {
+                    *v = (norms[i] + *v) + *kn;
+                }
+            };
+            let mut one = vec![T::ZERO; n * n];
+            gram_symmetric_with_on(1, &x, n, d, T::from_f64(-2.0), &mut one, epilogue);
+            for threads in [2, 3] {
+                let mut many = vec![T::ZERO; n * n];
+                gram_symmetric_with_on(threads, &x, n, d, T::from_f64(-2.0), &mut many, epilogue);
+                let mut general = vec![T::ZERO; n * n];
+                gram_with_on(
+                    threads,
+                    &x,
+                    &x,
+                    n,
+                    n,
+                    d,
+                    T::from_f64(-2.0),
+                    &mut general,
+                    epilogue,
+                );
+                for (at, ((a, b), c)) in one.iter().zip(&many).zip(&general).enumerate() {
+                    assert_eq!(
+                        bits(*a),
+                        bits(*b),
+                        "n={n} d={d} {threads} threads, entry {at}"
+                    );
+                    assert_eq!(bits(*a), bits(*c), "n={n} d={d} general, entry {at}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn threaded_products_match_the_symmetric_one_bit_for_bit() {
+        threads_agree_bit_for_bit::<f32>(|v| u64::from(v.to_bits()));
+        threads_agree_bit_for_bit::<f64>(f64::to_bits);
+    }
+
+    #[test]
+    fn row_split_gemm_matches_one_call() {
+        let (rows, inner, n) = (301, 37, 19);
+        let a: Vec<f64> = (0..rows * inner).map(|i| (i % 17) as f64 / 3.0).collect();
+        let b: Vec<f64> = (0..inner * n).map(|i| (i % 13) as f64 / 7.0).collect();
+        let mut one = vec![1.0; rows * n];
+        f64::gemm(
+            rows,
+            inner,
+            n,
+            0.5,
+            (&a, inner, 1),
+            (&b, n, 1),
+            1.0,
+            (&mut one, n, 1),
+        );
+        let mut split = vec![1.0; rows * n];
+        gemm_rows(
+            rows,
+            inner,
+            n,
+            0.5,
+            (&a, inner, 1),
+            (&b, n, 1),
+            1.0,
+            &mut split,
+        );
+        assert_eq!(one, split);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use metric_loss_core::{Distance, Embeddings, Float, LossError};
 
 use crate::gram::{gram_symmetric_with, gram_with, mirror_upper};
+use crate::parallel::{for_rows_on, threads_for};
 use crate::DistanceKind;
 
 /// TF Similarity's Euclidean clamp: below it the distance and its gradient are 0.
@@ -92,14 +93,24 @@ impl<T: Float> Distance<T> for DistanceKind {
                 });
             }
             DistanceKind::Manhattan => {
-                for i in 0..n {
-                    let start = if same { i } else { 0 };
-                    for j in start..m {
-                        out[i * m + j] = manhattan(q.row(i), k.row(j));
+                let threads = threads_for(n);
+                if same && threads == 1 {
+                    // One triangle, mirrored: half the work.
+                    for i in 0..n {
+                        for j in i..m {
+                            out[i * m + j] = manhattan(q.row(i), k.row(j));
+                        }
                     }
-                }
-                if same {
                     mirror_upper(out, n);
+                } else {
+                    // Whole rows per thread (|a − b| = |b − a|: the same values).
+                    for_rows_on(threads, out, m, |r0, rows| {
+                        for (t, row) in rows.chunks_exact_mut(m).enumerate() {
+                            for (j, v) in row.iter_mut().enumerate() {
+                                *v = manhattan(q.row(r0 + t), k.row(j));
+                            }
+                        }
+                    });
                 }
             }
             DistanceKind::Snr => snr_matrix(q, k, same, scratch, out)?,

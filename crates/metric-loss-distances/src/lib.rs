@@ -32,7 +32,9 @@
 //! ```
 //!
 //! # Feature flags
-//! None; multi-threading comes from `metric-loss-core`'s `threads` feature.
+//! - `threads` (off by default): matrix products, distance matrices and the gradient
+//!   products split by rows over threads ([`parallel`]); `METRIC_LOSS_THREADS` caps the
+//!   thread count. Results are identical bit for bit with and without it.
 //!
 //! # Supported Rust versions
 //! 1.89 or newer (nalgebra 0.35 requires it).
@@ -42,6 +44,7 @@ mod gram;
 mod kernels;
 mod kind;
 mod normalize;
+pub mod parallel;
 
 pub use kind::DistanceKind;
 pub use normalize::{l2_normalize, l2_normalize_vjp};

@@ -28,8 +28,9 @@
 //!
 //! # Feature flags
 //! - `serde` (default): `Serialize` / `Deserialize` for [`TripletLossConfig`].
-//! - `threads`: mining split over rows with `std::thread::scope`, and multi-threaded matrix
-//!   products (core's `threads`); `MATMUL_NUM_THREADS` caps both. Results are identical.
+//! - `threads`: the distance matrix and mining split over rows with `std::thread::scope`
+//!   (`metric-loss-distances`'s `threads`); `METRIC_LOSS_THREADS` caps the thread count.
+//!   Results are identical bit for bit.
 //!
 //! # Supported Rust versions
 //! 1.89 or newer (nalgebra 0.35 requires it).
@@ -37,7 +38,6 @@
 mod config;
 mod loss;
 mod margin;
-mod parallel;
 
 pub use config::TripletLossConfig;
 pub use loss::{TripletLoss, MAX_DISTANCE_MATRIX_BYTES};

@@ -155,7 +155,7 @@ impl TripletLoss {
         scratch.anchors.resize(n, Anchor::placeholder());
         let classes = &scratch.classes;
         let query_labels = queries.labels();
-        crate::parallel::for_row_chunks(
+        metric_loss_distances::parallel::for_row_chunks(
             &mut out.per_example,
             &mut scratch.anchors,
             &mut scratch.distances,

@@ -9,8 +9,8 @@
 //! has no product.
 //!
 //! Allocations are counted per thread, so tests running in parallel do not disturb each
-//! other. With the `threads` feature, large batches spawn scoped threads (a few small
-//! allocations per spawn), so there the bound is checked on a batch small enough to stay on
+//! other. With the `threads` feature, large batches are split over rayon's pool (a few
+//! small allocations per call), so the bound is checked on a batch small enough to stay on
 //! the calling thread.
 
 // A global allocator needs `unsafe impl GlobalAlloc`; it only forwards to `System`.
@@ -161,9 +161,9 @@ fn check<T: Float>(n: usize, d: usize) {
 
 #[test]
 fn steady_state_calls_do_not_allocate() {
-    // 300 rows: three strips of the symmetric product, a partial lane block in mining.
-    // With `threads`, 300 rows would be split over threads: stay under the split size.
-    let n = if cfg!(feature = "threads") { 200 } else { 300 };
+    // Two strips of the symmetric product, a partial lane block in mining, and one row
+    // short of what `threads` would split over two threads (spawning allocates).
+    let n = 2 * metric_loss_distances::parallel::MIN_ROWS_PER_THREAD - 1;
     check::<f32>(n, 12);
     check::<f64>(n, 12);
     check::<f32>(9, 3);

@@ -1,0 +1,231 @@
+//! Splitting row-wise work over threads (the `threads` feature).
+//!
+//! Every heavy step of a metric loss is row-separable: a row of a matrix product depends
+//! only on its row of the left operand, and mining one anchor reads only its own row of
+//! the distance matrix. Rows therefore split into contiguous chunks, one per thread, with
+//! no synchronisation, and each row is computed by exactly the same arithmetic as on one
+//! thread: results are identical bit for bit whatever the thread count.
+//!
+//! Without the feature (or for small batches) everything runs on the calling thread and
+//! nothing is spawned.
+//!
+//! ```
+//! use metric_loss_distances::parallel::for_row_chunks;
+//!
+//! // Square 1000 numbers, on as many threads as the batch warrants.
+//! let mut squares = vec![0usize; 1000];
+//! let mut unused = vec![(); 1000];
+//! let mut rows = vec![0usize; 1000];
+//! for_row_chunks(&mut squares, &mut unused, &mut rows, 1, |first, out, _, _| {
+//!     for (t, v) in out.iter_mut().enumerate() {
+//!         *v = (first + t) * (first + t);
+//!     }
+//!     Ok::<(), ()>(())
+//! })
+//! .unwrap();
+//! assert_eq!(squares[999], 998_001);
+//! ```
+
+/// Rows per thread below which splitting is not worth a thread spawn (~20 µs each).
+pub const MIN_ROWS_PER_THREAD: usize = 128;
+
+/// The environment variable that caps the thread count (read once, on first use).
+pub const THREADS_ENV: &str = "METRIC_LOSS_THREADS";
+
+/// The most threads a call may use: 1 without the `threads` feature; otherwise
+/// [`THREADS_ENV`] if it holds a positive integer, else the available parallelism. Read
+/// once per process.
+pub fn max_threads() -> usize {
+    #[cfg(feature = "threads")]
+    {
+        use std::sync::OnceLock;
+        static THREADS: OnceLock<usize> = OnceLock::new();
+        *THREADS.get_or_init(|| {
+            std::env::var(THREADS_ENV)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .filter(|t| *t > 0)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |p| p.get()))
+        })
+    }
+    #[cfg(not(feature = "threads"))]
+    {
+        1
+    }
+}
+
+/// How many threads to use for `rows` rows: [`max_threads`], but at most one thread per
+/// [`MIN_ROWS_PER_THREAD`] rows, and at least one.
+pub fn threads_for(rows: usize) -> usize {
+    max_threads().min(rows / MIN_ROWS_PER_THREAD).max(1)
+}
+
+/// Calls `f(first_row, a_chunk, b_chunk, c_chunk)` on consecutive row chunks of `a` and `b`
+/// (one entry per row) and `c` (`c_stride` entries per row), on [`threads_for`] threads.
+/// Returns the error of the lowest chunk that failed, so the first failing row wins as in
+/// a sequential loop. (A slice of `()` is free for a per-row buffer the caller does not
+/// need: `vec![(); rows]` does not allocate.)
+///
+/// # Panics
+/// If the slices' lengths disagree (`a.len() != b.len()` or
+/// `c.len() != a.len() * c_stride`), or if `f` panics.
+pub fn for_row_chunks<A: Send, B: Send, C: Send, E: Send>(
+    a: &mut [A],
+    b: &mut [B],
+    c: &mut [C],
+    c_stride: usize,
+    f: impl Fn(usize, &mut [A], &mut [B], &mut [C]) -> Result<(), E> + Sync,
+) -> Result<(), E> {
+    for_row_chunks_on(threads_for(a.len()), a, b, c, c_stride, f)
+}
+
+/// [`for_row_chunks`] on exactly `threads` threads (at most one per row).
+pub(crate) fn for_row_chunks_on<A: Send, B: Send, C: Send, E: Send>(
+    threads: usize,
+    a: &mut [A],
+    b: &mut [B],
+    c: &mut [C],
+    c_stride: usize,
+    f: impl Fn(usize, &mut [A], &mut [B], &mut [C]) -> Result<(), E> + Sync,
+) -> Result<(), E> {
+    assert_eq!(a.len(), b.len(), "for_row_chunks: one `b` entry per row");
+    assert_eq!(
+        c.len(),
+        a.len() * c_stride,
+        "for_row_chunks: `c_stride` `c` entries per row"
+    );
+    let rows = a.len();
+    let threads = threads.min(rows);
+    if threads <= 1 || c_stride == 0 {
+        return f(0, a, b, c);
+    }
+    let chunk = rows.div_ceil(threads);
+    run_chunks(
+        a.chunks_mut(chunk)
+            .zip(b.chunks_mut(chunk))
+            .zip(c.chunks_mut(chunk * c_stride))
+            .enumerate()
+            .map(|(i, ((a, b), c))| (i * chunk, a, b, c)),
+        &f,
+    )
+}
+
+/// Runs `f` on every chunk, the chunks in parallel on rayon's pool (persistent workers:
+/// a freshly spawned thread per call was often left on the caller's core for much of a
+/// 2 ms call, making two threads no faster than one), and returns the lowest chunk's
+/// error.
+#[cfg(feature = "threads")]
+fn run_chunks<'s, A: Send + 's, B: Send + 's, C: Send + 's, E: Send>(
+    chunks: impl Iterator<Item = (usize, &'s mut [A], &'s mut [B], &'s mut [C])>,
+    f: &(impl Fn(usize, &mut [A], &mut [B], &mut [C]) -> Result<(), E> + Sync),
+) -> Result<(), E> {
+    let mut results: Vec<Option<Result<(), E>>> = Vec::new();
+    let chunks: Vec<_> = chunks.collect();
+    results.resize_with(chunks.len(), || None);
+    rayon::scope(|scope| {
+        for ((first, a, b, c), slot) in chunks.into_iter().zip(results.iter_mut()) {
+            scope.spawn(move |_| *slot = Some(f(first, a, b, c)));
+        }
+    });
+    results.into_iter().flatten().collect()
+}
+
+/// Without the `threads` feature the chunks run one after another on the calling thread.
+#[cfg(not(feature = "threads"))]
+fn run_chunks<'s, A: Send + 's, B: Send + 's, C: Send + 's, E: Send>(
+    mut chunks: impl Iterator<Item = (usize, &'s mut [A], &'s mut [B], &'s mut [C])>,
+    f: &(impl Fn(usize, &mut [A], &mut [B], &mut [C]) -> Result<(), E> + Sync),
+) -> Result<(), E> {
+    chunks.try_for_each(|(first, a, b, c)| f(first, a, b, c))
+}
+
+/// `f(first_row, rows)` on consecutive chunks of the `row_len`-wide rows of `out`, on
+/// `threads` threads.
+pub(crate) fn for_rows_on<T: Send>(
+    threads: usize,
+    out: &mut [T],
+    row_len: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let rows = out.len().checked_div(row_len).unwrap_or(0);
+    let mut unused = vec![(); rows];
+    let mut also_unused = vec![(); rows];
+    let done: Result<(), std::convert::Infallible> = for_row_chunks_on(
+        threads,
+        &mut unused,
+        &mut also_unused,
+        out,
+        row_len,
+        |r0, _, _, c| {
+            f(r0, c);
+            Ok(())
+        },
+    );
+    match done {
+        Ok(()) => {}
+        Err(never) => match never {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_every_row_once_and_the_first_error_wins() {
+        for threads in [1, 2, 3, 7] {
+            let mut a = vec![0usize; 1000];
+            let mut b = vec![0u8; 1000];
+            let mut c = vec![0usize; 3000];
+            for_row_chunks_on(threads, &mut a, &mut b, &mut c, 3, |start, a, b, c| {
+                for (t, ((x, y), z)) in a
+                    .iter_mut()
+                    .zip(b.iter_mut())
+                    .zip(c.chunks_mut(3))
+                    .enumerate()
+                {
+                    *x = start + t;
+                    *y += 1;
+                    z.fill(start + t);
+                }
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            assert!(a.iter().enumerate().all(|(i, x)| *x == i));
+            assert!(b.iter().all(|y| *y == 1));
+            assert!(c.iter().enumerate().all(|(i, z)| *z == i / 3));
+            let err =
+                for_row_chunks_on(
+                    threads,
+                    &mut a,
+                    &mut b,
+                    &mut c,
+                    3,
+                    |start, a, _, _| match (start..start + a.len()).find(|r| r % 300 == 299) {
+                        Some(r) => Err(r),
+                        None => Ok(()),
+                    },
+                );
+            assert_eq!(err, Err(299), "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn rows_are_split_whole() {
+        let mut out = vec![0usize; 7 * 5];
+        for_rows_on(3, &mut out, 5, |r0, rows| {
+            assert_eq!(rows.len() % 5, 0);
+            for (t, v) in rows.iter_mut().enumerate() {
+                *v = r0 * 5 + t;
+            }
+        });
+        assert!(out.iter().enumerate().all(|(i, v)| *v == i));
+    }
+
+    #[test]
+    fn a_thread_count_is_at_least_one() {
+        assert_eq!(threads_for(0), 1);
+        assert_eq!(threads_for(MIN_ROWS_PER_THREAD - 1), 1);
+        assert!(max_threads() >= 1);
+    }
+}
