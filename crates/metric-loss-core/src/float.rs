@@ -85,6 +85,13 @@ pub trait Float:
         c: (&mut [Self], usize, usize),
     );
 
+    /// The slice as `&[f32]` if `Self` is `f32`, else `None`: lets generic code hand a
+    /// slice to a kernel written for one precision (explicit SIMD) without a cast.
+    fn as_f32s(values: &[Self]) -> Option<&[f32]>;
+
+    /// The slice as `&[f64]` if `Self` is `f64`, else `None` (see [`Float::as_f32s`]).
+    fn as_f64s(values: &[Self]) -> Option<&[f64]>;
+
     #[doc(hidden)]
     /// Routes a generic call to `compute_f32` or `compute_f64`.
     fn dispatch<L: MetricLoss + ?Sized>(
@@ -105,7 +112,7 @@ fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
 }
 
 macro_rules! impl_float {
-    ($t:ty, $gemm:ident, $compute:ident) => {
+    ($t:ty, $gemm:ident, $compute:ident, $as_f32s:expr, $as_f64s:expr) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -202,6 +209,16 @@ macro_rules! impl_float {
                 }
             }
 
+            #[inline(always)]
+            fn as_f32s(values: &[Self]) -> Option<&[f32]> {
+                $as_f32s(values)
+            }
+
+            #[inline(always)]
+            fn as_f64s(values: &[Self]) -> Option<&[f64]> {
+                $as_f64s(values)
+            }
+
             fn dispatch<L: MetricLoss + ?Sized>(
                 loss: &L,
                 input: &LossInput<'_, Self>,
@@ -214,8 +231,8 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, sgemm, compute_f32);
-impl_float!(f64, dgemm, compute_f64);
+impl_float!(f32, sgemm, compute_f32, Some, |_| None);
+impl_float!(f64, dgemm, compute_f64, |_| None, Some);
 
 #[cfg(test)]
 mod tests {

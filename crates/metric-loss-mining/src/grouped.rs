@@ -16,6 +16,7 @@ use crate::extreme::Extreme;
 use crate::row::{
     locate_where, mine_row, pick_max, pick_min, Mined, MiningError, PickMask, RowContext, RowFrame,
 };
+use crate::simd;
 use crate::SENTINEL_OFFSET;
 
 /// Lanes of the vectorised scans (see `row.rs`).
@@ -226,6 +227,26 @@ impl<T: Float> Accumulators<T> {
 
 /// One branch-free pass; `SEMI` adds the smallest entry beyond `threshold`.
 fn scan_values<T: Float, const SEMI: bool>(row: &[T], threshold: T) -> ValueScan<T> {
+    let explicit = match (T::as_f32s(row), T::as_f64s(row)) {
+        // `T` is f32 here: the threshold converts exactly.
+        (Some(r), _) => simd::scan_f32::<SEMI>(r, threshold.to_f64() as f32)
+            .map(|(a, b, c, n)| (f64::from(a), f64::from(b), f64::from(c), n)),
+        (_, Some(r)) => simd::scan_f64::<SEMI>(r, threshold.to_f64()),
+        _ => None,
+    };
+    if let Some((min, max, beyond, nans)) = explicit {
+        return ValueScan {
+            min: T::from_f64(min),
+            max: T::from_f64(max),
+            beyond: T::from_f64(beyond),
+            nans: T::from_f64(nans as f64),
+        };
+    }
+    portable_scan::<T, SEMI>(row, threshold)
+}
+
+/// The scan in portable code (other CPUs, and the reference for the explicit one).
+fn portable_scan<T: Float, const SEMI: bool>(row: &[T], threshold: T) -> ValueScan<T> {
     let inf = T::from_f64(f64::INFINITY);
     let mut acc = Accumulators {
         min: [inf; LANES],
@@ -265,7 +286,21 @@ fn scan_values<T: Float, const SEMI: bool>(row: &[T], threshold: T) -> ValueScan
 /// holding the value at that first index (which may differ from `target` in the sign of a
 /// zero).
 fn locate_value<T: Float>(row: &[T], target: T) -> Extreme<T> {
-    locate_where(row, target, |_| true)
+    let explicit = match (T::as_f32s(row), T::as_f64s(row)) {
+        // `T` is f32 here: the target converts exactly.
+        (Some(r), _) => simd::locate_f32(r, target.to_f64() as f32),
+        (_, Some(r)) => simd::locate_f64(r, target.to_f64()),
+        _ => None,
+    };
+    match explicit {
+        Some((_, 0)) => Extreme::none(),
+        Some((index, ties)) => Extreme {
+            value: row[index],
+            index,
+            ties,
+        },
+        None => locate_where(row, target, |_| true),
+    }
 }
 
 #[cfg(test)]
@@ -327,6 +362,109 @@ mod tests {
                     }
                     (Err(f), Err(s)) => assert!(crate::row::same_error(&f, &s), "{f:?} vs {s:?}"),
                     (f, s) => panic!("{p:?}/{n:?}: fast {f:?} slow {s:?}"),
+                }
+            }
+        }
+    }
+
+    /// The explicit AVX2 scan against the portable one: equal extremes (up to the sign of
+    /// a zero, which `ValueScan` leaves unspecified) and NaN counts, on rows of every
+    /// length up to 80 (vector bodies and tails) with NaN, ±∞, signed zeros and ties.
+    #[test]
+    fn explicit_scan_matches_the_portable_one() {
+        fn same(a: f64, b: f64) -> bool {
+            a == b || (a.is_nan() && b.is_nan())
+        }
+        fn compare<T: Float>(
+            row: &[T],
+            threshold: T,
+            explicit: Option<simd::Scan<f64>>,
+            semi: bool,
+        ) {
+            let Some((min, max, beyond, nans)) = explicit else {
+                // Only CPUs without AVX2 may skip the comparison.
+                #[cfg(target_arch = "x86_64")]
+                assert!(!std::arch::is_x86_feature_detected!("avx2"));
+                return;
+            };
+            let p = if semi {
+                portable_scan::<T, true>(row, threshold)
+            } else {
+                portable_scan::<T, false>(row, threshold)
+            };
+            let what = format!("{} semi={semi} row {row:?} threshold {threshold}", T::DTYPE);
+            assert!(same(min, p.min.to_f64()), "min: {what}");
+            assert!(same(max, p.max.to_f64()), "max: {what}");
+            if semi {
+                assert!(same(beyond, p.beyond.to_f64()), "beyond: {what}");
+            }
+            assert_eq!(nans as f64, p.nans.to_f64(), "nans: {what}");
+        }
+        let mut rng = Rng(5);
+        let values = [
+            -0.0,
+            0.0,
+            0.25,
+            0.5,
+            1.0,
+            1e-9,
+            2.0,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        for _ in 0..3000 {
+            let m = rng.below(81) as usize;
+            let row: Vec<f64> = (0..m)
+                .map(|_| values[rng.below(values.len() as u64) as usize])
+                .collect();
+            let threshold = values[rng.below(8) as usize];
+            let row32: Vec<f32> = row.iter().map(|v| *v as f32).collect();
+            let t32 = threshold as f32;
+            let widen = |s: simd::Scan<f32>| (f64::from(s.0), f64::from(s.1), f64::from(s.2), s.3);
+            compare(
+                &row,
+                threshold,
+                simd::scan_f64::<true>(&row, threshold),
+                true,
+            );
+            compare(
+                &row,
+                threshold,
+                simd::scan_f64::<false>(&row, threshold),
+                false,
+            );
+            compare(
+                &row32,
+                t32,
+                simd::scan_f32::<true>(&row32, t32).map(widen),
+                true,
+            );
+            compare(
+                &row32,
+                t32,
+                simd::scan_f32::<false>(&row32, t32).map(widen),
+                false,
+            );
+            for target in [threshold, values[rng.below(values.len() as u64) as usize]] {
+                let portable = |r: &[f64], target: f64| {
+                    let e = locate_where(r, target, |_| true);
+                    (e.index, e.ties)
+                };
+                // An empty locate's index is unspecified.
+                let located = |got: Option<(usize, u32)>| match got {
+                    Some((_, 0)) => Some((0, 0)),
+                    other => other,
+                };
+                if let Some(got) = located(simd::locate_f64(&row, target)) {
+                    assert_eq!(got, portable(&row, target), "locate {target} in {row:?}");
+                }
+                let wide32: Vec<f64> = row32.iter().map(|v| f64::from(*v)).collect();
+                let t32 = target as f32;
+                if let Some(got) = located(simd::locate_f32(&row32, t32)) {
+                    let expected = portable(&wide32, f64::from(t32));
+                    assert_eq!(got, expected, "locate {t32} in {row32:?}");
                 }
             }
         }

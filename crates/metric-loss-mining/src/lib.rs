@@ -43,6 +43,7 @@ mod grouped;
 mod reference;
 mod route;
 mod row;
+mod simd;
 
 pub use classes::KeyClasses;
 pub use grouped::mine_row_grouped;
