@@ -139,8 +139,26 @@ fn run_chunks<'s, A: Send + 's, B: Send + 's, C: Send + 's, E: Send>(
     chunks.try_for_each(|(first, a, b, c)| f(first, a, b, c))
 }
 
-/// `f(first_row, rows)` on consecutive chunks of the `row_len`-wide rows of `out`, on
-/// `threads` threads.
+/// `f(first_row, rows)` on consecutive chunks of the `row_len`-wide rows of `out` (whole
+/// rows only), on [`threads_for`] threads.
+///
+/// ```
+/// use metric_loss_distances::parallel::for_rows;
+///
+/// let mut out = vec![0usize; 500 * 3];
+/// for_rows(&mut out, 3, |first, rows| {
+///     for (t, row) in rows.chunks_exact_mut(3).enumerate() {
+///         row.fill(first + t);
+///     }
+/// });
+/// assert_eq!(out[3 * 499], 499);
+/// ```
+pub fn for_rows<T: Send>(out: &mut [T], row_len: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let rows = out.len().checked_div(row_len).unwrap_or(0);
+    for_rows_on(threads_for(rows), out, row_len, f);
+}
+
+/// [`for_rows`] on exactly `threads` threads.
 pub(crate) fn for_rows_on<T: Send>(
     threads: usize,
     out: &mut [T],
