@@ -288,19 +288,33 @@ struct Gradients<'a, T> {
 
 impl<T: Float> Gradients<'_, T> {
     fn add_pair(&self, j: usize, g: T, grad_q: &mut [T], grad_k: &mut [T], key_row: &mut [T]) {
-        let dims = self.q.len();
-        // The key's share goes through `key_row` first: with keys = queries, rows i and j
-        // are in the same buffer (and may be the same row).
-        key_row.fill(T::ZERO);
-        let gq = &mut grad_q[self.anchor * dims..(self.anchor + 1) * dims];
-        self.distance
-            .pair_vjp(self.q, self.keys.row(j), self.row[j], g, gq, key_row);
-        let target = if self.same { grad_q } else { grad_k };
-        for (t, v) in target[j * dims..(j + 1) * dims]
-            .iter_mut()
-            .zip(key_row.iter())
-        {
-            *t += *v;
+        let (i, dims) = (self.anchor, self.q.len());
+        let (key, value) = (self.keys.row(j), self.row[j]);
+        let rows = |r: usize| r * dims..(r + 1) * dims;
+        // The VJPs accumulate (`+=`), so adding straight into the key's row is exactly
+        // adding into a zeroed buffer first: one pass over each row instead of three.
+        if !self.same {
+            let (gq, gk) = (&mut grad_q[rows(i)], &mut grad_k[rows(j)]);
+            self.distance.pair_vjp(self.q, key, value, g, gq, gk);
+        } else if i != j {
+            // Rows i and j of the one buffer, borrowed apart.
+            let (gq, gk) = if i < j {
+                let (head, tail) = grad_q.split_at_mut(j * dims);
+                (&mut head[rows(i)], &mut tail[..dims])
+            } else {
+                let (head, tail) = grad_q.split_at_mut(i * dims);
+                (&mut tail[..dims], &mut head[rows(j)])
+            };
+            self.distance.pair_vjp(self.q, key, value, g, gq, gk);
+        } else {
+            // An anchor paired with itself (the diagonal kept): both shares land on one
+            // row, so the key's share goes through `key_row`.
+            key_row.fill(T::ZERO);
+            let gq = &mut grad_q[rows(i)];
+            self.distance.pair_vjp(self.q, key, value, g, gq, key_row);
+            for (t, v) in gq.iter_mut().zip(key_row.iter()) {
+                *t += *v;
+            }
         }
     }
 }
