@@ -20,7 +20,7 @@ use metric_loss_core::{
     Batch, Embeddings, Float, LossError, LossInput, LossOutput, MetricLossExt, Workspace,
 };
 use metric_loss_distances::l2_normalize;
-use metric_loss_distances::parallel::for_rows;
+use metric_loss_distances::parallel::gemm_rows;
 use metric_loss_triplet::TripletLoss;
 
 /// A small deterministic generator (SplitMix64), so that benches need no RNG crate and
@@ -278,19 +278,17 @@ impl<T: Float> GemmFloor<T> {
     /// threads. (matrixmultiply's own pool, measured on 2 threads, was as fast at
     /// N = 1024 and 1.6x slower at N = 4096.)
     pub fn run(&mut self) {
-        let (n, d, x) = (self.n, self.d, &self.x);
-        for_rows(&mut self.out, n, |r0, rows| {
-            T::gemm(
-                rows.len() / n,
-                d,
-                n,
-                T::ONE,
-                (&x[r0 * d..], d, 1),
-                (x, 1, d),
-                T::ZERO,
-                (rows, n, 1),
-            );
-        });
+        let (n, d) = (self.n, self.d);
+        gemm_rows(
+            n,
+            d,
+            n,
+            T::ONE,
+            (&self.x, d, 1),
+            (&self.x, 1, d),
+            T::ZERO,
+            &mut self.out,
+        );
         black_box(&self.out);
     }
 }

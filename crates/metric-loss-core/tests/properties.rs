@@ -8,24 +8,8 @@ use metric_loss_core::{
     reduce, Batch, Embeddings, LossError, LossInput, LossOutput, NegativeStrategy,
     PositiveStrategy, Reduction, RowMajorBuffer, SampleWeight, Workspace,
 };
-use metric_loss_testkit::cases;
+use metric_loss_testkit::{cases, nasty};
 use proptest::prelude::*;
-
-fn nasty() -> impl Strategy<Value = f64> {
-    prop_oneof![
-        8 => -3.0..3.0f64,
-        1 => Just(f64::NAN),
-        1 => Just(f64::INFINITY),
-        1 => Just(f64::NEG_INFINITY),
-        1 => Just(0.0),
-        1 => Just(-0.0),
-        1 => Just(1e-40),
-        1 => Just(-4e-320),
-        1 => Just(1e30),
-        1 => Just(f64::MAX),
-        1 => any::<f64>(),
-    ]
-}
 
 /// A declared dimension: small, or absurd (the product with the rows overflows).
 fn dimension() -> impl Strategy<Value = usize> {

@@ -20,7 +20,7 @@
 
 use metric_loss_core::{Distance, Embeddings, Float};
 
-use crate::gram::gemm_rows;
+use crate::parallel::gemm_rows;
 use crate::DistanceKind;
 
 /// The dense VJP of `kind`; see the module documentation.

@@ -2,7 +2,7 @@
 
 use metric_loss_core::Float;
 
-use crate::parallel::{for_rows_on, threads_for};
+use crate::parallel::for_rows_on;
 
 /// Row-block height of the strips: each strip of the symmetric product computes its rows
 /// from the diagonal rightwards (the work wasted below the diagonal is about
@@ -36,61 +36,12 @@ pub(crate) fn gram<T: Float>(
     );
 }
 
-/// `T::gemm` for `C = alpha · A B + beta · C` with `C` row-major and contiguous
-/// (`rows x n`), its rows split over [`threads_for`] threads: each output row depends only on its row of
-/// `A` and is computed by the same kernel either way, so the result is identical.
-///
-/// `a` is `(data, row stride, column stride)` and may be a transposed view.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_rows<T: Float>(
-    rows: usize,
-    inner: usize,
-    n: usize,
-    alpha: T,
-    a: (&[T], usize, usize),
-    b: (&[T], usize, usize),
-    beta: T,
-    c: &mut [T],
-) {
-    debug_assert_eq!(c.len(), rows * n);
-    if n == 0 {
-        return;
-    }
-    for_rows_on(threads_for(rows), c, n, |r0, chunk| {
-        T::gemm(
-            chunk.len() / n,
-            inner,
-            n,
-            alpha,
-            (&a.0[r0 * a.1..], a.1, a.2),
-            b,
-            beta,
-            (chunk, n, 1),
-        );
-    });
-}
-
 /// [`gram`] followed by `epilogue(i, j0, segment)` on every row segment of the result
 /// (entries `(i, j0..j0 + segment.len())`, in place), strip by strip so that the epilogue
 /// reads what the product just wrote while it is in cache. Rows are split over
-/// [`threads_for`] threads.
+/// `threads` threads.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gram_with<T: Float>(
-    q: &[T],
-    k: &[T],
-    n: usize,
-    m: usize,
-    dims: usize,
-    alpha: T,
-    out: &mut [T],
-    epilogue: impl Fn(usize, usize, &mut [T]) + Sync,
-) {
-    gram_with_on(threads_for(n), q, k, n, m, dims, alpha, out, epilogue);
-}
-
-/// [`gram_with`] on exactly `threads` threads.
-#[allow(clippy::too_many_arguments)]
-fn gram_with_on<T: Float>(
     threads: usize,
     q: &[T],
     k: &[T],
@@ -131,7 +82,29 @@ fn general_strip_rows<T>(m: usize) -> usize {
 /// the result is exactly symmetric.
 #[cfg(test)]
 pub(crate) fn gram_symmetric<T: Float>(x: &[T], n: usize, dims: usize, alpha: T, out: &mut [T]) {
-    gram_symmetric_with(x, n, dims, alpha, out, |_, _, _| {});
+    gram_symmetric_with(1, x, n, dims, alpha, out, |_, _, _| {});
+}
+
+/// `out = epilogue(alpha · Q Kᵀ)` on `threads` threads: [`gram_symmetric_with`] when the
+/// keys are the queries (`same`), else [`gram_with`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn product<T: Float>(
+    threads: usize,
+    q: &[T],
+    k: &[T],
+    same: bool,
+    n: usize,
+    m: usize,
+    dims: usize,
+    alpha: T,
+    out: &mut [T],
+    epilogue: impl Fn(usize, usize, &mut [T]) + Sync,
+) {
+    if same {
+        gram_symmetric_with(threads, q, n, dims, alpha, out, epilogue);
+    } else {
+        gram_with(threads, q, k, n, m, dims, alpha, out, epilogue);
+    }
 }
 
 /// `out = epilogue(alpha · X Xᵀ)` (`n x n`).
@@ -147,7 +120,7 @@ pub(crate) fn gram_symmetric<T: Float>(x: &[T], n: usize, dims: usize, alpha: T,
 /// matrix, this touches each entry once while it is hot: at N = 4096 the separate mirror
 /// alone (strided writes over a 64 MiB matrix) cost about as much as the half product.
 ///
-/// On several threads ([`threads_for`]) it is [`gram_with`]: whole rows per thread, twice
+/// On several threads it is [`gram_with`]: whole rows per thread, twice
 /// the multiply-adds but no mirror (whose writes cross every thread's rows). The values
 /// are the same: the kernel computes entry (j, i) from the same products in the same
 /// order as entry (i, j) (a test checks this bit for bit). A parallel upper-triangle
@@ -155,18 +128,6 @@ pub(crate) fn gram_symmetric<T: Float>(x: &[T], n: usize, dims: usize, alpha: T,
 /// N = 1024 and slower at N = 4096 (72 ms against 50 ms): the mirror is bound by memory
 /// traffic, not by arithmetic.
 pub(crate) fn gram_symmetric_with<T: Float>(
-    x: &[T],
-    n: usize,
-    dims: usize,
-    alpha: T,
-    out: &mut [T],
-    epilogue: impl Fn(usize, usize, &mut [T]) + Sync,
-) {
-    gram_symmetric_with_on(threads_for(n), x, n, dims, alpha, out, epilogue);
-}
-
-/// [`gram_symmetric_with`] on exactly `threads` threads.
-fn gram_symmetric_with_on<T: Float>(
     threads: usize,
     x: &[T],
     n: usize,
@@ -176,7 +137,7 @@ fn gram_symmetric_with_on<T: Float>(
     epilogue: impl Fn(usize, usize, &mut [T]) + Sync,
 ) {
     if threads > 1 {
-        return gram_with_on(threads, x, x, n, n, dims, alpha, out, epilogue);
+        return gram_with(threads, x, x, n, n, dims, alpha, out, epilogue);
     }
     let mut r0 = 0;
     while r0 < n {
@@ -277,7 +238,7 @@ mod tests {
         for threads in [1, 2, 3] {
             let mut out = vec![0.0; n * n];
             let seen: Vec<AtomicU8> = (0..n * n).map(|_| AtomicU8::new(0)).collect();
-            gram_symmetric_with_on(threads, &x, n, d, 1.0, &mut out, |i, j0, seg| {
+            gram_symmetric_with(threads, &x, n, d, 1.0, &mut out, |i, j0, seg| {
                 for (t, v) in seg.iter_mut().enumerate() {
                     seen[i * n + j0 + t].fetch_add(1, Ordering::Relaxed);
                     *v = *v * 1000.0 + (i * n + j0 + t) as f64;
@@ -311,12 +272,12 @@ mod tests {
                 }
             };
             let mut one = vec![T::ZERO; n * n];
-            gram_symmetric_with_on(1, &x, n, d, T::from_f64(-2.0), &mut one, epilogue);
+            gram_symmetric_with(1, &x, n, d, T::from_f64(-2.0), &mut one, epilogue);
             for threads in [2, 3] {
                 let mut many = vec![T::ZERO; n * n];
-                gram_symmetric_with_on(threads, &x, n, d, T::from_f64(-2.0), &mut many, epilogue);
+                gram_symmetric_with(threads, &x, n, d, T::from_f64(-2.0), &mut many, epilogue);
                 let mut general = vec![T::ZERO; n * n];
-                gram_with_on(
+                gram_with(
                     threads,
                     &x,
                     &x,
@@ -343,36 +304,6 @@ mod tests {
     fn threaded_products_match_the_symmetric_one_bit_for_bit() {
         threads_agree_bit_for_bit::<f32>(|v| u64::from(v.to_bits()));
         threads_agree_bit_for_bit::<f64>(f64::to_bits);
-    }
-
-    #[test]
-    fn row_split_gemm_matches_one_call() {
-        let (rows, inner, n) = (301, 37, 19);
-        let a: Vec<f64> = (0..rows * inner).map(|i| (i % 17) as f64 / 3.0).collect();
-        let b: Vec<f64> = (0..inner * n).map(|i| (i % 13) as f64 / 7.0).collect();
-        let mut one = vec![1.0; rows * n];
-        f64::gemm(
-            rows,
-            inner,
-            n,
-            0.5,
-            (&a, inner, 1),
-            (&b, n, 1),
-            1.0,
-            (&mut one, n, 1),
-        );
-        let mut split = vec![1.0; rows * n];
-        gemm_rows(
-            rows,
-            inner,
-            n,
-            0.5,
-            (&a, inner, 1),
-            (&b, n, 1),
-            1.0,
-            &mut split,
-        );
-        assert_eq!(one, split);
     }
 
     #[test]

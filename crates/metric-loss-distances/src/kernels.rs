@@ -2,7 +2,7 @@
 
 use metric_loss_core::{Distance, Embeddings, Float, LossError};
 
-use crate::gram::{gram_symmetric_with, gram_with, mirror_upper};
+use crate::gram::{mirror_upper, product};
 use crate::parallel::{for_rows_on, threads_for};
 use crate::DistanceKind;
 
@@ -49,25 +49,29 @@ impl<T: Float> Distance<T> for DistanceKind {
             });
         }
         let (qs, ks) = (q.as_slice(), k.as_slice());
-        // The product with its element-wise epilogue fused in (applied strip by strip while
-        // the strip is in cache; see `gram.rs`). A macro, not a closure taking `dyn FnMut`,
-        // so that each epilogue is inlined into the tile loops.
-        macro_rules! product {
-            ($alpha:expr, $epilogue:expr) => {
-                if same {
-                    gram_symmetric_with(qs, n, dims, $alpha, out, $epilogue)
-                } else {
-                    gram_with(qs, ks, n, m, dims, $alpha, out, $epilogue)
-                }
-            };
-        }
+        // One thread count for the whole matrix. Each arm passes its element-wise epilogue
+        // to `product` as a generic argument, so it is inlined into the tile loops.
+        let threads = threads_for(n);
         match self {
-            DistanceKind::InnerProduct => product!(T::ONE, |_, _, _: &mut [T]| {}),
-            DistanceKind::Cosine => product!(T::ONE, |_, _, seg: &mut [T]| {
-                for v in seg.iter_mut() {
-                    *v = clamp_at_zero(T::ONE - *v);
-                }
-            }),
+            DistanceKind::InnerProduct => {
+                product(threads, qs, ks, same, n, m, dims, T::ONE, out, |_, _, _| {})
+            }
+            DistanceKind::Cosine => product(
+                threads,
+                qs,
+                ks,
+                same,
+                n,
+                m,
+                dims,
+                T::ONE,
+                out,
+                |_, _, seg: &mut [T]| {
+                    for v in seg.iter_mut() {
+                        *v = clamp_at_zero(T::ONE - *v);
+                    }
+                },
+            ),
             DistanceKind::SquaredEuclidean | DistanceKind::Euclidean => {
                 // Norms accumulated in f64 and s rounded once: at large norms the expansion
                 // otherwise loses a few ulps of the distance (TF's own error is smaller).
@@ -77,23 +81,33 @@ impl<T: Float> Distance<T> for DistanceKind {
                 let (nq, nk) = scratch.split_at(n);
                 let floor = T::from_f64(EUCLIDEAN_FLOOR);
                 let euclidean = *self == DistanceKind::Euclidean;
-                product!(T::from_f64(-2.0), |i: usize, j0: usize, seg: &mut [T]| {
-                    let qn = nq[i].to_f64();
-                    for (v, kn) in seg.iter_mut().zip(&nk[j0..]) {
-                        // TF's association: (‖q‖² − 2q·k) + ‖k‖².
-                        let s = T::from_f64((qn + v.to_f64()) + kn.to_f64());
-                        *v = if !euclidean {
-                            clamp_at_zero(s)
-                        } else if s >= floor {
-                            s.sqrt()
-                        } else {
-                            T::ZERO
-                        };
-                    }
-                });
+                product(
+                    threads,
+                    qs,
+                    ks,
+                    same,
+                    n,
+                    m,
+                    dims,
+                    T::from_f64(-2.0),
+                    out,
+                    |i: usize, j0: usize, seg: &mut [T]| {
+                        let qn = nq[i].to_f64();
+                        for (v, kn) in seg.iter_mut().zip(&nk[j0..]) {
+                            // TF's association: (‖q‖² − 2q·k) + ‖k‖².
+                            let s = T::from_f64((qn + v.to_f64()) + kn.to_f64());
+                            *v = if !euclidean {
+                                clamp_at_zero(s)
+                            } else if s >= floor {
+                                s.sqrt()
+                            } else {
+                                T::ZERO
+                            };
+                        }
+                    },
+                );
             }
             DistanceKind::Manhattan => {
-                let threads = threads_for(n);
                 if same && threads == 1 {
                     // One triangle, mirrored: half the work.
                     for i in 0..n {
@@ -113,7 +127,7 @@ impl<T: Float> Distance<T> for DistanceKind {
                     });
                 }
             }
-            DistanceKind::Snr => snr_matrix(q, k, same, scratch, out)?,
+            DistanceKind::Snr => snr_matrix(threads, q, k, same, scratch, out)?,
         }
         Ok(())
     }
@@ -266,6 +280,7 @@ fn variance<T: Float>(a: &[T]) -> T {
 /// Var(q − k) / Var(q) for every pair, through the centred Gram matrix:
 /// Var(q − k) = Var(q) + Var(k) − 2·cov(q, k). No `n x m x dims` temporary.
 fn snr_matrix<T: Float>(
+    threads: usize,
     q: Embeddings<'_, T>,
     k: Embeddings<'_, T>,
     same: bool,
@@ -311,11 +326,7 @@ fn snr_matrix<T: Float>(
             *v = ((vq + *vk) + *v).max(T::ZERO) / vq;
         }
     };
-    if same {
-        gram_symmetric_with(qc, n, dims, alpha, out, epilogue);
-    } else {
-        gram_with(qc, kc, n, m, dims, alpha, out, epilogue);
-    }
+    product(threads, qc, kc, same, n, m, dims, alpha, out, epilogue);
     Ok(())
 }
 

@@ -26,6 +26,8 @@
 //! assert_eq!(squares[999], 998_001);
 //! ```
 
+use metric_loss_core::Float;
+
 /// Rows per thread below which splitting is not worth a thread spawn (~20 µs each).
 pub const MIN_ROWS_PER_THREAD: usize = 128;
 
@@ -140,25 +142,7 @@ fn run_chunks<'s, A: Send + 's, B: Send + 's, C: Send + 's, E: Send>(
 }
 
 /// `f(first_row, rows)` on consecutive chunks of the `row_len`-wide rows of `out` (whole
-/// rows only), on [`threads_for`] threads.
-///
-/// ```
-/// use metric_loss_distances::parallel::for_rows;
-///
-/// let mut out = vec![0usize; 500 * 3];
-/// for_rows(&mut out, 3, |first, rows| {
-///     for (t, row) in rows.chunks_exact_mut(3).enumerate() {
-///         row.fill(first + t);
-///     }
-/// });
-/// assert_eq!(out[3 * 499], 499);
-/// ```
-pub fn for_rows<T: Send>(out: &mut [T], row_len: usize, f: impl Fn(usize, &mut [T]) + Sync) {
-    let rows = out.len().checked_div(row_len).unwrap_or(0);
-    for_rows_on(threads_for(rows), out, row_len, f);
-}
-
-/// [`for_rows`] on exactly `threads` threads.
+/// rows only), on `threads` threads.
 pub(crate) fn for_rows_on<T: Send>(
     threads: usize,
     out: &mut [T],
@@ -185,9 +169,77 @@ pub(crate) fn for_rows_on<T: Send>(
     }
 }
 
+/// `T::gemm` for `C = alpha · A B + beta · C` with `C` row-major and contiguous
+/// (`rows x n`), its rows split over [`threads_for`] threads: each output row depends only on its row of
+/// `A` and is computed by the same kernel either way, so the result is identical.
+///
+/// `a` and `b` are `(data, row stride, column stride)` and may be transposed views. The
+/// bench's GEMM floor is this function, so the floor and the losses split alike.
+///
+/// # Panics
+/// As [`Float::gemm`]: if a stride and shape reach past the end of a slice.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_rows<T: Float>(
+    rows: usize,
+    inner: usize,
+    n: usize,
+    alpha: T,
+    a: (&[T], usize, usize),
+    b: (&[T], usize, usize),
+    beta: T,
+    c: &mut [T],
+) {
+    debug_assert_eq!(c.len(), rows * n);
+    if n == 0 {
+        return;
+    }
+    for_rows_on(threads_for(rows), c, n, |r0, chunk| {
+        T::gemm(
+            chunk.len() / n,
+            inner,
+            n,
+            alpha,
+            (&a.0[r0 * a.1..], a.1, a.2),
+            b,
+            beta,
+            (chunk, n, 1),
+        );
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_split_gemm_matches_one_call() {
+        let (rows, inner, n) = (301, 37, 19);
+        let a: Vec<f64> = (0..rows * inner).map(|i| (i % 17) as f64 / 3.0).collect();
+        let b: Vec<f64> = (0..inner * n).map(|i| (i % 13) as f64 / 7.0).collect();
+        let mut one = vec![1.0; rows * n];
+        f64::gemm(
+            rows,
+            inner,
+            n,
+            0.5,
+            (&a, inner, 1),
+            (&b, n, 1),
+            1.0,
+            (&mut one, n, 1),
+        );
+        let mut split = vec![1.0; rows * n];
+        gemm_rows(
+            rows,
+            inner,
+            n,
+            0.5,
+            (&a, inner, 1),
+            (&b, n, 1),
+            1.0,
+            &mut split,
+        );
+        assert_eq!(one, split);
+    }
 
     #[test]
     fn chunks_cover_every_row_once_and_the_first_error_wins() {

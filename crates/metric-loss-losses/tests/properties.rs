@@ -12,24 +12,9 @@ use metric_loss_distances::DistanceKind;
 use metric_loss_losses::{
     CircleLoss, MultiSimilarityLoss, PNLoss, SoftNearestNeighborLoss, WrappedLossConfig, XBMConfig,
 };
-use metric_loss_testkit::cases;
+use metric_loss_testkit::{cases, nasty};
 use metric_loss_triplet::TripletLossConfig;
 use proptest::prelude::*;
-
-fn nasty() -> impl Strategy<Value = f64> {
-    prop_oneof![
-        8 => -3.0..3.0f64,
-        1 => Just(f64::NAN),
-        1 => Just(f64::INFINITY),
-        1 => Just(f64::NEG_INFINITY),
-        1 => Just(0.0),
-        1 => Just(1e-40),
-        1 => Just(1e30),
-        1 => Just(-1e30),
-        1 => Just(f64::MAX),
-        1 => any::<f64>(),
-    ]
-}
 
 fn label() -> impl Strategy<Value = i64> {
     prop_oneof![6 => 0..3i64, 1 => Just(i64::MIN), 1 => Just(i64::MAX)]

@@ -14,6 +14,10 @@
 //! may differ from the portable scan's, which is allowed (see `ValueScan`). A test checks
 //! both scans against each other on rows with NaN, ±∞, signed zeros and ties.
 
+use metric_loss_core::Float;
+
+use crate::row::{pick_max, pick_min};
+
 /// A scan's result: (min, max, beyond, NaN count).
 pub(crate) type Scan<F> = (F, F, F, usize);
 
@@ -67,37 +71,10 @@ pub(crate) fn locate_f64(row: &[f64], target: f64) -> Option<(usize, u32)> {
     None
 }
 
-/// The smallest of `a` and `b`, skipping NaN in `b` (the portable scan's rule).
-fn pick_min<F: PartialOrd>(a: F, b: F) -> F {
-    if b < a {
-        b
-    } else {
-        a
-    }
-}
-
-/// The largest of `a` and `b`, skipping NaN in `b`.
-fn pick_max<F: PartialOrd>(a: F, b: F) -> F {
-    if b > a {
-        b
-    } else {
-        a
-    }
-}
-
-/// Folds the vectors' lanes, and the entries the vectors did not cover, into one scan.
-fn finish<F: PartialOrd + Copy + std::ops::Neg<Output = F>>(
-    lanes: (&[F], &[F], &[F]),
-    nans: usize,
-    tail: &[F],
-    threshold: F,
-    semi: bool,
-    inf: F,
-) -> Scan<F> {
-    let mut min = lanes.0.iter().fold(inf, |a, b| pick_min(a, *b));
-    let mut max = lanes.1.iter().fold(-inf, |a, b| pick_max(a, *b));
-    let mut beyond = lanes.2.iter().fold(inf, |a, b| pick_min(a, *b));
-    let mut nans = nans;
+/// Adds the entries the vectors did not cover to the vectors' (already folded) result,
+/// with the portable scan's rules (`pick_min`/`pick_max` skip NaN).
+fn finish<F: Float>(body: Scan<F>, tail: &[F], threshold: F, semi: bool) -> Scan<F> {
+    let (mut min, mut max, mut beyond, mut nans) = body;
     for &v in tail {
         min = pick_min(min, v);
         max = pick_max(max, v);
@@ -161,18 +138,13 @@ mod x86 {
                     let u1 = $to_bits($cmp::<_CMP_UNORD_Q>(v1, v1));
                     nan_lanes = $sub(nan_lanes, $add(u0, u1));
                 }
-                finish(
-                    (
-                        &[$hmin($min(mn0, mn1))],
-                        &[$hmax($max(mx0, mx1))],
-                        &[$hmin($min(by0, by1))],
-                    ),
+                let body = (
+                    $hmin($min(mn0, mn1)),
+                    $hmax($max(mx0, mx1)),
+                    $hmin($min(by0, by1)),
                     $hsum(nan_lanes),
-                    tail,
-                    threshold,
-                    SEMI,
-                    <$float>::INFINITY,
-                )
+                );
+                finish(body, tail, threshold, SEMI)
             }
 
             /// The first index of an entry equal to `target` (NaN never is) and how many are.
