@@ -14,7 +14,8 @@ use metric_loss_core::{Float, NegativeStrategy, PositiveStrategy};
 
 use crate::extreme::Extreme;
 use crate::row::{
-    locate_where, mine_row, pick_max, pick_min, Mined, MiningError, PickMask, RowContext, RowFrame,
+    locate_where, masked, mine_row, pick_max, pick_min, Mined, MiningError, PickMask, RowContext,
+    RowFrame,
 };
 use crate::simd;
 use crate::SENTINEL_OFFSET;
@@ -84,24 +85,24 @@ pub fn mine_row_grouped<T: Float>(
     for &j in members {
         row[j] = nan;
     }
-    // Semi-hard's threshold is the hardest positive's masked value, which needs the row
-    // minimum: the scan runs against the raw value first, and again (one more vectorised
-    // pass, the positives still NaN) when the masked value differs, which in f64 is most
-    // rows, as TF's `(d − below) + below` rounds.
+    let semi = negative == NegativeStrategy::SemiHard;
     let raw_threshold = hardest.value;
-    let mut scan_threshold = raw_threshold;
-    let scan = if negative == NegativeStrategy::SemiHard {
-        let first = scan_values::<T, true>(row, raw_threshold);
-        let below = pick_min(members_min, first.min).to_f64() - SENTINEL_OFFSET;
-        let masked = T::from_f64((raw_threshold.to_f64() - below) + below);
-        if masked == raw_threshold || !masked.is_finite() {
-            first
-        } else {
-            scan_threshold = masked;
-            scan_values::<T, true>(row, masked)
-        }
+    let first = if semi {
+        scan_values::<T, true>(row, raw_threshold)
     } else {
         scan_values::<T, false>(row, raw_threshold)
+    };
+    // The row extremes do not depend on the threshold: the sentinels' offsets, once.
+    let below = pick_min(members_min, first.min).to_f64() - SENTINEL_OFFSET;
+    let above = pick_max(members_max, first.max).to_f64() + SENTINEL_OFFSET;
+    // Semi-hard's threshold proper is the hardest positive's masked value. Where TF's
+    // rounding moves it (in f64, `(d − below) + below` can differ from d), the scan
+    // runs again at it: one more vectorised pass, the positives still NaN.
+    let threshold = masked(raw_threshold, below);
+    let scan = if semi && threshold != raw_threshold && threshold.is_finite() {
+        scan_values::<T, true>(row, threshold)
+    } else {
+        first
     };
     // Every entry other than the planted NaNs is finite (checked below), so the negative
     // pick's value is one of the scan's, and its first index and ties come from one more
@@ -127,15 +128,7 @@ pub fn mine_row_grouped<T: Float>(
     if !all_finite {
         return mine_row(row, ctx, positive, negative);
     }
-    let (row_min, row_max) = (
-        pick_min(members_min, scan.min),
-        pick_max(members_max, scan.max),
-    );
-    let frame = RowFrame {
-        row,
-        below: row_min.to_f64() - SENTINEL_OFFSET,
-        above: row_max.to_f64() + SENTINEL_OFFSET,
-    };
+    let frame = RowFrame { row, below, above };
     let hard_positive = positive == PositiveStrategy::Hard;
     let (p, pos) = if hard_positive {
         frame.masked_max(&hardest, PickMask::Positive)
@@ -146,14 +139,9 @@ pub fn mine_row_grouped<T: Float>(
         NegativeStrategy::Hard => frame.masked_min(&located, PickMask::Negative),
         NegativeStrategy::Easy => frame.masked_max(&located, PickMask::Negative),
         NegativeStrategy::SemiHard => {
-            let threshold = if hard_positive {
-                p
-            } else {
-                frame.masked_max(&hardest, PickMask::Positive).0
-            };
-            // Equal by construction (the same masked value as above); kept as a guard so
-            // that a mismatch can only cost speed, never change a result.
-            if threshold != scan_threshold {
+            // The scan ran at `threshold` unless that was not finite (TF's sum overflows
+            // for a positive and a row minimum near ±f64::MAX): such rows go to `mine_row`.
+            if !threshold.is_finite() {
                 return mine_row(row, ctx, positive, negative);
             }
             if scan.beyond.is_finite() {

@@ -387,7 +387,7 @@ impl<T: Float> RowFrame<'_, T> {
         if ext.is_empty() {
             (T::from_f64(self.below), self.sentinel(false))
         } else {
-            let value = T::from_f64((ext.value.to_f64() - self.below) + self.below);
+            let value = masked(ext.value, self.below);
             (value, picked(ext, mask))
         }
     }
@@ -397,10 +397,16 @@ impl<T: Float> RowFrame<'_, T> {
         if ext.is_empty() {
             (T::from_f64(self.above), self.sentinel(true))
         } else {
-            let value = T::from_f64((ext.value.to_f64() - self.above) + self.above);
+            let value = masked(ext.value, self.above);
             (value, picked(ext, mask))
         }
     }
+}
+
+/// TF's value of a masked extremum over a non-empty mask: `(d − offset) + offset` in f64,
+/// rounded to `T` (exactly `d` for f32 input, within an ulp in f64).
+pub(crate) fn masked<T: Float>(d: T, offset: f64) -> T {
+    T::from_f64((d.to_f64() - offset) + offset)
 }
 
 fn picked<T: Float>(ext: &Extreme<T>, mask: PickMask<T>) -> Pick<T> {
