@@ -92,12 +92,14 @@ impl<T: Float> LossOutput<T> {
             value: value.to_f64(),
             dtype: T::DTYPE,
         };
-        if let Some(i) = self
-            .per_example
-            .iter()
-            .position(|v| !v.is_finite() && !allowed(*v))
-        {
-            return Err(error("per-example loss", i, self.per_example[i]));
+        if first_non_finite(&self.per_example).is_some() {
+            if let Some(i) = self
+                .per_example
+                .iter()
+                .position(|v| !v.is_finite() && !allowed(*v))
+            {
+                return Err(error("per-example loss", i, self.per_example[i]));
+            }
         }
         // An allowed +∞ example makes the loss ±∞ (by its weight's sign); NaN would mean
         // ∞ − ∞ or 0·∞, which no allowance covers.
@@ -106,9 +108,15 @@ impl<T: Float> LossOutput<T> {
         if !self.loss.is_finite() && !loss_allowed {
             return Err(error("loss", 0, self.loss));
         }
-        let grads = self.grad_queries.iter().chain(&self.grad_keys);
-        if let Some((i, g)) = grads.enumerate().find(|(_, g)| !g.is_finite()) {
-            return Err(error("gradient", i, *g));
+        let (queries, keys) = (&self.grad_queries, &self.grad_keys);
+        let bad =
+            first_non_finite(queries).or_else(|| first_non_finite(keys).map(|i| queries.len() + i));
+        if let Some(i) = bad {
+            let g = queries
+                .get(i)
+                .copied()
+                .unwrap_or_else(|| keys[i - queries.len()]);
+            return Err(error("gradient", i, g));
         }
         Ok(())
     }
@@ -117,6 +125,21 @@ impl<T: Float> LossOutput<T> {
     pub fn grad_query_row(&self, i: usize, dims: usize) -> &[T] {
         &self.grad_queries[i * dims..(i + 1) * dims]
     }
+}
+
+/// The index of the first entry that is NaN or infinite. Blocks are checked without an
+/// early exit (an `&` of compares, which vectorises) and only a failing block is searched:
+/// an element-by-element search with an exit per entry was ~6% of a TripletLoss call.
+fn first_non_finite<T: Float>(v: &[T]) -> Option<usize> {
+    const BLOCK: usize = 256;
+    let block = v
+        .chunks(BLOCK)
+        .position(|c| !c.iter().fold(true, |all, x| all & x.is_finite()))?;
+    let start = block * BLOCK;
+    v[start..]
+        .iter()
+        .position(|x| !x.is_finite())
+        .map(|i| start + i)
 }
 
 fn fill<T: Float>(v: &mut Vec<T>, len: usize) {
