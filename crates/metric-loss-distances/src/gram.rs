@@ -1,8 +1,10 @@
 //! Gram matrices `Q Kᵀ` on row-major buffers, with the symmetric case at half the cost.
 
+use std::ops::Range;
+
 use metric_loss_core::Float;
 
-use crate::parallel::for_rows_on;
+use crate::parallel::{for_row_ranges, for_rows_on};
 
 /// Row-block height of the strips: each strip of the symmetric product computes its rows
 /// from the diagonal rightwards (the work wasted below the diagonal is about
@@ -142,16 +144,7 @@ pub(crate) fn gram_symmetric_with<T: Float>(
     let mut r0 = 0;
     while r0 < n {
         let r1 = (r0 + BLOCK).min(n);
-        T::gemm(
-            r1 - r0,
-            dims,
-            n - r0,
-            alpha,
-            (&x[r0 * dims..], dims, 1),
-            (&x[r0 * dims..], 1, dims),
-            T::ZERO,
-            (&mut out[r0 * n + r0..], n, 1),
-        );
+        upper_strip(x, n, dims, alpha, r0..r1, &mut out[r0 * n..]);
         // The strip's upper part holds raw products: mirror them, running the epilogue on
         // both copies as they pass through the cache.
         mirror_strip(out, n, r0, r1, &epilogue);
@@ -160,6 +153,60 @@ pub(crate) fn gram_symmetric_with<T: Float>(
         }
         r0 = r1;
     }
+}
+
+/// `out = epilogue(alpha · X Xᵀ)` on and above the diagonal only: entries (i, j ≥ i), with
+/// `epilogue(i, i, segment)` run once on each row's segment from the diagonal on. Entries
+/// below the diagonal are not meaningful afterwards (the strips' products spill into
+/// them). The row ranges `bounds` (see [`triangle_bounds`](crate::parallel::triangle_bounds))
+/// run in parallel; each is computed in strips of [`BLOCK`] rows, the same kernel calls
+/// per entry as [`gram_symmetric_with`], so the values are identical to its.
+pub(crate) fn gram_upper_with<T: Float>(
+    bounds: &[usize],
+    x: &[T],
+    n: usize,
+    dims: usize,
+    alpha: T,
+    out: &mut [T],
+    epilogue: impl Fn(usize, usize, &mut [T]) + Sync,
+) {
+    debug_assert_eq!(out.len(), n * n);
+    for_row_ranges(bounds, out, n, |start, rows| {
+        let end = start + rows.len() / n;
+        let mut r0 = start;
+        while r0 < end {
+            let r1 = (r0 + BLOCK).min(end);
+            upper_strip(x, n, dims, alpha, r0..r1, &mut rows[(r0 - start) * n..]);
+            for i in r0..r1 {
+                epilogue(i, i, &mut rows[(i - start) * n + i..(i - start + 1) * n]);
+            }
+            r0 = r1;
+        }
+    });
+}
+
+/// The products of rows `rows` with columns `rows.start..n` (the strip's upper part and
+/// the square block on its diagonal) into `out`, which starts at row `rows.start`
+/// (`n` entries per row).
+fn upper_strip<T: Float>(
+    x: &[T],
+    n: usize,
+    dims: usize,
+    alpha: T,
+    rows: Range<usize>,
+    out: &mut [T],
+) {
+    let r0 = rows.start;
+    T::gemm(
+        rows.len(),
+        dims,
+        n - r0,
+        alpha,
+        (&x[r0 * dims..], dims, 1),
+        (&x[r0 * dims..], 1, dims),
+        T::ZERO,
+        (&mut out[r0..], n, 1),
+    );
 }
 
 /// Copies the upper-triangle entries of rows `r0..r1` (columns `> i`) onto the lower
@@ -304,6 +351,33 @@ mod tests {
     fn threaded_products_match_the_symmetric_one_bit_for_bit() {
         threads_agree_bit_for_bit::<f32>(|v| u64::from(v.to_bits()));
         threads_agree_bit_for_bit::<f64>(f64::to_bits);
+    }
+
+    /// The upper-triangle product gives the symmetric product's upper entries bit for bit,
+    /// whatever the split, and runs the epilogue once per entry.
+    #[test]
+    fn upper_product_matches_the_symmetric_one() {
+        let (n, d) = (300, 130);
+        let x: Vec<f32> = (0..n * d)
+            .map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 97.0)
+            .collect();
+        let epilogue = |i: usize, j0: usize, seg: &mut [f32]| {
+            for (t, v) in seg.iter_mut().enumerate() {
+                *v = *v * 2.0 + (i * 7 + j0 + t) as f32;
+            }
+        };
+        let mut full = vec![0.0f32; n * n];
+        gram_symmetric_with(1, &x, n, d, 1.0, &mut full, epilogue);
+        for bounds in [vec![0, n], vec![0, 88, n], vec![0, 1, 150, 299, n]] {
+            let mut upper = vec![f32::NAN; n * n];
+            gram_upper_with(&bounds, &x, n, d, 1.0, &mut upper, epilogue);
+            for i in 0..n {
+                for j in i..n {
+                    let (a, b) = (upper[i * n + j], full[i * n + j]);
+                    assert_eq!(a.to_bits(), b.to_bits(), "{bounds:?} ({i},{j})");
+                }
+            }
+        }
     }
 
     #[test]

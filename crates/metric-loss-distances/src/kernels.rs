@@ -2,12 +2,86 @@
 
 use metric_loss_core::{Distance, Embeddings, Float, LossError};
 
-use crate::gram::{mirror_upper, product};
+use crate::gram::{gram_upper_with, mirror_upper, product};
 use crate::parallel::{for_rows_on, threads_for};
 use crate::DistanceKind;
 
 /// TF Similarity's Euclidean clamp: below it the distance and its gradient are 0.
 const EUCLIDEAN_FLOOR: f64 = 1e-18;
+
+impl DistanceKind {
+    /// Writes the distances of the batch `x` to itself on and above the diagonal of `out`
+    /// (`n x n`, row-major: entries (i, j ≥ i)) and returns `true`, for the distances whose
+    /// entry (j, i) equals entry (i, j) bit for bit (cosine and inner product: an
+    /// element-wise function of one shared product). The others return `false` and write
+    /// nothing: use [`Distance::matrix`]. Entries below the diagonal are not meaningful
+    /// afterwards. The row ranges `bounds` (from
+    /// [`triangle_bounds`](crate::parallel::triangle_bounds)) run in parallel.
+    ///
+    /// The values are [`Distance::matrix`]'s with `same = true`, bit for bit.
+    ///
+    /// ```
+    /// use metric_loss_core::Embeddings;
+    /// use metric_loss_distances::DistanceKind;
+    ///
+    /// let x = [1.0f32, 0.0, 0.6, 0.8];
+    /// let mut d = [0.0f32; 4];
+    /// let e = Embeddings::from_row_major(&x, 2, 2).unwrap();
+    /// assert!(DistanceKind::Cosine.upper_triangle(e, &[0, 2], &mut d).unwrap());
+    /// assert!((d[1] - 0.4).abs() < 1e-6);
+    /// # Ok::<(), metric_loss_core::LossError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LossError::BufferLength`] if `out` is not `n x n`, [`LossError::ZeroWidth`] for
+    /// rows of width 0.
+    ///
+    /// # Panics
+    /// If `bounds` does not run from 0 to `n`, increasing.
+    pub fn upper_triangle<T: Float>(
+        self,
+        x: Embeddings<'_, T>,
+        bounds: &[usize],
+        out: &mut [T],
+    ) -> Result<bool, LossError> {
+        let (n, dims) = (x.rows(), x.cols());
+        if !matches!(self, DistanceKind::Cosine | DistanceKind::InnerProduct) {
+            return Ok(false);
+        }
+        if n.checked_mul(n) != Some(out.len()) {
+            return Err(LossError::BufferLength {
+                what: "distance matrix",
+                got: out.len(),
+                rows: n,
+                cols: n,
+                expected: n.saturating_mul(n),
+            });
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+        if dims == 0 {
+            return Err(LossError::ZeroWidth {
+                what: "query embeddings",
+                rows: n,
+            });
+        }
+        let xs = x.as_slice();
+        if self == DistanceKind::Cosine {
+            gram_upper_with(bounds, xs, n, dims, T::ONE, out, cosine_epilogue);
+        } else {
+            gram_upper_with(bounds, xs, n, dims, T::ONE, out, |_, _, _| {});
+        }
+        Ok(true)
+    }
+}
+
+/// `max(1 − p, 0)` on each product of a segment (TF Similarity's cosine distance).
+fn cosine_epilogue<T: Float>(_: usize, _: usize, segment: &mut [T]) {
+    for v in segment.iter_mut() {
+        *v = clamp_at_zero(T::ONE - *v);
+    }
+}
 
 impl<T: Float> Distance<T> for DistanceKind {
     fn name(&self) -> &'static str {
@@ -66,11 +140,7 @@ impl<T: Float> Distance<T> for DistanceKind {
                 dims,
                 T::ONE,
                 out,
-                |_, _, seg: &mut [T]| {
-                    for v in seg.iter_mut() {
-                        *v = clamp_at_zero(T::ONE - *v);
-                    }
-                },
+                cosine_epilogue,
             ),
             DistanceKind::SquaredEuclidean | DistanceKind::Euclidean => {
                 // Norms accumulated in f64 and s rounded once: at large norms the expansion

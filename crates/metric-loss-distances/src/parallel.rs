@@ -169,6 +169,98 @@ pub(crate) fn for_rows_on<T: Send>(
     }
 }
 
+/// Row boundaries splitting an `n x n` upper triangle into `parts` ranges of about equal
+/// area (row i holds `n − i` entries): `bounds` becomes `0 = b₀ < b₁ < … < b_k = n`, with
+/// `k ≤ parts` (fewer when there are fewer rows than parts).
+///
+/// ```
+/// use metric_loss_distances::parallel::triangle_bounds;
+/// let mut bounds = Vec::new();
+/// triangle_bounds(1000, 2, &mut bounds);
+/// // The first rows are the longest: the first part has fewer of them.
+/// assert_eq!(bounds, [0, 294, 1000]);
+/// ```
+pub fn triangle_bounds(n: usize, parts: usize, bounds: &mut Vec<usize>) {
+    // Entries in rows 0..s.
+    let area = |s: u128| s * n as u128 - s * s.saturating_sub(1) / 2;
+    let (total, parts) = (area(n as u128), parts.clamp(1, n.max(1)) as u128);
+    bounds.clear();
+    bounds.push(0);
+    let mut s = 0;
+    for k in 1..parts {
+        while s < n && area(s as u128) * parts < total * k {
+            s += 1;
+        }
+        if s > *bounds.last().unwrap_or(&0) && s < n {
+            bounds.push(s);
+        }
+    }
+    if n > 0 {
+        bounds.push(n);
+    }
+}
+
+/// `f(first_row, rows)` on the row ranges `bounds` splits `out` into (`row_len` entries
+/// per row), one range per task, in parallel.
+///
+/// # Panics
+/// If `bounds` does not run from 0 to `out.len() / row_len`, increasing.
+pub fn for_row_ranges<T: Send>(
+    bounds: &[usize],
+    out: &mut [T],
+    row_len: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    assert_eq!(bounds.first(), Some(&0), "bounds start at row 0");
+    assert_eq!(
+        bounds.last().map(|b| b * row_len),
+        Some(out.len()),
+        "bounds end at the last row"
+    );
+    if bounds.len() <= 2 {
+        // One range: on the calling thread, with no task to schedule.
+        return f(0, out);
+    }
+    let mut rest = out;
+    let chunks = bounds.windows(2).map(|w| {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut((w[1] - w[0]) * row_len);
+        rest = tail;
+        (w[0], &mut [][..], &mut [][..], head)
+    });
+    let done: Result<(), std::convert::Infallible> =
+        run_chunks::<(), (), T, _>(chunks, &|r0, _, _, rows| {
+            f(r0, rows);
+            Ok(())
+        });
+    match done {
+        Ok(()) => {}
+        Err(never) => match never {},
+    }
+}
+
+/// `task` on every item, each item a task of its own, in parallel (`threads` feature;
+/// else one after another).
+pub fn for_each_item<P: Send>(items: &mut [P], task: &(dyn Fn(&mut P) + Sync)) {
+    if items.len() <= 1 {
+        return items.iter_mut().for_each(task);
+    }
+    let mut units = vec![(); items.len()];
+    let chunks = items
+        .chunks_mut(1)
+        .zip(units.chunks_mut(1))
+        .enumerate()
+        .map(|(i, (item, unit))| (i, item, unit, &mut [][..]));
+    let done: Result<(), std::convert::Infallible> =
+        run_chunks::<P, (), (), _>(chunks, &|_, item, _, _| {
+            item.iter_mut().for_each(task);
+            Ok(())
+        });
+    match done {
+        Ok(()) => {}
+        Err(never) => match never {},
+    }
+}
+
 /// `T::gemm` for `C = alpha · A B + beta · C` with `C` row-major and contiguous
 /// (`rows x n`), its rows split over [`threads_for`] threads: each output row depends only on its row of
 /// `A` and is computed by the same kernel either way, so the result is identical.
@@ -290,6 +382,42 @@ mod tests {
             }
         });
         assert!(out.iter().enumerate().all(|(i, v)| *v == i));
+    }
+
+    #[test]
+    fn triangle_bounds_balance_the_area() {
+        let mut b = Vec::new();
+        for n in [0, 1, 2, 3, 10, 257, 1024, 4096] {
+            for parts in [1, 2, 3, 8] {
+                triangle_bounds(n, parts, &mut b);
+                assert_eq!(b.first(), Some(&0));
+                assert_eq!(*b.last().unwrap(), n, "n={n}");
+                assert!(b.windows(2).all(|w| w[0] < w[1]) || n == 0, "{b:?}");
+                assert!(b.len() - 1 <= parts.max(1));
+                if n >= 1024 {
+                    let area = |s: usize| s * n - s * s.saturating_sub(1) / 2;
+                    let share = area(n) / parts;
+                    for w in b.windows(2) {
+                        let a = area(w[1]) - area(w[0]);
+                        assert!(a.abs_diff(share) <= n, "n={n} parts={parts} {b:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn row_ranges_and_items_are_each_visited_once() {
+        let mut out = vec![0usize; 10 * 3];
+        for_row_ranges(&[0, 2, 7, 10], &mut out, 3, |r0, rows| {
+            for (t, v) in rows.iter_mut().enumerate() {
+                *v = r0 * 3 + t + 1;
+            }
+        });
+        assert!(out.iter().enumerate().all(|(i, v)| *v == i + 1));
+        let mut items = vec![1, 2, 3];
+        for_each_item(&mut items, &|v| *v *= 10);
+        assert_eq!(items, [10, 20, 30]);
     }
 
     #[test]
