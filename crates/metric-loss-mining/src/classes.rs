@@ -47,10 +47,21 @@ impl KeyClasses {
 
     /// The keys labelled `label`, in ascending index order (empty for an unknown label).
     pub fn members(&self, label: i64) -> &[usize] {
+        &self.order[self.member_range(label)]
+    }
+
+    /// Where [`KeyClasses::members`] lies in [`KeyClasses::by_class`] (a lookup to keep
+    /// when a label's members are needed many times).
+    pub(crate) fn member_range(&self, label: i64) -> std::ops::Range<usize> {
         match self.labels.binary_search(&label) {
-            Ok(c) => &self.order[self.starts[c]..self.starts[c + 1]],
-            Err(_) => &[],
+            Ok(c) => self.starts[c]..self.starts[c + 1],
+            Err(_) => 0..0,
         }
+    }
+
+    /// Every key index, grouped by label.
+    pub(crate) fn by_class(&self) -> &[usize] {
+        &self.order
     }
 
     /// The number of keys.

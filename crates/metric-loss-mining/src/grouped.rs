@@ -49,13 +49,7 @@ pub fn mine_row_grouped<T: Float>(
     negative: NegativeStrategy,
 ) -> Result<Mined<T>, MiningError> {
     debug_assert_eq!(row.len(), ctx.key_labels.len());
-    let m = row.len();
-    let covered = m >= MIN_ROW
-        && u32::try_from(m).is_ok()
-        && members.len() < m
-        && members.len() <= MAX_MEMBERS
-        && members.len() * MAX_POSITIVE_SHARE <= m;
-    if !covered {
+    if !covered(row.len(), members.len()) {
         return mine_row(row, ctx, positive, negative);
     }
     let diag = if ctx.remove_diagonal {
@@ -63,22 +57,12 @@ pub fn mine_row_grouped<T: Float>(
     } else {
         usize::MAX
     };
-    let inf = T::from_f64(f64::INFINITY);
-    let (mut members_min, mut members_max, mut finite) = (inf, -inf, true);
-    let (mut hardest, mut easiest) = (Extreme::none(), Extreme::none());
     let mut saved = [T::ZERO; MAX_MEMBERS];
     for (&j, slot) in members.iter().zip(&mut saved) {
-        let v = row[j];
-        finite &= v.is_finite();
-        members_min = pick_min(members_min, v);
-        members_max = pick_max(members_max, v);
-        if j != diag {
-            hardest.offer_max(v, j);
-            easiest.offer_min(v, j);
-        }
-        *slot = v;
+        *slot = row[j];
     }
-    if !finite || hardest.is_empty() {
+    let positives = Positives::of(members.iter().copied().zip(saved), diag);
+    if !positives.usable() {
         return mine_row(row, ctx, positive, negative);
     }
     let nan = T::from_f64(f64::NAN);
@@ -86,38 +70,20 @@ pub fn mine_row_grouped<T: Float>(
         row[j] = nan;
     }
     let semi = negative == NegativeStrategy::SemiHard;
-    let raw_threshold = hardest.value;
-    let first = if semi {
-        scan_values::<T, true>(row, raw_threshold)
-    } else {
-        scan_values::<T, false>(row, raw_threshold)
-    };
-    // The row extremes do not depend on the threshold: the sentinels' offsets, once.
-    let below = pick_min(members_min, first.min).to_f64() - SENTINEL_OFFSET;
-    let above = pick_max(members_max, first.max).to_f64() + SENTINEL_OFFSET;
-    // Semi-hard's threshold proper is the hardest positive's masked value. Where TF's
-    // rounding moves it (in f64, `(d − below) + below` can differ from d), the scan
-    // runs again at it: one more vectorised pass, the positives still NaN.
-    let threshold = masked(raw_threshold, below);
-    let scan = if semi && threshold != raw_threshold && threshold.is_finite() {
-        scan_values::<T, true>(row, threshold)
+    let first = scan_values(row, semi, positives.hardest.value);
+    let offsets = Offsets::new(&positives, &first);
+    // Where TF's rounding moves semi-hard's threshold, the scan runs again at it: one
+    // more vectorised pass, the positives still NaN.
+    let scan = if offsets.rescan(semi) {
+        scan_values(row, true, offsets.threshold)
     } else {
         first
     };
-    // Every entry other than the planted NaNs is finite (checked below), so the negative
-    // pick's value is one of the scan's, and its first index and ties come from one more
-    // pass, while the positives are still NaN.
-    let target = match negative {
-        NegativeStrategy::Hard => scan.min,
-        NegativeStrategy::Easy => scan.max,
-        NegativeStrategy::SemiHard if scan.beyond.is_finite() => scan.beyond,
-        // The fallback column: the first of the largest negatives.
-        NegativeStrategy::SemiHard => scan.max,
-    };
-    let all_finite = scan.min.is_finite()
-        && scan.max.is_finite()
-        && scan.nans == T::from_f64(members.len() as f64);
-    let located = if all_finite {
+    let target = scan.target(negative);
+    // The negative pick's value is one of the scan's when every entry other than the
+    // planted NaNs is finite; its first index and ties come from one more pass, while the
+    // positives are still NaN.
+    let located = if scan.all_finite(members.len()) {
         locate_value(row, target)
     } else {
         Extreme::none()
@@ -125,43 +91,164 @@ pub fn mine_row_grouped<T: Float>(
     for (&j, &v) in members.iter().zip(saved.iter()) {
         row[j] = v;
     }
-    if !all_finite {
-        return mine_row(row, ctx, positive, negative);
+    let mined = finish(
+        &positives,
+        &scan,
+        members.len(),
+        &offsets,
+        located,
+        positive,
+        negative,
+        |j| row[j],
+    );
+    match mined {
+        Some(mined) => Ok(mined),
+        None => mine_row(row, ctx, positive, negative),
     }
-    let frame = RowFrame { row, below, above };
-    let hard_positive = positive == PositiveStrategy::Hard;
-    let (p, pos) = if hard_positive {
-        frame.masked_max(&hardest, PickMask::Positive)
-    } else {
-        frame.masked_min(&easiest, PickMask::Positive)
+}
+
+/// The fast path covers a row of `m` keys whose anchor has `members` same-label keys (the
+/// diagonal included): it has a negative, and few enough positives to save and overwrite.
+pub(crate) fn covered(m: usize, members: usize) -> bool {
+    m >= MIN_ROW
+        && u32::try_from(m).is_ok()
+        && members < m
+        && members <= MAX_MEMBERS
+        && members * MAX_POSITIVE_SHARE <= m
+}
+
+/// What the pass over an anchor's positives (its same-label keys) finds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Positives<T> {
+    /// The smallest and largest of them, the diagonal included (for the row extremes).
+    min: T,
+    max: T,
+    finite: bool,
+    /// The hard and easy positive: the largest and smallest, the diagonal excluded when
+    /// it is removed.
+    pub(crate) hardest: Extreme<T>,
+    easiest: Extreme<T>,
+}
+
+impl<T: Float> Positives<T> {
+    /// Over `(key index, distance)` pairs in ascending key order; `diag` is the removed
+    /// diagonal's key index (`usize::MAX`: none).
+    pub(crate) fn of(members: impl Iterator<Item = (usize, T)>, diag: usize) -> Self {
+        let inf = T::from_f64(f64::INFINITY);
+        let mut p = Self {
+            min: inf,
+            max: -inf,
+            finite: true,
+            hardest: Extreme::none(),
+            easiest: Extreme::none(),
+        };
+        for (j, v) in members {
+            p.finite &= v.is_finite();
+            p.min = pick_min(p.min, v);
+            p.max = pick_max(p.max, v);
+            if j != diag {
+                p.hardest.offer_max(v, j);
+                p.easiest.offer_min(v, j);
+            }
+        }
+        p
+    }
+
+    /// The fast path applies: every positive is finite and there is one.
+    pub(crate) fn usable(&self) -> bool {
+        self.finite && !self.hardest.is_empty()
+    }
+}
+
+/// TF's sentinel offsets and semi-hard's threshold, from the first scan (the row extremes
+/// do not depend on the threshold).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Offsets<T> {
+    /// `rowmin − 1e-6` and `rowmax + 1e-6` in f64.
+    below: f64,
+    above: f64,
+    /// The hardest positive's masked value (semi-hard's threshold proper).
+    pub(crate) threshold: T,
+    raw_threshold: T,
+}
+
+impl<T: Float> Offsets<T> {
+    pub(crate) fn new(positives: &Positives<T>, first: &ValueScan<T>) -> Self {
+        let below = pick_min(positives.min, first.min).to_f64() - SENTINEL_OFFSET;
+        let above = pick_max(positives.max, first.max).to_f64() + SENTINEL_OFFSET;
+        let raw_threshold = positives.hardest.value;
+        Self {
+            below,
+            above,
+            threshold: masked(raw_threshold, below),
+            raw_threshold,
+        }
+    }
+
+    /// Semi-hard's scan must run again at [`Offsets::threshold`]: in f64,
+    /// `(d − below) + below` can differ from d. (A threshold that is not finite sends the
+    /// row to [`mine_row`] instead.)
+    pub(crate) fn rescan(&self, semi: bool) -> bool {
+        semi && self.threshold != self.raw_threshold && self.threshold.is_finite()
+    }
+}
+
+/// The picks of a fast-path row from its passes: `None` sends the row to [`mine_row`].
+/// `value` reads the row's entry at a key index (the positives restored).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish<T: Float>(
+    positives: &Positives<T>,
+    scan: &ValueScan<T>,
+    members: usize,
+    offsets: &Offsets<T>,
+    located: Extreme<T>,
+    positive: PositiveStrategy,
+    negative: NegativeStrategy,
+    value: impl Fn(usize) -> T,
+) -> Option<Mined<T>> {
+    // The scan ran at `threshold` unless that was not finite (TF's sum overflows for a
+    // positive and a row minimum near ±f64::MAX): such rows go to `mine_row`.
+    if !scan.all_finite(members)
+        || (negative == NegativeStrategy::SemiHard && !offsets.threshold.is_finite())
+    {
+        return None;
+    }
+    // Every mask here is non-empty (a positive, and a located negative since all the
+    // scanned entries are finite), so no sentinel reads the row.
+    let frame = RowFrame {
+        row: &[],
+        below: offsets.below,
+        above: offsets.above,
     };
+    let (p, pos) = if positive == PositiveStrategy::Hard {
+        frame.masked_max(&positives.hardest, PickMask::Positive)
+    } else {
+        frame.masked_min(&positives.easiest, PickMask::Positive)
+    };
+    if located.is_empty() {
+        return None;
+    }
     let (q, neg) = match negative {
         NegativeStrategy::Hard => frame.masked_min(&located, PickMask::Negative),
         NegativeStrategy::Easy => frame.masked_max(&located, PickMask::Negative),
+        NegativeStrategy::SemiHard if scan.beyond.is_finite() => {
+            frame.masked_min(&located, PickMask::NegativeBeyond(offsets.threshold))
+        }
         NegativeStrategy::SemiHard => {
-            // The scan ran at `threshold` unless that was not finite (TF's sum overflows
-            // for a positive and a row minimum near ±f64::MAX): such rows go to `mine_row`.
-            if !threshold.is_finite() {
-                return mine_row(row, ctx, positive, negative);
-            }
-            if scan.beyond.is_finite() {
-                frame.masked_min(&located, PickMask::NegativeBeyond(threshold))
-            } else {
-                // No negative beyond the threshold: TF's one-hot fallback at the farthest
-                // negative, which is then never beyond it.
-                let column = located.index;
-                let single = Extreme {
-                    value: frame.row[column],
-                    index: column,
-                    ties: 1,
-                };
-                frame.masked_min(&single, PickMask::Column)
-            }
+            // No negative beyond the threshold: TF's one-hot fallback at the farthest
+            // negative, which is then never beyond it.
+            let column = located.index;
+            let single = Extreme {
+                value: value(column),
+                index: column,
+                ties: 1,
+            };
+            frame.masked_min(&single, PickMask::Column)
         }
     };
     #[cfg(test)]
     FAST_ROWS.with(|c| c.set(c.get() + 1));
-    Ok(Mined {
+    Some(Mined {
         positive: p,
         negative: q,
         pos,
@@ -180,15 +267,55 @@ thread_local! {
 
 /// What a label-free pass over a row with its positives set to NaN finds (values only:
 /// index-and-ties tracking does not vectorise, see `row.rs`).
-struct ValueScan<T> {
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ValueScan<T> {
     /// The smallest and largest non-NaN entries (±∞ when there is none).
-    min: T,
-    max: T,
+    pub(crate) min: T,
+    pub(crate) max: T,
     /// Semi-hard only: the smallest entry strictly beyond the threshold (+∞: none).
-    beyond: T,
+    pub(crate) beyond: T,
     /// NaN entries (the planted positives plus any NaN distance), counted in `T`: exact
     /// up to 2²⁴ per lane in f32, and a miscount only sends the row to [`mine_row`].
-    nans: T,
+    pub(crate) nans: T,
+}
+
+impl<T: Float> ValueScan<T> {
+    /// Nothing scanned yet: the identity of [`ValueScan::then`].
+    pub(crate) fn empty() -> Self {
+        let inf = T::from_f64(f64::INFINITY);
+        Self {
+            min: inf,
+            max: -inf,
+            beyond: inf,
+            nans: T::ZERO,
+        }
+    }
+
+    /// The scan of this part of a row followed by `next`'s.
+    pub(crate) fn then(&self, next: &Self) -> Self {
+        Self {
+            min: pick_min(self.min, next.min),
+            max: pick_max(self.max, next.max),
+            beyond: pick_min(self.beyond, next.beyond),
+            nans: self.nans + next.nans,
+        }
+    }
+
+    /// The negative pick's value.
+    pub(crate) fn target(&self, negative: NegativeStrategy) -> T {
+        match negative {
+            NegativeStrategy::Hard => self.min,
+            NegativeStrategy::Easy => self.max,
+            NegativeStrategy::SemiHard if self.beyond.is_finite() => self.beyond,
+            // The fallback column: the first of the largest negatives.
+            NegativeStrategy::SemiHard => self.max,
+        }
+    }
+
+    /// Every entry but the `members` planted NaNs was finite.
+    pub(crate) fn all_finite(&self, members: usize) -> bool {
+        self.min.is_finite() && self.max.is_finite() && self.nans == T::from_f64(members as f64)
+    }
 }
 
 /// The scan's per-lane accumulators.
@@ -225,8 +352,16 @@ impl<T: Float> Accumulators<T> {
     }
 }
 
-/// One branch-free pass; `SEMI` adds the smallest entry beyond `threshold`.
-fn scan_values<T: Float, const SEMI: bool>(row: &[T], threshold: T) -> ValueScan<T> {
+/// One branch-free pass; `semi` adds the smallest entry beyond `threshold`.
+pub(crate) fn scan_values<T: Float>(row: &[T], semi: bool, threshold: T) -> ValueScan<T> {
+    if semi {
+        scan_values_with::<T, true>(row, threshold)
+    } else {
+        scan_values_with::<T, false>(row, threshold)
+    }
+}
+
+fn scan_values_with<T: Float, const SEMI: bool>(row: &[T], threshold: T) -> ValueScan<T> {
     let explicit = match (T::as_f32s(row), T::as_f64s(row)) {
         // `T` is f32 here: the threshold converts exactly.
         (Some(r), _) => simd::scan_f32::<SEMI>(r, threshold.to_f64() as f32)
@@ -285,7 +420,7 @@ fn portable_scan<T: Float, const SEMI: bool>(row: &[T], threshold: T) -> ValueSc
 /// The first index and the number of entries equal to `target` (NaN entries never are),
 /// holding the value at that first index (which may differ from `target` in the sign of a
 /// zero).
-fn locate_value<T: Float>(row: &[T], target: T) -> Extreme<T> {
+pub(crate) fn locate_value<T: Float>(row: &[T], target: T) -> Extreme<T> {
     let explicit = match (T::as_f32s(row), T::as_f64s(row)) {
         // `T` is f32 here: the target converts exactly.
         (Some(r), _) => simd::locate_f32(r, target.to_f64() as f32),
@@ -307,30 +442,8 @@ fn locate_value<T: Float>(row: &[T], target: T) -> Extreme<T> {
 mod tests {
     use super::*;
     use crate::reference::mine_row_reference;
+    use crate::testing::{bits, Rng, NEG, POS};
     use crate::KeyClasses;
-
-    /// SplitMix64: reproducible rows without a dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            (z ^ (z >> 31)) % n
-        }
-    }
-
-    const POS: [PositiveStrategy; 2] = [PositiveStrategy::Hard, PositiveStrategy::Easy];
-    const NEG: [NegativeStrategy; 3] = [
-        NegativeStrategy::Hard,
-        NegativeStrategy::Easy,
-        NegativeStrategy::SemiHard,
-    ];
-
-    fn bits<T: Float>(v: T) -> u64 {
-        v.to_f64().to_bits()
-    }
 
     fn check<T: Float>(row: &[T], labels: &[i64], anchor: usize, label: i64, rd: bool) {
         let ctx = RowContext {

@@ -89,6 +89,28 @@ pub struct Mined<T> {
     pub has_negative: bool,
 }
 
+impl<T: Float> Mined<T> {
+    /// A value to size buffers with before mining overwrites them (no positive, no
+    /// negative, every distance 0).
+    pub fn placeholder() -> Self {
+        let pick = Pick {
+            index: 0,
+            mask: PickMask::Column,
+            target: T::ZERO,
+            first: 0,
+            ties: 0,
+        };
+        Self {
+            positive: T::ZERO,
+            negative: T::ZERO,
+            pos: pick,
+            neg: pick,
+            has_positive: false,
+            has_negative: false,
+        }
+    }
+}
+
 /// Why a row could not be mined.
 #[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -584,28 +606,7 @@ pub(crate) fn same_error(a: &MiningError, b: &MiningError) -> bool {
 mod tests {
     use super::*;
     use crate::reference::mine_row_reference;
-
-    /// SplitMix64, for reproducible random rows without a dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
-    const POS: [PositiveStrategy; 2] = [PositiveStrategy::Hard, PositiveStrategy::Easy];
-    const NEG: [NegativeStrategy; 3] = [
-        NegativeStrategy::Hard,
-        NegativeStrategy::Easy,
-        NegativeStrategy::SemiHard,
-    ];
+    use crate::testing::{Rng, NEG, POS};
 
     fn check<T: Float>(row: &[T], labels: &[i64], anchor: usize, remove_diagonal: bool) {
         check_with(
