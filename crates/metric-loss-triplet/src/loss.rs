@@ -4,9 +4,10 @@ use metric_loss_core::{
     reduce, AllowNonFinite, Distance, Float, LossError, LossInput, LossOutput, MetricLoss,
     NegativeStrategy, PositiveStrategy, Reduction, Workspace,
 };
+use metric_loss_distances::parallel::{for_each_item, threads_for, triangle_bounds};
 use metric_loss_distances::DistanceKind;
 use metric_loss_mining::{
-    mine_row_grouped, route_gradient, KeyClasses, Mined, Pick, PickMask, RowContext,
+    mine_row_grouped, route_gradient, KeyClasses, Mined, RowContext, TriangleMiner, UpperTriangle,
 };
 
 use crate::{Margin, TripletLossConfig};
@@ -145,18 +146,122 @@ impl TripletLoss {
         // when the buffer grows; a memset of the whole matrix was ~3% of a call).
         scratch.distances.resize(n * m, T::ZERO);
         let (q, k) = (queries.embeddings(), keys.embeddings());
-        self.distance
-            .matrix(q, k, same, &mut scratch.row_stats, &mut scratch.distances)?;
+        // Against itself, a batch under a distance symmetric entry by entry needs only the
+        // upper triangle, mined in place: no mirror, half the product on any thread count.
+        triangle_bounds(n, threads_for(n), &mut scratch.bounds);
+        let upper = same
+            && self
+                .distance
+                .upper_triangle(q, &scratch.bounds, &mut scratch.distances)?;
+        if !upper {
+            self.distance
+                .matrix(q, k, same, &mut scratch.row_stats, &mut scratch.distances)?;
+        }
 
-        // Each anchor's row is mined independently: split rows over threads (`threads`).
         // Grouping the keys by label once makes each anchor's positives a short list.
         scratch.classes.rebuild(keys.labels());
         scratch.anchors.clear();
         scratch.anchors.resize(n, Anchor::placeholder());
+        if upper {
+            scratch.mined.clear();
+            scratch.mined.resize(n, Mined::placeholder());
+            let triangle = UpperTriangle {
+                distances: &mut scratch.distances,
+                n,
+                labels: queries.labels(),
+                remove_diagonal: input.removes_diagonal(),
+            };
+            scratch
+                .miner
+                .mine(
+                    triangle,
+                    &scratch.classes,
+                    self.positive,
+                    self.negative,
+                    &scratch.bounds,
+                    |parts, task| for_each_item(parts, task),
+                    &mut scratch.mined,
+                )
+                .map_err(|(i, e)| e.into_loss_error::<T>(self.distance.name(), i, n))?;
+            for ((loss, anchor), mined) in out
+                .per_example
+                .iter_mut()
+                .zip(scratch.anchors.iter_mut())
+                .zip(&scratch.mined)
+            {
+                *anchor = self.score(*mined);
+                *loss = anchor.loss;
+            }
+        } else {
+            self.mine_rows(input, scratch, &mut out.per_example)?;
+        }
+        out.loss = reduce(&out.per_example, &input.sample_weight(), self.reduction);
+
+        if gradient {
+            let scale = T::from_f64(self.reduction.example_scale(n));
+            scratch.key_row.clear();
+            scratch.key_row.resize(dims, T::ZERO);
+            for i in 0..n {
+                let anchor = scratch.anchors[i];
+                let g = input.sample_weight().get(i) * scale * anchor.slope;
+                if g == T::ZERO {
+                    continue;
+                }
+                let (pos, neg) = (&anchor.mined.pos, &anchor.mined.neg);
+                // The whole row is read only to share a gradient among exact ties.
+                let row: &[T] = if pos.ties <= 1 && neg.ties <= 1 {
+                    &[]
+                } else if !upper {
+                    &scratch.distances[i * m..(i + 1) * m]
+                } else {
+                    let d = &scratch.distances;
+                    scratch.gathered.clear();
+                    scratch
+                        .gathered
+                        .extend((0..n).map(|j| d[j.min(i) * n + j.max(i)]));
+                    &scratch.gathered
+                };
+                let ctx = self.context(input, i);
+                let grads = Gradients {
+                    distance: &self.distance,
+                    q: q.row(i),
+                    keys: k,
+                    same,
+                    anchor: i,
+                };
+                let (grad_q, grad_k) = (&mut out.grad_queries, &mut out.grad_keys);
+                let key_row = &mut scratch.key_row;
+                for (pick, g) in [(pos, g), (neg, -g)] {
+                    route_gradient(row, &ctx, pick, g, |j, share| {
+                        // A lone pick's entry holds its target: no read of the matrix.
+                        let value = if pick.ties <= 1 { pick.target } else { row[j] };
+                        grads.add_pair(j, value, share, grad_q, grad_k, key_row);
+                    });
+                }
+            }
+        }
+        // Finite inputs can still overflow (a huge margin, a weight times a huge loss, a
+        // gradient): an error, never a silent ±∞ or NaN, except for the documented +∞ of TF
+        // Similarity's soft-plus and the loss it makes infinite.
+        out.check_finite(if self.margin == Margin::Soft {
+            AllowNonFinite::PositiveInfinitePerExample
+        } else {
+            AllowNonFinite::Never
+        })
+    }
+
+    /// Mines every row of the full distance matrix, rows split over threads.
+    fn mine_rows<T: Float>(
+        &self,
+        input: &LossInput<'_, T>,
+        scratch: &mut Scratch<T>,
+        per_example: &mut [T],
+    ) -> Result<(), LossError> {
+        let (n, m) = (input.queries().len(), input.keys().len());
         let classes = &scratch.classes;
-        let query_labels = queries.labels();
+        let query_labels = input.queries().labels();
         metric_loss_distances::parallel::for_row_chunks(
-            &mut out.per_example,
+            per_example,
             &mut scratch.anchors,
             &mut scratch.distances,
             m,
@@ -170,59 +275,23 @@ impl TripletLoss {
                     let members = classes.members(query_labels[i]);
                     let mined = mine_row_grouped(row, &ctx, members, self.positive, self.negative)
                         .map_err(|e| e.into_loss_error::<T>(self.distance.name(), i, n))?;
-                    let (loss, slope) = if self.exclude_degenerate_anchors
-                        && !(mined.has_positive && mined.has_negative)
-                    {
-                        (T::ZERO, T::ZERO)
-                    } else {
-                        self.margin.apply(mined.positive - mined.negative)
-                    };
-                    *loss_out = loss;
-                    *anchor = Anchor { mined, slope };
+                    *anchor = self.score(mined);
+                    *loss_out = anchor.loss;
                 }
                 Ok(())
             },
-        )?;
-        out.loss = reduce(&out.per_example, &input.sample_weight(), self.reduction);
+        )
+    }
 
-        if gradient {
-            let scale = T::from_f64(self.reduction.example_scale(n));
-            scratch.key_row.clear();
-            scratch.key_row.resize(dims, T::ZERO);
-            for i in 0..n {
-                let anchor = scratch.anchors[i];
-                let g = input.sample_weight().get(i) * scale * anchor.slope;
-                if g == T::ZERO {
-                    continue;
-                }
-                let row = &scratch.distances[i * m..(i + 1) * m];
-                let ctx = self.context(input, i);
-                let grads = Gradients {
-                    distance: &self.distance,
-                    q: q.row(i),
-                    keys: k,
-                    same,
-                    anchor: i,
-                    row,
-                };
-                let (grad_q, grad_k) = (&mut out.grad_queries, &mut out.grad_keys);
-                let key_row = &mut scratch.key_row;
-                route_gradient(row, &ctx, &anchor.mined.pos, g, |j, share| {
-                    grads.add_pair(j, share, grad_q, grad_k, key_row);
-                });
-                route_gradient(row, &ctx, &anchor.mined.neg, -g, |j, share| {
-                    grads.add_pair(j, share, grad_q, grad_k, key_row);
-                });
-            }
-        }
-        // Finite inputs can still overflow (a huge margin, a weight times a huge loss, a
-        // gradient): an error, never a silent ±∞ or NaN, except for the documented +∞ of TF
-        // Similarity's soft-plus and the loss it makes infinite.
-        out.check_finite(if self.margin == Margin::Soft {
-            AllowNonFinite::PositiveInfinitePerExample
-        } else {
-            AllowNonFinite::Never
-        })
+    /// An anchor's loss and slope from its mined pair.
+    fn score<T: Float>(&self, mined: Mined<T>) -> Anchor<T> {
+        let (loss, slope) =
+            if self.exclude_degenerate_anchors && !(mined.has_positive && mined.has_negative) {
+                (T::ZERO, T::ZERO)
+            } else {
+                self.margin.apply(mined.positive - mined.negative)
+            };
+        Anchor { mined, loss, slope }
     }
 
     fn context<'a, T: Float>(&self, input: &LossInput<'a, T>, anchor: usize) -> RowContext<'a> {
@@ -243,11 +312,19 @@ struct Scratch<T> {
     anchors: Vec<Anchor<T>>,
     key_row: Vec<T>,
     classes: KeyClasses,
+    /// The row ranges of the threads (upper-triangle path).
+    bounds: Vec<usize>,
+    miner: TriangleMiner<T>,
+    mined: Vec<Mined<T>>,
+    /// One row gathered from the upper triangle.
+    gathered: Vec<T>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Anchor<T> {
     mined: Mined<T>,
+    /// ℓᵢ.
+    loss: T,
     /// dℓᵢ/dxᵢ.
     slope: T,
 }
@@ -255,22 +332,9 @@ struct Anchor<T> {
 impl<T: Float> Anchor<T> {
     /// A value to size the buffer with; every entry is overwritten by mining.
     fn placeholder() -> Self {
-        let pick = Pick {
-            index: 0,
-            mask: PickMask::Column,
-            target: T::ZERO,
-            first: 0,
-            ties: 0,
-        };
         Self {
-            mined: Mined {
-                positive: T::ZERO,
-                negative: T::ZERO,
-                pos: pick,
-                neg: pick,
-                has_positive: false,
-                has_negative: false,
-            },
+            mined: Mined::placeholder(),
+            loss: T::ZERO,
             slope: T::ZERO,
         }
     }
@@ -283,13 +347,21 @@ struct Gradients<'a, T> {
     keys: metric_loss_core::Embeddings<'a, T>,
     same: bool,
     anchor: usize,
-    row: &'a [T],
 }
 
 impl<T: Float> Gradients<'_, T> {
-    fn add_pair(&self, j: usize, g: T, grad_q: &mut [T], grad_k: &mut [T], key_row: &mut [T]) {
+    /// The pair (anchor, `j`) at distance `value` receives gradient `g`.
+    fn add_pair(
+        &self,
+        j: usize,
+        value: T,
+        g: T,
+        grad_q: &mut [T],
+        grad_k: &mut [T],
+        key_row: &mut [T],
+    ) {
         let (i, dims) = (self.anchor, self.q.len());
-        let (key, value) = (self.keys.row(j), self.row[j]);
+        let key = self.keys.row(j);
         let rows = |r: usize| r * dims..(r + 1) * dims;
         // The VJPs accumulate (`+=`), so adding straight into the key's row is exactly
         // adding into a zeroed buffer first: one pass over each row instead of three.
