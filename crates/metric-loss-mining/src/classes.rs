@@ -59,6 +59,11 @@ impl KeyClasses {
         }
     }
 
+    /// Where each label's keys lie in [`KeyClasses::by_class`], labels ascending.
+    pub(crate) fn class_ranges(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        self.starts.windows(2).map(|w| w[0]..w[1])
+    }
+
     /// Every key index, grouped by label.
     pub(crate) fn by_class(&self) -> &[usize] {
         &self.order

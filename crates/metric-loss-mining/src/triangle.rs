@@ -56,8 +56,11 @@ pub struct TriangleMiner<T> {
     target: Vec<T>,
     scans: Vec<ValueScan<T>>,
     offsets: Vec<Option<Offsets<T>>>,
-    /// The planted entries' values, in planting order.
-    saved: Vec<T>,
+    /// Per class the fast path covers: its members' pairwise distances (`c x c`,
+    /// row-major), read once from the triangle as they are planted over.
+    class_values: Vec<T>,
+    /// Per anchor: where its row of `class_values` starts (`usize::MAX`: not covered).
+    value_rows: Vec<usize>,
     parts: Vec<TrianglePart<T>>,
     /// A gathered row.
     row: Vec<T>,
@@ -130,24 +133,28 @@ impl<T: Float> TriangleMiner<T> {
         let semi = negative == NegativeStrategy::SemiHard;
         let value = |upper: &[T], i: usize, j: usize| upper[i.min(j) * n + i.max(j)];
 
-        // The positives, read before they are planted over.
+        // The positives, read as they are planted over.
         self.members.clear();
         self.members
             .extend(labels.iter().map(|&l| classes.member_range(l)));
         let by_class = classes.by_class();
+        self.plant(upper, n, classes);
         self.positives.clear();
         self.threshold.clear();
         for (a, range) in self.members.iter().enumerate() {
-            let members = &by_class[range.clone()];
-            let diag = if remove_diagonal { a } else { usize::MAX };
-            let p = covered(n, members.len())
-                .then(|| Positives::of(members.iter().map(|&j| (j, value(upper, a, j))), diag))
+            let row = self.value_rows[a];
+            let p = (row != usize::MAX)
+                .then(|| {
+                    let members = &by_class[range.clone()];
+                    let values = &self.class_values[row..row + members.len()];
+                    let diag = if remove_diagonal { a } else { usize::MAX };
+                    Positives::of(members.iter().copied().zip(values.iter().copied()), diag)
+                })
                 .filter(Positives::usable);
             self.threshold
                 .push(p.as_ref().map_or(T::ZERO, |p| p.hardest.value));
             self.positives.push(p);
         }
-        self.plant(upper, n, by_class);
 
         // Pass 1: the row extremes and semi-hard's smallest beyond the threshold.
         self.parts
@@ -204,7 +211,7 @@ impl<T: Float> TriangleMiner<T> {
             per_anchor: &self.target,
         };
         run(&mut self.parts, &|part| part.locate(pass));
-        self.restore(upper, n, by_class);
+        self.restore(upper, n, classes);
 
         for (a, slot) in out.iter_mut().enumerate() {
             let members = &by_class[self.members[a].clone()];
@@ -244,29 +251,43 @@ impl<T: Float> TriangleMiner<T> {
     }
 
     /// Overwrites with NaN every entry between two keys of a class the fast path covers
-    /// (the diagonal included), saving the values.
-    fn plant(&mut self, upper: &mut [T], n: usize, by_class: &[usize]) {
+    /// (the diagonal included), keeping the values in `class_values`.
+    fn plant(&mut self, upper: &mut [T], n: usize, classes: &KeyClasses) {
         let nan = T::from_f64(f64::NAN);
-        self.saved.clear();
-        for (a, range) in self.members.iter().enumerate() {
-            let members = &by_class[range.clone()];
-            if covered(n, members.len()) {
-                for &b in members.iter().filter(|&&b| b >= a) {
-                    self.saved.push(upper[a * n + b]);
-                    upper[a * n + b] = nan;
+        self.class_values.clear();
+        self.value_rows.clear();
+        self.value_rows.resize(n, usize::MAX);
+        for range in classes.class_ranges() {
+            let members = &classes.by_class()[range];
+            let c = members.len();
+            if !covered(n, c) {
+                continue;
+            }
+            let block = self.class_values.len();
+            self.class_values.resize(block + c * c, T::ZERO);
+            for (p, &a) in members.iter().enumerate() {
+                self.value_rows[a] = block + p * c;
+                // Members ascend: (a, b) with b ≥ a lies in the upper triangle.
+                for (q, &b) in members.iter().enumerate().skip(p) {
+                    let v = std::mem::replace(&mut upper[a * n + b], nan);
+                    self.class_values[block + p * c + q] = v;
+                    self.class_values[block + q * c + p] = v;
                 }
             }
         }
     }
 
-    /// Puts back what [`TriangleMiner::plant`] saved, in the same order.
-    fn restore(&self, upper: &mut [T], n: usize, by_class: &[usize]) {
-        let mut saved = self.saved.iter();
-        for (a, range) in self.members.iter().enumerate() {
-            let members = &by_class[range.clone()];
-            if covered(n, members.len()) {
-                for &b in members.iter().filter(|&&b| b >= a) {
-                    upper[a * n + b] = *saved.next().expect("one saved value per planted entry");
+    /// Puts back what [`TriangleMiner::plant`] overwrote.
+    fn restore(&self, upper: &mut [T], n: usize, classes: &KeyClasses) {
+        for range in classes.class_ranges() {
+            let members = &classes.by_class()[range];
+            for (p, &a) in members.iter().enumerate() {
+                let row = self.value_rows[a];
+                if row == usize::MAX {
+                    break;
+                }
+                for (q, &b) in members.iter().enumerate().skip(p) {
+                    upper[a * n + b] = self.class_values[row + q];
                 }
             }
         }
