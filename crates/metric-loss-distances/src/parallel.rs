@@ -112,24 +112,62 @@ pub(crate) fn for_row_chunks_on<A: Send, B: Send, C: Send, E: Send>(
     )
 }
 
-/// Runs `f` on every chunk, the chunks in parallel on rayon's pool (persistent workers:
-/// a freshly spawned thread per call was often left on the caller's core for much of a
-/// 2 ms call, making two threads no faster than one), and returns the lowest chunk's
-/// error.
+/// Runs `f` on every chunk, the first on the calling thread and the others on
+/// [`helpers`], and returns the lowest chunk's error.
+///
+/// Why a pool of our own, one thread short of [`max_threads`]: with rayon's global pool
+/// (one worker per core) the caller blocked while the workers ran the chunks, and the
+/// workers then spun looking for work while the caller ran the serial steps between
+/// parallel ones, so on 2 cores three threads competed for two. The serial gradient after
+/// the parallel mining took about twice as long on 2 threads as on one. Persistent
+/// workers, rather than a thread spawned per call, because a fresh thread was often left
+/// on the caller's core for much of a 2 ms call.
 #[cfg(feature = "threads")]
 fn run_chunks<'s, A: Send + 's, B: Send + 's, C: Send + 's, E: Send>(
     chunks: impl Iterator<Item = (usize, &'s mut [A], &'s mut [B], &'s mut [C])>,
     f: &(impl Fn(usize, &mut [A], &mut [B], &mut [C]) -> Result<(), E> + Sync),
 ) -> Result<(), E> {
+    let mut chunks: Vec<_> = chunks.collect();
+    let Some(pool) = helpers().filter(|_| chunks.len() > 1) else {
+        return chunks
+            .into_iter()
+            .try_for_each(|(first, a, b, c)| f(first, a, b, c));
+    };
     let mut results: Vec<Option<Result<(), E>>> = Vec::new();
-    let chunks: Vec<_> = chunks.collect();
     results.resize_with(chunks.len(), || None);
-    rayon::scope(|scope| {
-        for ((first, a, b, c), slot) in chunks.into_iter().zip(results.iter_mut()) {
+    let (own, others) = chunks.split_at_mut(1);
+    let (own_result, other_results) = results.split_at_mut(1);
+    pool.in_place_scope(|scope| {
+        for ((first, a, b, c), slot) in others.iter_mut().zip(other_results.iter_mut()) {
+            let (first, a, b, c) = (*first, &mut **a, &mut **b, &mut **c);
             scope.spawn(move |_| *slot = Some(f(first, a, b, c)));
         }
+        let (first, a, b, c) = &mut own[0];
+        own_result[0] = Some(f(*first, a, b, c));
     });
     results.into_iter().flatten().collect()
+}
+
+/// The helper threads: [`max_threads`] − 1 of them (the caller is the last), started on
+/// first use; `None` when there are none to start (or the OS refused them: the work then
+/// runs on the calling thread).
+#[cfg(feature = "threads")]
+fn helpers() -> Option<&'static rayon::ThreadPool> {
+    use std::sync::OnceLock;
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let helpers = max_threads().saturating_sub(1);
+        (helpers > 0)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(helpers)
+                    .thread_name(|i| format!("metric-loss-{i}"))
+                    .build()
+                    .ok()
+            })
+            .flatten()
+    })
+    .as_ref()
 }
 
 /// Without the `threads` feature the chunks run one after another on the calling thread.
