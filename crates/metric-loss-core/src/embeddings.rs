@@ -1,5 +1,6 @@
 //! Borrowed views of embeddings and labelled batches.
 
+use crate::float::first_non_finite;
 use crate::{Float, LossError};
 
 /// A borrowed `rows x cols` matrix of embeddings, one embedding per row, stored row-major
@@ -84,10 +85,9 @@ impl<'a, T: Float> Embeddings<'a, T> {
     /// # Errors
     /// [`LossError::NonFiniteEmbedding`] at the first NaN or infinity.
     pub fn check_finite(&self, what: &'static str) -> Result<(), LossError> {
-        if self.data.iter().all(|v| v.is_finite()) {
+        let Some(at) = first_non_finite(self.data) else {
             return Ok(());
-        }
-        let at = self.data.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        };
         Err(LossError::NonFiniteEmbedding {
             what,
             row: at / self.cols.max(1),

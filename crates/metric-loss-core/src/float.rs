@@ -234,6 +234,22 @@ macro_rules! impl_float {
 impl_float!(f32, sgemm, compute_f32, Some, |_| None);
 impl_float!(f64, dgemm, compute_f64, |_| None, Some);
 
+/// The index of the first entry that is NaN or infinite. Blocks are checked without an
+/// early exit (an `&` of compares, which vectorises) and only a failing block is searched:
+/// an element-by-element search with an exit per entry was ~6% of a TripletLoss call
+/// at N = 1024 (the gradient's check) and ~2% (the embeddings').
+pub(crate) fn first_non_finite<T: Float>(v: &[T]) -> Option<usize> {
+    const BLOCK: usize = 256;
+    let block = v
+        .chunks(BLOCK)
+        .position(|c| !c.iter().fold(true, |all, x| all & x.is_finite()))?;
+    let start = block * BLOCK;
+    v[start..]
+        .iter()
+        .position(|x| !x.is_finite())
+        .map(|i| start + i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +267,27 @@ mod tests {
     fn gemm_empty_is_a_no_op() {
         let mut c: [f64; 0] = [];
         f64::gemm(0, 3, 0, 1.0, (&[], 3, 1), (&[], 1, 3), 0.0, (&mut c, 0, 1));
+    }
+
+    #[test]
+    fn the_first_non_finite_entry_is_found_in_any_block() {
+        for len in [0, 1, 255, 256, 257, 1000] {
+            let clean = vec![1.5f32; len];
+            assert_eq!(first_non_finite(&clean), None);
+            for at in [0, len / 2, len.saturating_sub(1)] {
+                for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                    if len == 0 {
+                        continue;
+                    }
+                    let mut v = clean.clone();
+                    v[at] = bad;
+                    // A later bad entry does not hide the first.
+                    if at + 300 < len {
+                        v[at + 300] = f32::NAN;
+                    }
+                    assert_eq!(first_non_finite(&v), Some(at), "len {len} at {at}");
+                }
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::float::first_non_finite;
 use crate::{Float, LossError};
 
 /// How per-example losses become the scalar loss (Keras's `Reduction`).
@@ -119,7 +120,7 @@ impl<T: Float> SampleWeight<'_, T> {
                 reference: "the query batch",
                 expected: n,
             }),
-            SampleWeight::PerExample(w) => match w.iter().position(|v| !v.is_finite()) {
+            SampleWeight::PerExample(w) => match first_non_finite(w) {
                 None => Ok(()),
                 Some(index) => Err(LossError::NonFiniteWeight {
                     index,
