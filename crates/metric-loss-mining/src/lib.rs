@@ -35,6 +35,11 @@
 //! time, so one binary runs everywhere) and in portable code otherwise; both give the same
 //! result, which a test checks.
 //!
+//! [`TriangleMiner`] mines a batch against itself from the upper triangle of its distance
+//! matrix alone, for distances whose entry (j, i) is entry (i, j): the lower triangle is
+//! neither computed, mirrored nor read, and the rows can be split over threads. Its
+//! results are [`mine_row_grouped`]'s bit for bit.
+//!
 //! # Feature flags
 //! None.
 //!

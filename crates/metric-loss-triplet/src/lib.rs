@@ -28,9 +28,18 @@
 //!
 //! # Feature flags
 //! - `serde` (default): `Serialize` / `Deserialize` for [`TripletLossConfig`].
-//! - `threads`: the distance matrix and mining split over rows with `std::thread::scope`
-//!   (`metric-loss-distances`'s `threads`); `METRIC_LOSS_THREADS` caps the thread count.
-//!   Results are identical bit for bit.
+//! - `threads`: the distance matrix and mining split over rows, on the calling thread and
+//!   a pool of helper threads (`metric-loss-distances`'s `threads`);
+//!   `METRIC_LOSS_THREADS` caps the thread count. Results are identical bit for bit.
+//!
+//! # Performance
+//! Against the batch itself (no separate keys) under cosine or inner product, whose
+//! entry (j, i) equals entry (i, j) bit for bit, a call computes the distance matrix's
+//! upper triangle only ([`DistanceKind::upper_triangle`](metric_loss_distances::DistanceKind::upper_triangle))
+//! and mines it in place ([`TriangleMiner`](metric_loss_mining::TriangleMiner)): half a
+//! matrix product on any thread count, and no mirrored lower triangle. The other distances
+//! and query/key batches compute the full matrix and mine it row by row. Either way the
+//! results are the same bit for bit.
 //!
 //! # Supported Rust versions
 //! 1.89 or newer (nalgebra 0.35 requires it).

@@ -9,7 +9,7 @@
 //! has no product.
 //!
 //! Allocations are counted per thread, so tests running in parallel do not disturb each
-//! other. With the `threads` feature, large batches are split over rayon's pool (a few
+//! other. With the `threads` feature, large batches are split over a thread pool (a few
 //! small allocations per call), so the bound is checked on a batch small enough to stay on
 //! the calling thread.
 
