@@ -76,6 +76,95 @@ impl DistanceKind {
     }
 }
 
+impl DistanceKind {
+    /// The query half of [`Distance::pair_vjp`]: adds `g · ∂d(q, k)/∂q` to `grad_q`, with
+    /// the same arithmetic, so that this and [`DistanceKind::pair_vjp_key`] together give
+    /// `pair_vjp`'s result bit for bit. Lets a caller add each output row's terms in an
+    /// order of its choosing (for instance, rows split over threads).
+    ///
+    /// ```
+    /// use metric_loss_core::Distance;
+    /// use metric_loss_distances::DistanceKind;
+    ///
+    /// let (q, k) = ([0.6f32, 0.8], [1.0f32, 0.0]);
+    /// let (mut gq, mut gk) = ([0.0f32; 2], [0.0f32; 2]);
+    /// DistanceKind::Euclidean.pair_vjp(&q, &k, 0.894_427_2, 1.0, &mut gq, &mut gk);
+    /// let mut half = [0.0f32; 2];
+    /// DistanceKind::Euclidean.pair_vjp_query(&q, &k, 0.894_427_2, 1.0, &mut half);
+    /// assert_eq!(half, gq);
+    /// ```
+    pub fn pair_vjp_query<T: Float>(self, q: &[T], k: &[T], value: T, g: T, grad_q: &mut [T]) {
+        self.pair_vjp_sides(q, k, value, g, Some(grad_q), None);
+    }
+
+    /// The key half of [`Distance::pair_vjp`]: adds `g · ∂d(q, k)/∂k` to `grad_k` (see
+    /// [`DistanceKind::pair_vjp_query`]).
+    pub fn pair_vjp_key<T: Float>(self, q: &[T], k: &[T], value: T, g: T, grad_k: &mut [T]) {
+        self.pair_vjp_sides(q, k, value, g, None, Some(grad_k));
+    }
+
+    /// Each side's terms, element by element as one loop over both would compute them.
+    fn pair_vjp_sides<T: Float>(
+        self,
+        q: &[T],
+        k: &[T],
+        value: T,
+        g: T,
+        grad_q: Option<&mut [T]>,
+        grad_k: Option<&mut [T]>,
+    ) {
+        match self {
+            DistanceKind::InnerProduct => {
+                if let Some(gq) = grad_q {
+                    axpy(g, k, gq);
+                }
+                if let Some(gk) = grad_k {
+                    axpy(g, q, gk);
+                }
+            }
+            DistanceKind::Cosine => {
+                // max(1 − q·k, 0) passes the gradient when its first argument is ≥ 0 (TF's
+                // maximum sends ties to the first argument); -0.0 marks an active clamp.
+                if !value.is_sign_negative() {
+                    if let Some(gq) = grad_q {
+                        axpy(-g, k, gq);
+                    }
+                    if let Some(gk) = grad_k {
+                        axpy(-g, q, gk);
+                    }
+                }
+            }
+            DistanceKind::SquaredEuclidean => {
+                if !value.is_sign_negative() {
+                    let two_g = T::from_f64(2.0) * g;
+                    antisymmetric(q, k, grad_q, grad_k, |a, b| two_g * (a - b));
+                }
+            }
+            DistanceKind::Euclidean => {
+                // value = 0 means s < 1e-18, where TF's indicator zeroes the gradient.
+                if value > T::ZERO {
+                    let scale = g / value;
+                    antisymmetric(q, k, grad_q, grad_k, |a, b| scale * (a - b));
+                }
+            }
+            DistanceKind::Manhattan => {
+                // d|x|/dx is 0 at 0, as in TF.
+                antisymmetric(q, k, grad_q, grad_k, |a, b| {
+                    let diff = a - b;
+                    if diff > T::ZERO {
+                        g
+                    } else if diff < T::ZERO {
+                        -g
+                    } else {
+                        T::ZERO
+                    }
+                });
+            }
+            DistanceKind::Snr => snr_pair_vjp(q, k, g, grad_q, grad_k),
+        }
+    }
+}
+
 /// `max(1 − p, 0)` on each product of a segment (TF Similarity's cosine distance).
 fn cosine_epilogue<T: Float>(_: usize, _: usize, segment: &mut [T]) {
     for v in segment.iter_mut() {
@@ -203,69 +292,7 @@ impl<T: Float> Distance<T> for DistanceKind {
     }
 
     fn pair_vjp(&self, q: &[T], k: &[T], value: T, g: T, grad_q: &mut [T], grad_k: &mut [T]) {
-        match self {
-            DistanceKind::InnerProduct => {
-                axpy(g, k, grad_q);
-                axpy(g, q, grad_k);
-            }
-            DistanceKind::Cosine => {
-                // max(1 − q·k, 0) passes the gradient when its first argument is ≥ 0 (TF's
-                // maximum sends ties to the first argument); -0.0 marks an active clamp.
-                if !value.is_sign_negative() {
-                    axpy(-g, k, grad_q);
-                    axpy(-g, q, grad_k);
-                }
-            }
-            DistanceKind::SquaredEuclidean => {
-                if !value.is_sign_negative() {
-                    let two_g = T::from_f64(2.0) * g;
-                    for ((gq, gk), (a, b)) in grad_q
-                        .iter_mut()
-                        .zip(grad_k.iter_mut())
-                        .zip(q.iter().zip(k))
-                    {
-                        let diff = *a - *b;
-                        *gq += two_g * diff;
-                        *gk -= two_g * diff;
-                    }
-                }
-            }
-            DistanceKind::Euclidean => {
-                // value = 0 means s < 1e-18, where TF's indicator zeroes the gradient.
-                if value > T::ZERO {
-                    let scale = g / value;
-                    for ((gq, gk), (a, b)) in grad_q
-                        .iter_mut()
-                        .zip(grad_k.iter_mut())
-                        .zip(q.iter().zip(k))
-                    {
-                        let diff = *a - *b;
-                        *gq += scale * diff;
-                        *gk -= scale * diff;
-                    }
-                }
-            }
-            DistanceKind::Manhattan => {
-                for ((gq, gk), (a, b)) in grad_q
-                    .iter_mut()
-                    .zip(grad_k.iter_mut())
-                    .zip(q.iter().zip(k))
-                {
-                    let diff = *a - *b;
-                    // d|x|/dx is 0 at 0, as in TF.
-                    let s = if diff > T::ZERO {
-                        g
-                    } else if diff < T::ZERO {
-                        -g
-                    } else {
-                        T::ZERO
-                    };
-                    *gq += s;
-                    *gk -= s;
-                }
-            }
-            DistanceKind::Snr => snr_pair_vjp(q, k, g, grad_q, grad_k),
-        }
+        self.pair_vjp_sides(q, k, value, g, Some(grad_q), Some(grad_k));
     }
 
     fn dense_vjp(
@@ -329,6 +356,27 @@ fn manhattan<T: Float>(a: &[T], b: &[T]) -> T {
         s += (*x - *y).abs();
     }
     s
+}
+
+/// For a gradient whose query side is `term(qₜ, kₜ)` per element and key side its
+/// negation: adds the one to `grad_q` and subtracts it from `grad_k`, either side optional.
+fn antisymmetric<T: Float>(
+    q: &[T],
+    k: &[T],
+    grad_q: Option<&mut [T]>,
+    grad_k: Option<&mut [T]>,
+    term: impl Fn(T, T) -> T,
+) {
+    if let Some(gq) = grad_q {
+        for (t, (a, b)) in gq.iter_mut().zip(q.iter().zip(k)) {
+            *t += term(*a, *b);
+        }
+    }
+    if let Some(gk) = grad_k {
+        for (t, (a, b)) in gk.iter_mut().zip(q.iter().zip(k)) {
+            *t -= term(*a, *b);
+        }
+    }
 }
 
 fn axpy<T: Float>(alpha: T, x: &[T], y: &mut [T]) {
@@ -400,7 +448,13 @@ fn snr_matrix<T: Float>(
     Ok(())
 }
 
-fn snr_pair_vjp<T: Float>(q: &[T], k: &[T], g: T, grad_q: &mut [T], grad_k: &mut [T]) {
+fn snr_pair_vjp<T: Float>(
+    q: &[T],
+    k: &[T],
+    g: T,
+    grad_q: Option<&mut [T]>,
+    grad_k: Option<&mut [T]>,
+) {
     let dims = T::from_f64(q.len() as f64);
     let two_over_d = T::from_f64(2.0) / dims;
     let (mq, mu) = (mean(q), {
@@ -416,10 +470,16 @@ fn snr_pair_vjp<T: Float>(q: &[T], k: &[T], g: T, grad_q: &mut [T], grad_k: &mut
     // Var(u) / Var(q)² taken as two quotients: Var(q)² underflows to 0 for
     // Var(q) ≲ 1e-154 (f64) or 1e-19 (f32), giving ∞ / NaN where the gradient is finite.
     let ratio = var_u / var_q;
-    for (((gq, gk), a), b) in grad_q.iter_mut().zip(grad_k.iter_mut()).zip(q).zip(k) {
-        let du = two_over_d * ((*a - *b) - mu) / var_q;
-        let dq = two_over_d * ((*a - mq) / var_q) * ratio;
-        *gq += g * (du - dq);
-        *gk -= g * du;
+    let du = |a: T, b: T| two_over_d * ((a - b) - mu) / var_q;
+    if let Some(grad_q) = grad_q {
+        for ((gq, a), b) in grad_q.iter_mut().zip(q).zip(k) {
+            let dq = two_over_d * ((*a - mq) / var_q) * ratio;
+            *gq += g * (du(*a, *b) - dq);
+        }
+    }
+    if let Some(grad_k) = grad_k {
+        for ((gk, a), b) in grad_k.iter_mut().zip(q).zip(k) {
+            *gk -= g * du(*a, *b);
+        }
     }
 }

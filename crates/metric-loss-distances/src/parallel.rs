@@ -180,8 +180,19 @@ fn run_chunks<'s, A: Send + 's, B: Send + 's, C: Send + 's, E: Send>(
 }
 
 /// `f(first_row, rows)` on consecutive chunks of the `row_len`-wide rows of `out` (whole
-/// rows only), on `threads` threads.
-pub(crate) fn for_rows_on<T: Send>(
+/// rows only), on `threads` threads (at most one per row; see [`threads_for`]).
+///
+/// ```
+/// use metric_loss_distances::parallel::for_rows_on;
+/// let mut out = vec![0usize; 6 * 2];
+/// for_rows_on(2, &mut out, 2, |r0, rows| {
+///     for (t, v) in rows.iter_mut().enumerate() {
+///         *v = r0 * 2 + t;
+///     }
+/// });
+/// assert_eq!(out, (0..12).collect::<Vec<_>>());
+/// ```
+pub fn for_rows_on<T: Send>(
     threads: usize,
     out: &mut [T],
     row_len: usize,

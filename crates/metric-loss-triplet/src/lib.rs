@@ -45,6 +45,7 @@
 //! 1.89 or newer (nalgebra 0.35 requires it).
 
 mod config;
+mod gradient;
 mod loss;
 mod margin;
 

@@ -10,6 +10,7 @@ use metric_loss_mining::{
     mine_row_grouped, route_gradient, KeyClasses, Mined, RowContext, TriangleMiner, UpperTriangle,
 };
 
+use crate::gradient::GradientTerms;
 use crate::{Margin, TripletLossConfig};
 
 /// The largest distance matrix a call may allocate, in bytes (16 GiB): larger batches get
@@ -198,10 +199,11 @@ impl TripletLoss {
         out.loss = reduce(&out.per_example, &input.sample_weight(), self.reduction);
 
         if gradient {
+            // The pairs first, in anchor order; then each gradient row adds its own.
             let scale = T::from_f64(self.reduction.example_scale(n));
-            scratch.key_row.clear();
-            scratch.key_row.resize(dims, T::ZERO);
+            scratch.terms.clear(n);
             for i in 0..n {
+                scratch.terms.next_query();
                 let anchor = scratch.anchors[i];
                 let g = input.sample_weight().get(i) * scale * anchor.slope;
                 if g == T::ZERO {
@@ -222,23 +224,27 @@ impl TripletLoss {
                     &scratch.gathered
                 };
                 let ctx = self.context(input, i);
-                let grads = Gradients {
-                    distance: &self.distance,
-                    q: q.row(i),
-                    keys: k,
-                    same,
-                    anchor: i,
-                };
-                let (grad_q, grad_k) = (&mut out.grad_queries, &mut out.grad_keys);
-                let key_row = &mut scratch.key_row;
+                let terms = &mut scratch.terms;
                 for (pick, g) in [(pos, g), (neg, -g)] {
                     route_gradient(row, &ctx, pick, g, |j, share| {
                         // A lone pick's entry holds its target: no read of the matrix.
                         let value = if pick.ties <= 1 { pick.target } else { row[j] };
-                        grads.add_pair(j, value, share, grad_q, grad_k, key_row);
+                        terms.push(j, value, share);
                     });
                 }
             }
+            let (grad_q, grad_k) = (&mut out.grad_queries, &mut out.grad_keys);
+            let temps = &mut scratch.gradient_rows;
+            scratch.terms.apply(
+                threads_for(n),
+                self.distance,
+                q,
+                k,
+                same,
+                grad_q,
+                grad_k,
+                temps,
+            );
         }
         // Finite inputs can still overflow (a huge margin, a weight times a huge loss, a
         // gradient): an error, never a silent ±∞ or NaN, except for the documented +∞ of TF
@@ -310,7 +316,9 @@ struct Scratch<T> {
     distances: Vec<T>,
     row_stats: Vec<T>,
     anchors: Vec<Anchor<T>>,
-    key_row: Vec<T>,
+    terms: GradientTerms<T>,
+    /// One gradient row per thread (a self pair's key share).
+    gradient_rows: Vec<T>,
     classes: KeyClasses,
     /// The row ranges of the threads (upper-triangle path).
     bounds: Vec<usize>,
@@ -336,57 +344,6 @@ impl<T: Float> Anchor<T> {
             mined: Mined::placeholder(),
             loss: T::ZERO,
             slope: T::ZERO,
-        }
-    }
-}
-
-/// Pushes a gradient on one distance entry (i, j) down to the embeddings.
-struct Gradients<'a, T> {
-    distance: &'a DistanceKind,
-    q: &'a [T],
-    keys: metric_loss_core::Embeddings<'a, T>,
-    same: bool,
-    anchor: usize,
-}
-
-impl<T: Float> Gradients<'_, T> {
-    /// The pair (anchor, `j`) at distance `value` receives gradient `g`.
-    fn add_pair(
-        &self,
-        j: usize,
-        value: T,
-        g: T,
-        grad_q: &mut [T],
-        grad_k: &mut [T],
-        key_row: &mut [T],
-    ) {
-        let (i, dims) = (self.anchor, self.q.len());
-        let key = self.keys.row(j);
-        let rows = |r: usize| r * dims..(r + 1) * dims;
-        // The VJPs accumulate (`+=`), so adding straight into the key's row is exactly
-        // adding into a zeroed buffer first: one pass over each row instead of three.
-        if !self.same {
-            let (gq, gk) = (&mut grad_q[rows(i)], &mut grad_k[rows(j)]);
-            self.distance.pair_vjp(self.q, key, value, g, gq, gk);
-        } else if i != j {
-            // Rows i and j of the one buffer, borrowed apart.
-            let (gq, gk) = if i < j {
-                let (head, tail) = grad_q.split_at_mut(j * dims);
-                (&mut head[rows(i)], &mut tail[..dims])
-            } else {
-                let (head, tail) = grad_q.split_at_mut(i * dims);
-                (&mut tail[..dims], &mut head[rows(j)])
-            };
-            self.distance.pair_vjp(self.q, key, value, g, gq, gk);
-        } else {
-            // An anchor paired with itself (the diagonal kept): both shares land on one
-            // row, so the key's share goes through `key_row`.
-            key_row.fill(T::ZERO);
-            let gq = &mut grad_q[rows(i)];
-            self.distance.pair_vjp(self.q, key, value, g, gq, key_row);
-            for (t, v) in gq.iter_mut().zip(key_row.iter()) {
-                *t += *v;
-            }
         }
     }
 }
