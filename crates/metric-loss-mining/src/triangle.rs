@@ -431,8 +431,9 @@ impl<T: Float> TrianglePart<T> {
 }
 
 /// Rows per block of the column-side updates: each column's accumulators are loaded and
-/// stored once per block rather than once per row (per row they cost ~0.9 ns an entry,
-/// bound by the accumulators' loads and stores).
+/// stored once per block rather than once per row. The mining bench (f32, N = 1024,
+/// hard/semi-hard, alternating runs on a noisy 2-core machine) gave 0.54–0.73 ms with
+/// blocks against 0.72–0.83 ms row by row.
 const BLOCK_ROWS: usize = 8;
 
 /// Calls `f(block)` on consecutive blocks of at most [`BLOCK_ROWS`] rows of `rows`.
