@@ -62,7 +62,7 @@ pub use classes::KeyClasses;
 pub use grouped::mine_row_grouped;
 pub use route::route_gradient;
 pub use row::{mine_row, Mined, MiningError, Pick, PickMask, RowContext};
-pub use triangle::{TriangleMiner, TrianglePart, UpperTriangle};
+pub use triangle::{gather_upper_row, TriangleMiner, TrianglePart, UpperTriangle};
 
 /// TF Similarity's offset for empty masked extrema.
 pub const SENTINEL_OFFSET: f64 = 1e-6;

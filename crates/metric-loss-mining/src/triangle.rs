@@ -43,6 +43,24 @@ pub struct UpperTriangle<'a, T> {
     pub remove_diagonal: bool,
 }
 
+/// Row `i` of the symmetric matrix whose upper triangle is `upper` (`n x n`, row-major),
+/// gathered into `row`: its column above the diagonal, then its own entries from the
+/// diagonal on.
+///
+/// ```
+/// use metric_loss_mining::gather_upper_row;
+/// // The upper triangle of [[0, 1, 2], [1, 0, 3], [2, 3, 0]]; below it, anything.
+/// let upper = [0.0, 1.0, 2.0, 9.0, 0.0, 3.0, 9.0, 9.0, 0.0];
+/// let mut row = Vec::new();
+/// gather_upper_row(&upper, 3, 1, &mut row);
+/// assert_eq!(row, [1.0, 0.0, 3.0]);
+/// ```
+pub fn gather_upper_row<T: Copy>(upper: &[T], n: usize, i: usize, row: &mut Vec<T>) {
+    row.clear();
+    row.extend((0..i).map(|j| upper[j * n + i]));
+    row.extend_from_slice(&upper[i * n + i..(i + 1) * n]);
+}
+
 /// Reusable buffers for [`TriangleMiner::mine`] (no allocation in steady state), and one
 /// [`TrianglePart`] per row range.
 #[derive(Debug, Default)]
@@ -234,8 +252,7 @@ impl<T: Float> TriangleMiner<T> {
             *slot = match fast {
                 Some(mined) => mined,
                 None => {
-                    self.row.clear();
-                    self.row.extend((0..n).map(|j| value(upper, a, j)));
+                    gather_upper_row(upper, n, a, &mut self.row);
                     let ctx = RowContext {
                         anchor: a,
                         anchor_label: labels[a],

@@ -7,7 +7,8 @@ use metric_loss_core::{
 use metric_loss_distances::parallel::{for_each_item, threads_for, triangle_bounds};
 use metric_loss_distances::DistanceKind;
 use metric_loss_mining::{
-    mine_row_grouped, route_gradient, KeyClasses, Mined, RowContext, TriangleMiner, UpperTriangle,
+    gather_upper_row, mine_row_grouped, route_gradient, KeyClasses, Mined, RowContext,
+    TriangleMiner, UpperTriangle,
 };
 
 use crate::gradient::GradientTerms;
@@ -161,11 +162,9 @@ impl TripletLoss {
 
         // Grouping the keys by label once makes each anchor's positives a short list.
         scratch.classes.rebuild(keys.labels());
-        scratch.anchors.clear();
-        scratch.anchors.resize(n, Anchor::placeholder());
+        scratch.mined.clear();
+        scratch.mined.resize(n, Mined::placeholder());
         if upper {
-            scratch.mined.clear();
-            scratch.mined.resize(n, Mined::placeholder());
             let triangle = UpperTriangle {
                 distances: &mut scratch.distances,
                 n,
@@ -184,17 +183,14 @@ impl TripletLoss {
                     &mut scratch.mined,
                 )
                 .map_err(|(i, e)| e.into_loss_error::<T>(self.distance.name(), i, n))?;
-            for ((loss, anchor), mined) in out
-                .per_example
-                .iter_mut()
-                .zip(scratch.anchors.iter_mut())
-                .zip(&scratch.mined)
-            {
-                *anchor = self.score(*mined);
-                *loss = anchor.loss;
-            }
         } else {
-            self.mine_rows(input, scratch, &mut out.per_example)?;
+            self.mine_rows(input, scratch)?;
+        }
+        scratch.slopes.clear();
+        for (loss, mined) in out.per_example.iter_mut().zip(&scratch.mined) {
+            let (value, slope) = self.score(mined);
+            *loss = value;
+            scratch.slopes.push(slope);
         }
         out.loss = reduce(&out.per_example, &input.sample_weight(), self.reduction);
 
@@ -204,23 +200,18 @@ impl TripletLoss {
             scratch.terms.clear(n);
             for i in 0..n {
                 scratch.terms.next_query();
-                let anchor = scratch.anchors[i];
-                let g = input.sample_weight().get(i) * scale * anchor.slope;
+                let g = input.sample_weight().get(i) * scale * scratch.slopes[i];
                 if g == T::ZERO {
                     continue;
                 }
-                let (pos, neg) = (&anchor.mined.pos, &anchor.mined.neg);
+                let (pos, neg) = (&scratch.mined[i].pos, &scratch.mined[i].neg);
                 // The whole row is read only to share a gradient among exact ties.
                 let row: &[T] = if pos.ties <= 1 && neg.ties <= 1 {
                     &[]
                 } else if !upper {
                     &scratch.distances[i * m..(i + 1) * m]
                 } else {
-                    let d = &scratch.distances;
-                    scratch.gathered.clear();
-                    scratch
-                        .gathered
-                        .extend((0..n).map(|j| d[j.min(i) * n + j.max(i)]));
+                    gather_upper_row(&scratch.distances, n, i, &mut scratch.gathered);
                     &scratch.gathered
                 };
                 let ctx = self.context(input, i);
@@ -256,48 +247,41 @@ impl TripletLoss {
         })
     }
 
-    /// Mines every row of the full distance matrix, rows split over threads.
+    /// Mines every row of the full distance matrix into `scratch.mined`, rows split over
+    /// threads.
     fn mine_rows<T: Float>(
         &self,
         input: &LossInput<'_, T>,
         scratch: &mut Scratch<T>,
-        per_example: &mut [T],
     ) -> Result<(), LossError> {
         let (n, m) = (input.queries().len(), input.keys().len());
         let classes = &scratch.classes;
         let query_labels = input.queries().labels();
         metric_loss_distances::parallel::for_row_chunks(
-            per_example,
-            &mut scratch.anchors,
+            &mut scratch.mined,
+            &mut vec![(); n],
             &mut scratch.distances,
             m,
-            |start, losses, anchors, rows| {
-                let rows = rows.chunks_exact_mut(m);
-                for (t, ((loss_out, anchor), row)) in
-                    losses.iter_mut().zip(anchors).zip(rows).enumerate()
-                {
+            |start, mined, _, rows| {
+                for (t, (slot, row)) in mined.iter_mut().zip(rows.chunks_exact_mut(m)).enumerate() {
                     let i = start + t;
                     let ctx = self.context(input, i);
                     let members = classes.members(query_labels[i]);
-                    let mined = mine_row_grouped(row, &ctx, members, self.positive, self.negative)
+                    *slot = mine_row_grouped(row, &ctx, members, self.positive, self.negative)
                         .map_err(|e| e.into_loss_error::<T>(self.distance.name(), i, n))?;
-                    *anchor = self.score(mined);
-                    *loss_out = anchor.loss;
                 }
                 Ok(())
             },
         )
     }
 
-    /// An anchor's loss and slope from its mined pair.
-    fn score<T: Float>(&self, mined: Mined<T>) -> Anchor<T> {
-        let (loss, slope) =
-            if self.exclude_degenerate_anchors && !(mined.has_positive && mined.has_negative) {
-                (T::ZERO, T::ZERO)
-            } else {
-                self.margin.apply(mined.positive - mined.negative)
-            };
-        Anchor { mined, loss, slope }
+    /// An anchor's loss ℓᵢ and slope dℓᵢ/dxᵢ from its mined pair.
+    fn score<T: Float>(&self, mined: &Mined<T>) -> (T, T) {
+        if self.exclude_degenerate_anchors && !(mined.has_positive && mined.has_negative) {
+            (T::ZERO, T::ZERO)
+        } else {
+            self.margin.apply(mined.positive - mined.negative)
+        }
     }
 
     fn context<'a, T: Float>(&self, input: &LossInput<'a, T>, anchor: usize) -> RowContext<'a> {
@@ -315,7 +299,9 @@ impl TripletLoss {
 struct Scratch<T> {
     distances: Vec<T>,
     row_stats: Vec<T>,
-    anchors: Vec<Anchor<T>>,
+    /// Per anchor: its mined pair, and dℓᵢ/dxᵢ.
+    mined: Vec<Mined<T>>,
+    slopes: Vec<T>,
     terms: GradientTerms<T>,
     /// One gradient row per thread (a self pair's key share).
     gradient_rows: Vec<T>,
@@ -323,29 +309,8 @@ struct Scratch<T> {
     /// The row ranges of the threads (upper-triangle path).
     bounds: Vec<usize>,
     miner: TriangleMiner<T>,
-    mined: Vec<Mined<T>>,
     /// One row gathered from the upper triangle.
     gathered: Vec<T>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Anchor<T> {
-    mined: Mined<T>,
-    /// ℓᵢ.
-    loss: T,
-    /// dℓᵢ/dxᵢ.
-    slope: T,
-}
-
-impl<T: Float> Anchor<T> {
-    /// A value to size the buffer with; every entry is overwritten by mining.
-    fn placeholder() -> Self {
-        Self {
-            mined: Mined::placeholder(),
-            loss: T::ZERO,
-            slope: T::ZERO,
-        }
-    }
 }
 
 impl MetricLoss for TripletLoss {
