@@ -124,28 +124,36 @@ pub(crate) fn for_row_chunks_on<A: Send, B: Send, C: Send, E: Send>(
 /// on the caller's core for much of a 2 ms call.
 #[cfg(feature = "threads")]
 fn run_chunks<'s, A: Send + 's, B: Send + 's, C: Send + 's, E: Send>(
-    chunks: impl Iterator<Item = (usize, &'s mut [A], &'s mut [B], &'s mut [C])>,
+    mut chunks: impl Iterator<Item = (usize, &'s mut [A], &'s mut [B], &'s mut [C])>,
     f: &(impl Fn(usize, &mut [A], &mut [B], &mut [C]) -> Result<(), E> + Sync),
 ) -> Result<(), E> {
-    let mut chunks: Vec<_> = chunks.collect();
-    let Some(pool) = helpers().filter(|_| chunks.len() > 1) else {
-        return chunks
-            .into_iter()
-            .try_for_each(|(first, a, b, c)| f(first, a, b, c));
+    let Some((first, a, b, c)) = chunks.next() else {
+        return Ok(());
+    };
+    // Collecting no further chunk allocates nothing: a single chunk costs no bookkeeping.
+    let others: Vec<_> = chunks.collect();
+    let pool = match helpers() {
+        Some(pool) if !others.is_empty() => pool,
+        _ => {
+            f(first, a, b, c)?;
+            return others
+                .into_iter()
+                .try_for_each(|(first, a, b, c)| f(first, a, b, c));
+        }
     };
     let mut results: Vec<Option<Result<(), E>>> = Vec::new();
-    results.resize_with(chunks.len(), || None);
-    let (own, others) = chunks.split_at_mut(1);
-    let (own_result, other_results) = results.split_at_mut(1);
+    results.resize_with(others.len(), || None);
+    let mut own = None;
     pool.in_place_scope(|scope| {
-        for ((first, a, b, c), slot) in others.iter_mut().zip(other_results.iter_mut()) {
-            let (first, a, b, c) = (*first, &mut **a, &mut **b, &mut **c);
+        for ((first, a, b, c), slot) in others.into_iter().zip(results.iter_mut()) {
             scope.spawn(move |_| *slot = Some(f(first, a, b, c)));
         }
-        let (first, a, b, c) = &mut own[0];
-        own_result[0] = Some(f(*first, a, b, c));
+        own = Some(f(first, a, b, c));
     });
-    results.into_iter().flatten().collect()
+    // The lowest chunk's error first.
+    own.into_iter()
+        .chain(results.into_iter().flatten())
+        .collect()
 }
 
 /// The helper threads: [`max_threads`] − 1 of them (the caller is the last), started on
@@ -199,9 +207,8 @@ pub fn for_rows_on<T: Send>(
     f: impl Fn(usize, &mut [T]) + Sync,
 ) {
     let rows = out.len().checked_div(row_len).unwrap_or(0);
-    let mut unused = vec![(); rows];
-    let mut also_unused = vec![(); rows];
-    let done: Result<(), std::convert::Infallible> = for_row_chunks_on(
+    let (mut unused, mut also_unused) = (vec![(); rows], vec![(); rows]);
+    infallible(for_row_chunks_on(
         threads,
         &mut unused,
         &mut also_unused,
@@ -211,7 +218,23 @@ pub fn for_rows_on<T: Send>(
             f(r0, c);
             Ok(())
         },
-    );
+    ));
+}
+
+/// Runs `f(first_row, rows)` on every chunk (see [`run_chunks`]).
+fn run_rows<'s, T: Send + 's>(
+    chunks: impl Iterator<Item = (usize, &'s mut [T])>,
+    f: &(impl Fn(usize, &mut [T]) + Sync),
+) {
+    let chunks = chunks.map(|(r0, rows)| (r0, &mut [][..], &mut [][..], rows));
+    infallible(run_chunks::<(), (), T, _>(chunks, &|r0, _, _, rows| {
+        f(r0, rows);
+        Ok(())
+    }));
+}
+
+/// The result of work that cannot fail.
+fn infallible(done: Result<(), std::convert::Infallible>) {
     match done {
         Ok(()) => {}
         Err(never) => match never {},
@@ -273,48 +296,21 @@ pub fn for_row_ranges<T: Send>(
         Some(out.len()),
         "bounds end at the last row"
     );
-    if bounds.len() <= 2 {
-        // One range: on the calling thread, with no task to schedule.
-        return f(0, out);
-    }
     let mut rest = out;
     let chunks = bounds.windows(2).map(|w| {
         let (head, tail) = std::mem::take(&mut rest).split_at_mut((w[1] - w[0]) * row_len);
         rest = tail;
-        (w[0], &mut [][..], &mut [][..], head)
+        (w[0], head)
     });
-    let done: Result<(), std::convert::Infallible> =
-        run_chunks::<(), (), T, _>(chunks, &|r0, _, _, rows| {
-            f(r0, rows);
-            Ok(())
-        });
-    match done {
-        Ok(()) => {}
-        Err(never) => match never {},
-    }
+    run_rows(chunks, &f);
 }
 
 /// `task` on every item, each item a task of its own, in parallel (`threads` feature;
 /// else one after another).
 pub fn for_each_item<P: Send>(items: &mut [P], task: &(dyn Fn(&mut P) + Sync)) {
-    if items.len() <= 1 {
-        return items.iter_mut().for_each(task);
-    }
-    let mut units = vec![(); items.len()];
-    let chunks = items
-        .chunks_mut(1)
-        .zip(units.chunks_mut(1))
-        .enumerate()
-        .map(|(i, (item, unit))| (i, item, unit, &mut [][..]));
-    let done: Result<(), std::convert::Infallible> =
-        run_chunks::<P, (), (), _>(chunks, &|_, item, _, _| {
-            item.iter_mut().for_each(task);
-            Ok(())
-        });
-    match done {
-        Ok(()) => {}
-        Err(never) => match never {},
-    }
+    run_rows(items.chunks_mut(1).enumerate(), &|_, item| {
+        item.iter_mut().for_each(task)
+    });
 }
 
 /// `T::gemm` for `C = alpha · A B + beta · C` with `C` row-major and contiguous
