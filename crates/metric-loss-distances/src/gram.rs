@@ -141,17 +141,15 @@ pub(crate) fn gram_symmetric_with<T: Float>(
     if threads > 1 {
         return gram_with(threads, x, x, n, n, dims, alpha, out, epilogue);
     }
-    let mut r0 = 0;
-    while r0 < n {
-        let r1 = (r0 + BLOCK).min(n);
-        upper_strip(x, n, dims, alpha, r0..r1, &mut out[r0 * n..]);
+    for strip in strips(0..n) {
+        let (r0, r1) = (strip.start, strip.end);
+        upper_strip(x, n, dims, alpha, strip, &mut out[r0 * n..]);
         // The strip's upper part holds raw products: mirror them, running the epilogue on
         // both copies as they pass through the cache.
         mirror_strip(out, n, r0, r1, &epilogue);
         for i in r0..r1 {
             epilogue(i, i, &mut out[i * n + i..i * n + i + 1]);
         }
-        r0 = r1;
     }
 }
 
@@ -172,17 +170,20 @@ pub(crate) fn gram_upper_with<T: Float>(
 ) {
     debug_assert_eq!(out.len(), n * n);
     for_row_ranges(bounds, out, n, |start, rows| {
-        let end = start + rows.len() / n;
-        let mut r0 = start;
-        while r0 < end {
-            let r1 = (r0 + BLOCK).min(end);
-            upper_strip(x, n, dims, alpha, r0..r1, &mut rows[(r0 - start) * n..]);
-            for i in r0..r1 {
+        for strip in strips(start..start + rows.len() / n) {
+            let at = (strip.start - start) * n;
+            upper_strip(x, n, dims, alpha, strip.clone(), &mut rows[at..]);
+            for i in strip {
                 epilogue(i, i, &mut rows[(i - start) * n + i..(i - start + 1) * n]);
             }
-            r0 = r1;
         }
     });
+}
+
+/// `rows` in consecutive strips of at most [`BLOCK`] rows.
+fn strips(rows: Range<usize>) -> impl Iterator<Item = Range<usize>> {
+    let end = rows.end;
+    rows.step_by(BLOCK).map(move |r0| r0..(r0 + BLOCK).min(end))
 }
 
 /// The products of rows `rows` with columns `rows.start..n` (the strip's upper part and
@@ -249,11 +250,8 @@ fn mirror_strip<T: Float>(
 
 /// Copies the upper triangle onto the lower one, strip by strip (see [`mirror_strip`]).
 pub(crate) fn mirror_upper<T: Float>(out: &mut [T], n: usize) {
-    let mut r0 = 0;
-    while r0 < n {
-        let r1 = (r0 + BLOCK).min(n);
-        mirror_strip(out, n, r0, r1, &|_, _, _| {});
-        r0 = r1;
+    for strip in strips(0..n) {
+        mirror_strip(out, n, strip.start, strip.end, &|_, _, _| {});
     }
 }
 
