@@ -48,23 +48,8 @@ impl DistanceKind {
         if !matches!(self, DistanceKind::Cosine | DistanceKind::InnerProduct) {
             return Ok(false);
         }
-        if n.checked_mul(n) != Some(out.len()) {
-            return Err(LossError::BufferLength {
-                what: "distance matrix",
-                got: out.len(),
-                rows: n,
-                cols: n,
-                expected: n.saturating_mul(n),
-            });
-        }
-        if n == 0 {
+        if !has_entries(x, x, out)? {
             return Ok(true);
-        }
-        if dims == 0 {
-            return Err(LossError::ZeroWidth {
-                what: "query embeddings",
-                rows: n,
-            });
         }
         let xs = x.as_slice();
         if self == DistanceKind::Cosine {
@@ -74,9 +59,7 @@ impl DistanceKind {
         }
         Ok(true)
     }
-}
 
-impl DistanceKind {
     /// The query half of [`Distance::pair_vjp`]: adds `g · ∂d(q, k)/∂q` to `grad_q`, with
     /// the same arithmetic, so that this and [`DistanceKind::pair_vjp_key`] together give
     /// `pair_vjp`'s result bit for bit. Lets a caller add each output row's terms in an
@@ -165,6 +148,41 @@ impl DistanceKind {
     }
 }
 
+/// Checks an `n x m` distance matrix's shapes (the losses validate first; direct callers
+/// get errors, not panics) and says whether it has any entry to compute.
+fn has_entries<T: Float>(
+    q: Embeddings<'_, T>,
+    k: Embeddings<'_, T>,
+    out: &[T],
+) -> Result<bool, LossError> {
+    let (n, m, dims) = (q.rows(), k.rows(), q.cols());
+    if n.checked_mul(m) != Some(out.len()) {
+        return Err(LossError::BufferLength {
+            what: "distance matrix",
+            got: out.len(),
+            rows: n,
+            cols: m,
+            expected: n.saturating_mul(m),
+        });
+    }
+    if n == 0 || m == 0 {
+        return Ok(false);
+    }
+    if k.cols() != dims {
+        return Err(LossError::DimensionMismatch {
+            queries: dims,
+            keys: k.cols(),
+        });
+    }
+    if dims == 0 {
+        return Err(LossError::ZeroWidth {
+            what: "query embeddings",
+            rows: n,
+        });
+    }
+    Ok(true)
+}
+
 /// `max(1 − p, 0)` on each product of a segment (TF Similarity's cosine distance).
 fn cosine_epilogue<T: Float>(_: usize, _: usize, segment: &mut [T]) {
     for v in segment.iter_mut() {
@@ -186,30 +204,8 @@ impl<T: Float> Distance<T> for DistanceKind {
         out: &mut [T],
     ) -> Result<(), LossError> {
         let (n, m, dims) = (q.rows(), k.rows(), q.cols());
-        // Shape checks (the losses validate first; direct callers get errors, not panics).
-        if n.checked_mul(m) != Some(out.len()) {
-            return Err(LossError::BufferLength {
-                what: "distance matrix",
-                got: out.len(),
-                rows: n,
-                cols: m,
-                expected: n.saturating_mul(m),
-            });
-        }
-        if n == 0 || m == 0 {
+        if !has_entries(q, k, out)? {
             return Ok(());
-        }
-        if k.cols() != dims {
-            return Err(LossError::DimensionMismatch {
-                queries: dims,
-                keys: k.cols(),
-            });
-        }
-        if dims == 0 {
-            return Err(LossError::ZeroWidth {
-                what: "query embeddings",
-                rows: n,
-            });
         }
         let (qs, ks) = (q.as_slice(), k.as_slice());
         // One thread count for the whole matrix. Each arm passes its element-wise epilogue
