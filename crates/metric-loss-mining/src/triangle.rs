@@ -271,16 +271,11 @@ impl<T: Float> TriangleMiner<T> {
     /// (the diagonal included), keeping the values in `class_values`.
     fn plant(&mut self, upper: &mut [T], n: usize, classes: &KeyClasses) {
         let nan = T::from_f64(f64::NAN);
-        self.class_values.clear();
         self.value_rows.clear();
         self.value_rows.resize(n, usize::MAX);
-        for range in classes.class_ranges() {
-            let members = &classes.by_class()[range];
+        self.class_values.clear();
+        for (members, block) in covered_classes(classes, n) {
             let c = members.len();
-            if !covered(n, c) {
-                continue;
-            }
-            let block = self.class_values.len();
             self.class_values.resize(block + c * c, T::ZERO);
             for (p, &a) in members.iter().enumerate() {
                 self.value_rows[a] = block + p * c;
@@ -296,19 +291,30 @@ impl<T: Float> TriangleMiner<T> {
 
     /// Puts back what [`TriangleMiner::plant`] overwrote.
     fn restore(&self, upper: &mut [T], n: usize, classes: &KeyClasses) {
-        for range in classes.class_ranges() {
-            let members = &classes.by_class()[range];
+        for (members, block) in covered_classes(classes, n) {
+            let c = members.len();
             for (p, &a) in members.iter().enumerate() {
-                let row = self.value_rows[a];
-                if row == usize::MAX {
-                    break;
-                }
                 for (q, &b) in members.iter().enumerate().skip(p) {
-                    upper[a * n + b] = self.class_values[row + q];
+                    upper[a * n + b] = self.class_values[block + p * c + q];
                 }
             }
         }
     }
+}
+
+/// The classes the fast path covers (their members, ascending), each with where its
+/// `c x c` block of pairwise distances starts in `TriangleMiner::class_values`.
+fn covered_classes(classes: &KeyClasses, n: usize) -> impl Iterator<Item = (&[usize], usize)> {
+    let by_class = classes.by_class();
+    classes
+        .class_ranges()
+        .map(move |range| &by_class[range])
+        .filter(move |members| covered(n, members.len()))
+        .scan(0, |next, members| {
+            let block = *next;
+            *next += members.len() * members.len();
+            Some((members, block))
+        })
 }
 
 /// Each anchor's scan: its column entries part by part in row order, then its own row.
@@ -366,23 +372,6 @@ fn merge_located<T: Float>(
 }
 
 impl<T: Float> TrianglePart<T> {
-    /// Resets the column accumulators right of the first row to `init` and sizes the
-    /// per-row results.
-    fn reset(&mut self, n: usize) {
-        let inf = T::from_f64(f64::INFINITY);
-        for (buf, init) in [
-            (&mut self.min, inf),
-            (&mut self.max, -inf),
-            (&mut self.beyond, inf),
-            (&mut self.nans, T::ZERO),
-            (&mut self.first, inf),
-            (&mut self.ties, T::ZERO),
-        ] {
-            buf.clear();
-            buf.resize(n, init);
-        }
-    }
-
     fn scan(&mut self, pass: Pass<'_, T>) {
         let Pass {
             upper,
@@ -390,7 +379,11 @@ impl<T: Float> TrianglePart<T> {
             semi,
             per_anchor: threshold,
         } = pass;
-        self.reset(n);
+        let inf = T::from_f64(f64::INFINITY);
+        reset(&mut self.min, n, inf);
+        reset(&mut self.max, n, -inf);
+        reset(&mut self.beyond, n, inf);
+        reset(&mut self.nans, n, T::ZERO);
         self.row_scans.clear();
         let Self {
             rows,
@@ -426,6 +419,8 @@ impl<T: Float> TrianglePart<T> {
             per_anchor: target,
             ..
         } = pass;
+        reset(&mut self.first, n, T::from_f64(f64::INFINITY));
+        reset(&mut self.ties, n, T::ZERO);
         self.row_located.clear();
         let Self {
             rows,
@@ -445,6 +440,12 @@ impl<T: Float> TrianglePart<T> {
             });
         });
     }
+}
+
+/// `n` accumulators, each `init` (no allocation once the buffer has grown).
+fn reset<T: Copy>(buf: &mut Vec<T>, n: usize, init: T) {
+    buf.clear();
+    buf.resize(n, init);
 }
 
 /// Rows per block of the column-side updates: each column's accumulators are loaded and
