@@ -4,7 +4,7 @@
 //! Run: `cargo run --example quickstart`
 
 use metric_loss_core::{Batch, Embeddings, LossInput, LossOutput, MetricLossExt, Workspace};
-use metric_loss_distances::{l2_normalize, l2_normalize_vjp};
+use metric_loss_distances::{l2_normalize, l2_normalize_vjp, DistanceKind};
 use metric_loss_triplet::TripletLoss;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     l2_normalize(&raw, dims, &mut x)?;
 
     let loss = TripletLoss::builder()
-        .distance("cosine")
+        .distance(DistanceKind::Cosine)
         .margin(0.2)
         .build()?;
     let batch = Batch::new(&labels, Embeddings::from_row_major(&x, labels.len(), dims)?)?;

@@ -21,7 +21,7 @@ use metric_loss_core::{
 };
 use metric_loss_distances::l2_normalize;
 use metric_loss_distances::parallel::gemm_rows;
-use metric_loss_triplet::TripletLoss;
+use metric_loss_triplet::{TripletLoss, TripletLossConfig};
 
 /// A small deterministic generator (SplitMix64), so that benches need no RNG crate and
 /// every run times the same batch.
@@ -115,7 +115,7 @@ impl BenchSpec {
     /// # Errors
     /// An invalid distance, strategy or margin.
     pub fn loss(&self) -> Result<TripletLoss, LossError> {
-        let b = TripletLoss::builder()
+        let b = TripletLossConfig::default()
             .distance(self.distance.as_str())
             .positive_mining_strategy(self.positive.as_str())
             .negative_mining_strategy(self.negative.as_str());

@@ -185,6 +185,17 @@ pub enum LossError {
         /// The limit.
         limit: u128,
     },
+    /// A distance, miner or reducer broke its contract: a matrix or output of the wrong
+    /// size, an index out of range, a non-finite value where a finite one is required.
+    #[error("the {part} {name:?} broke its contract: {problem}")]
+    InvalidPartOutput {
+        /// `"distance"`, `"miner"` or `"reducer"`.
+        part: &'static str,
+        /// The part's name.
+        name: String,
+        /// What it returned, and what was expected.
+        problem: String,
+    },
     /// A precondition of a specific loss (for example a stateful loss given the wrong batch).
     #[error("{loss}: {message}")]
     Unsupported {

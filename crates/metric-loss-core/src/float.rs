@@ -4,7 +4,10 @@ use std::fmt::{Debug, Display};
 use std::iter::Sum;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
-use crate::{LossError, LossInput, LossOutput, MetricLoss, Workspace};
+use crate::{
+    AnyDistance, AnyMiner, AnyReducer, Distance, LossError, LossInput, LossOutput, MetricLoss,
+    Miner, Reducer, Workspace,
+};
 
 mod sealed {
     pub trait Sealed {}
@@ -91,6 +94,16 @@ pub trait Float:
 
     /// The slice as `&[f64]` if `Self` is `f64`, else `None` (see [`Float::as_f32s`]).
     fn as_f64s(values: &[Self]) -> Option<&[f64]>;
+
+    /// The distance in this precision (`&dyn AnyDistance` as `&dyn Distance<Self>`), for
+    /// code generic over the precision.
+    fn distance(d: &dyn AnyDistance) -> &dyn Distance<Self>;
+
+    /// The miner in this precision (see [`Float::distance`]).
+    fn miner(m: &dyn AnyMiner) -> &dyn Miner<Self>;
+
+    /// The reducer in this precision (see [`Float::distance`]).
+    fn reducer(r: &dyn AnyReducer) -> &dyn Reducer<Self>;
 
     #[doc(hidden)]
     /// Routes a generic call to `compute_f32` or `compute_f64`.
@@ -226,6 +239,18 @@ macro_rules! impl_float {
                 out: &mut LossOutput<Self>,
             ) -> Result<(), LossError> {
                 loss.$compute(input, workspace, out)
+            }
+
+            fn distance(d: &dyn AnyDistance) -> &dyn Distance<Self> {
+                d
+            }
+
+            fn miner(m: &dyn AnyMiner) -> &dyn Miner<Self> {
+                m
+            }
+
+            fn reducer(r: &dyn AnyReducer) -> &dyn Reducer<Self> {
+                r
             }
         }
     };

@@ -5,9 +5,19 @@
 //!   gradient with respect to the embeddings out; `f32` and `f64`.
 //! - [`LossInput`], [`Batch`], [`Embeddings`]: borrowed inputs, with an optional separate
 //!   key set (a memory bank) and sample weights.
-//! - [`Distance`]: a pairwise distance with its vector-Jacobian products.
-//! - [`PositiveStrategy`], [`NegativeStrategy`]: mining strategy names.
-//! - [`Reduction`], [`SampleWeight`], [`reduce`]: Keras's reductions.
+//! - The three parts a loss is composed of, each a trait a user implements and plugs into
+//!   the built-in losses:
+//!   - [`Distance`]: a pairwise distance with its vector-Jacobian products (and the
+//!     optional symmetric fast path);
+//!   - [`Miner`]: each anchor's positive and negative ([`Mined`], [`Pick`]); the strategy
+//!     names [`PositiveStrategy`], [`NegativeStrategy`] of the built-in miner;
+//!   - [`Reducer`]: per-example losses to the scalar and each example's gradient scale;
+//!     Keras's [`Reduction`]s, [`MeanOverNonZero`], [`Threshold`].
+//!
+//!   A loss holds each as `Arc<dyn AnyDistance>` / `Arc<dyn AnyMiner>` /
+//!   `Arc<dyn AnyReducer>`, one value for both precisions; [`Float::distance`],
+//!   [`Float::miner`] and [`Float::reducer`] give generic code the precision it runs in.
+//! - [`SampleWeight`], [`reduce`]: Keras's sample weights and reduction arithmetic.
 //! - [`Workspace`], [`LossOutput`]: reusable buffers, so that training allocates nothing in
 //!   steady state.
 //! - [`LossError`]: the one error type; [`LossOutput::check_finite`] turns a result that
@@ -30,18 +40,24 @@ mod error;
 mod float;
 mod input;
 mod loss;
+mod miner;
 mod output;
+mod reducer;
 mod reduction;
 mod strategy;
 mod workspace;
 
-pub use distance::Distance;
+pub use distance::{AnyDistance, Distance};
 pub use embeddings::{Batch, Embeddings, RowMajorBuffer};
 pub use error::{LossError, StrategyRole};
 pub use float::Float;
 pub use input::LossInput;
 pub use loss::{MetricLoss, MetricLossExt};
+pub use miner::{
+    AnyMiner, Mined, Miner, MiningView, Pick, PickMask, RowContext, UpperTriangleView,
+};
 pub use output::{AllowNonFinite, LossOutput};
+pub use reducer::{AnyReducer, MeanOverNonZero, Reducer, Threshold};
 pub use reduction::{reduce, Reduction, SampleWeight};
 pub use strategy::{NegativeStrategy, PositiveStrategy};
 pub use workspace::Workspace;

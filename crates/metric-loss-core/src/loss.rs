@@ -83,6 +83,14 @@ pub trait MetricLoss: Debug + Send + Sync {
         Reduction::Auto
     }
 
+    /// The Keras reduction the loss applies, or `None` when it reduces with a
+    /// [`Reducer`](crate::Reducer) that is not one. A loss that rescales another loss's
+    /// gradient by the batch-size convention (a cross-batch memory) refuses `None`.
+    /// Default: `Some(self.reduction())`.
+    fn keras_reduction(&self) -> Option<Reduction> {
+        Some(self.reduction())
+    }
+
     /// Forgets any state kept between calls (for example a cross-batch memory). Stateless
     /// losses do nothing.
     fn reset_state(&self) {}

@@ -248,8 +248,19 @@ fn mirror_strip<T: Float>(
     }
 }
 
-/// Copies the upper triangle onto the lower one, strip by strip (see [`mirror_strip`]).
-pub(crate) fn mirror_upper<T: Float>(out: &mut [T], n: usize) {
+/// Copies the upper triangle of the `n x n` row-major matrix `out` onto its lower one
+/// (what a caller does with [`Distance::upper_triangle`](metric_loss_core::Distance::upper_triangle)'s
+/// output when it needs the full matrix after all), in cache-sized strips.
+///
+/// ```
+/// let mut d = [0.0f32, 1.0, 2.0, -1.0, 0.0, 3.0, -1.0, -1.0, 0.0];
+/// metric_loss_distances::mirror_upper(&mut d, 3);
+/// assert_eq!(d, [0.0, 1.0, 2.0, 1.0, 0.0, 3.0, 2.0, 3.0, 0.0]);
+/// ```
+///
+/// # Panics
+/// If `out` is shorter than `n * n`.
+pub fn mirror_upper<T: Float>(out: &mut [T], n: usize) {
     for strip in strips(0..n) {
         mirror_strip(out, n, strip.start, strip.end, &|_, _, _| {});
     }

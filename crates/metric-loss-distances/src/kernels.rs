@@ -10,85 +10,9 @@ use crate::DistanceKind;
 const EUCLIDEAN_FLOOR: f64 = 1e-18;
 
 impl DistanceKind {
-    /// Writes the distances of the batch `x` to itself on and above the diagonal of `out`
-    /// (`n x n`, row-major: entries (i, j ≥ i)) and returns `true`, for the distances whose
-    /// entry (j, i) equals entry (i, j) bit for bit (cosine and inner product: an
-    /// element-wise function of one shared product). The others return `false` and write
-    /// nothing: use [`Distance::matrix`]. Entries below the diagonal are not meaningful
-    /// afterwards. The row ranges `bounds` (from
-    /// [`triangle_bounds`](crate::parallel::triangle_bounds)) run in parallel.
-    ///
-    /// The values are [`Distance::matrix`]'s with `same = true`, bit for bit.
-    ///
-    /// ```
-    /// use metric_loss_core::Embeddings;
-    /// use metric_loss_distances::DistanceKind;
-    ///
-    /// let x = [1.0f32, 0.0, 0.6, 0.8];
-    /// let mut d = [0.0f32; 4];
-    /// let e = Embeddings::from_row_major(&x, 2, 2).unwrap();
-    /// assert!(DistanceKind::Cosine.upper_triangle(e, &[0, 2], &mut d).unwrap());
-    /// assert!((d[1] - 0.4).abs() < 1e-6);
-    /// # Ok::<(), metric_loss_core::LossError>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`LossError::BufferLength`] if `out` is not `n x n`, [`LossError::ZeroWidth`] for
-    /// rows of width 0.
-    ///
-    /// # Panics
-    /// If `bounds` does not run from 0 to `n`, increasing.
-    pub fn upper_triangle<T: Float>(
-        self,
-        x: Embeddings<'_, T>,
-        bounds: &[usize],
-        out: &mut [T],
-    ) -> Result<bool, LossError> {
-        let (n, dims) = (x.rows(), x.cols());
-        if !matches!(self, DistanceKind::Cosine | DistanceKind::InnerProduct) {
-            return Ok(false);
-        }
-        if !has_entries(x, x, out)? {
-            return Ok(true);
-        }
-        let xs = x.as_slice();
-        if self == DistanceKind::Cosine {
-            gram_upper_with(bounds, xs, n, dims, T::ONE, out, cosine_epilogue);
-        } else {
-            gram_upper_with(bounds, xs, n, dims, T::ONE, out, |_, _, _| {});
-        }
-        Ok(true)
-    }
-
-    /// The query half of [`Distance::pair_vjp`]: adds `g · ∂d(q, k)/∂q` to `grad_q`, with
-    /// the same arithmetic, so that this and [`DistanceKind::pair_vjp_key`] together give
-    /// `pair_vjp`'s result bit for bit. Lets a caller add each output row's terms in an
-    /// order of its choosing (for instance, rows split over threads).
-    ///
-    /// ```
-    /// use metric_loss_core::Distance;
-    /// use metric_loss_distances::DistanceKind;
-    ///
-    /// let (q, k) = ([0.6f32, 0.8], [1.0f32, 0.0]);
-    /// let (mut gq, mut gk) = ([0.0f32; 2], [0.0f32; 2]);
-    /// DistanceKind::Euclidean.pair_vjp(&q, &k, 0.894_427_2, 1.0, &mut gq, &mut gk);
-    /// let mut half = [0.0f32; 2];
-    /// DistanceKind::Euclidean.pair_vjp_query(&q, &k, 0.894_427_2, 1.0, &mut half);
-    /// assert_eq!(half, gq);
-    /// ```
-    pub fn pair_vjp_query<T: Float>(self, q: &[T], k: &[T], value: T, g: T, grad_q: &mut [T]) {
-        self.pair_vjp_sides(q, k, value, g, Some(grad_q), None);
-    }
-
-    /// The key half of [`Distance::pair_vjp`]: adds `g · ∂d(q, k)/∂k` to `grad_k` (see
-    /// [`DistanceKind::pair_vjp_query`]).
-    pub fn pair_vjp_key<T: Float>(self, q: &[T], k: &[T], value: T, g: T, grad_k: &mut [T]) {
-        self.pair_vjp_sides(q, k, value, g, None, Some(grad_k));
-    }
-
     /// Each side's terms, element by element as one loop over both would compute them.
     fn pair_vjp_sides<T: Float>(
-        self,
+        &self,
         q: &[T],
         k: &[T],
         value: T,
@@ -285,6 +209,38 @@ impl<T: Float> Distance<T> for DistanceKind {
             DistanceKind::Snr => snr_matrix(threads, q, k, same, scratch, out)?,
         }
         Ok(())
+    }
+
+    /// Cosine and inner product are symmetric bit for bit (an element-wise function of one
+    /// shared product) and write the triangle; the others return `false`.
+    fn upper_triangle(
+        &self,
+        x: Embeddings<'_, T>,
+        parts: &[usize],
+        out: &mut [T],
+    ) -> Result<bool, LossError> {
+        let (n, dims) = (x.rows(), x.cols());
+        if !matches!(self, DistanceKind::Cosine | DistanceKind::InnerProduct) {
+            return Ok(false);
+        }
+        if !has_entries(x, x, out)? {
+            return Ok(true);
+        }
+        let xs = x.as_slice();
+        if *self == DistanceKind::Cosine {
+            gram_upper_with(parts, xs, n, dims, T::ONE, out, cosine_epilogue);
+        } else {
+            gram_upper_with(parts, xs, n, dims, T::ONE, out, |_, _, _| {});
+        }
+        Ok(true)
+    }
+
+    fn pair_vjp_query(&self, q: &[T], k: &[T], value: T, g: T, grad_q: &mut [T]) {
+        self.pair_vjp_sides(q, k, value, g, Some(grad_q), None);
+    }
+
+    fn pair_vjp_key(&self, q: &[T], k: &[T], value: T, g: T, grad_k: &mut [T]) {
+        self.pair_vjp_sides(q, k, value, g, None, Some(grad_k));
     }
 
     fn pair_vjp(&self, q: &[T], k: &[T], value: T, g: T, grad_q: &mut [T], grad_k: &mut [T]) {

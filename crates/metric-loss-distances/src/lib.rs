@@ -48,5 +48,6 @@ mod kind;
 mod normalize;
 pub mod parallel;
 
+pub use gram::mirror_upper;
 pub use kind::DistanceKind;
 pub use normalize::{l2_normalize, l2_normalize_vjp};

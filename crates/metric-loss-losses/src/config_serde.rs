@@ -45,7 +45,7 @@ impl WrappedLossConfig {
     fn canonical(&self) -> Option<Self> {
         Some(match self {
             WrappedLossConfig::TripletLoss(c) => {
-                WrappedLossConfig::TripletLoss(c.build().ok()?.config())
+                WrappedLossConfig::TripletLoss(c.build().ok()?.config().ok()?)
             }
             WrappedLossConfig::PNLoss(c) => WrappedLossConfig::PNLoss(c.build().ok()?.config()),
             WrappedLossConfig::MultiSimilarityLoss(c) => {

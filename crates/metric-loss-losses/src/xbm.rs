@@ -200,11 +200,11 @@ impl XBMConfig {
 ///
 /// # Example
 /// ```
-/// use metric_loss_core::{MetricLoss, MetricLossExt};
+/// use metric_loss_core::{MetricLoss, MetricLossExt, NegativeStrategy};
 /// use metric_loss_losses::XBM;
 /// use metric_loss_triplet::TripletLoss;
 ///
-/// let inner = TripletLoss::builder().negative_mining_strategy("hard").margin(0.5).build()?;
+/// let inner = TripletLoss::builder().negative_mining(NegativeStrategy::Hard).margin(0.5).build()?;
 /// let xbm = XBM::new(Box::new(inner), 4, 0)?;
 /// let out1 = xbm.evaluate(&[0, 1], &[1.0f32, 0.0, 0.8, 0.6], 2)?;
 /// assert!((out1.loss - 0.299999).abs() < 1e-5);
@@ -300,7 +300,9 @@ impl XBM {
     /// `remove_diagonal = false` keeps that setting (use [`XBMConfig`] to have it forced).
     ///
     /// # Errors
-    /// [`LossError::InvalidParameter`] for `memory_size = 0`.
+    /// [`LossError::InvalidParameter`] for `memory_size = 0`; [`LossError::Unsupported`]
+    /// for a loss whose reducer is not a Keras reduction (its gradient cannot be rescaled
+    /// to the memory's reduction).
     pub fn new(
         loss: Box<dyn MetricLoss>,
         memory_size: usize,
@@ -311,6 +313,16 @@ impl XBM {
                 name: "memory_size",
                 value: 0.0,
                 expected: "at least 1 (and at least the batch size)",
+            });
+        }
+        if loss.keras_reduction().is_none() {
+            return Err(LossError::Unsupported {
+                loss: default_name(),
+                message: format!(
+                    "the wrapped loss `{}` reduces with a reducer that is not a Keras reduction; \
+                     give it none, sum or sum_over_batch_size",
+                    loss.name()
+                ),
             });
         }
         Ok(Self {

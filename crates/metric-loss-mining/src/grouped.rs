@@ -255,6 +255,7 @@ pub(crate) fn finish<T: Float>(
         neg,
         has_positive: true,
         has_negative: true,
+        active: true,
     })
 }
 

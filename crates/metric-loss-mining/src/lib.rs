@@ -40,28 +40,35 @@
 //! neither computed, mirrored nor read, and the rows can be split over threads. Its
 //! results are [`mine_row_grouped`]'s bit for bit.
 //!
+//! [`StrategyMiner`] is all of this as a [`Miner`](metric_loss_core::Miner), the part a loss
+//! holds; [`GivenTriplets`] is the miner of triplets the caller formed.
+//!
 //! # Feature flags
-//! None.
+//! None (rows are split over threads when `metric-loss-distances`'s `threads` is on).
 //!
 //! # Supported Rust versions
 //! 1.89 or newer (nalgebra 0.35 requires it).
 
 mod classes;
 mod extreme;
+mod given;
 mod grouped;
 #[cfg(test)]
 mod reference;
 mod route;
 mod row;
 mod simd;
+mod strategy_miner;
 #[cfg(test)]
 mod testing;
 mod triangle;
 
 pub use classes::KeyClasses;
+pub use given::GivenTriplets;
 pub use grouped::mine_row_grouped;
 pub use route::route_gradient;
 pub use row::{mine_row, Mined, MiningError, Pick, PickMask, RowContext};
+pub use strategy_miner::StrategyMiner;
 pub use triangle::{gather_upper_row, TriangleMiner, TrianglePart, UpperTriangle};
 
 /// TF Similarity's offset for empty masked extrema.

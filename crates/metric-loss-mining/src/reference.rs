@@ -120,6 +120,7 @@ pub(crate) fn mine_row_reference<T: Float>(
         neg,
         has_positive: !pos_max.is_empty(),
         has_negative: !neg_max.is_empty(),
+        active: true,
     })
 }
 

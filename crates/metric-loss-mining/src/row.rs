@@ -1,115 +1,10 @@
 //! Mining one anchor's row.
 
 use metric_loss_core::{Float, LossError, NegativeStrategy, PositiveStrategy};
+pub use metric_loss_core::{Mined, Pick, PickMask, RowContext};
 
 use crate::extreme::Extreme;
 use crate::SENTINEL_OFFSET;
-
-/// What one anchor's row is mined against.
-#[derive(Debug, Clone, Copy)]
-pub struct RowContext<'a> {
-    /// The anchor's index among the queries (for the diagonal rule).
-    pub anchor: usize,
-    /// The anchor's label.
-    pub anchor_label: i64,
-    /// One label per key (column of the row).
-    pub key_labels: &'a [i64],
-    /// Whether key `anchor` is excluded from the positives.
-    pub remove_diagonal: bool,
-}
-
-impl RowContext<'_> {
-    /// Key `j` is a positive of the anchor.
-    #[inline(always)]
-    pub fn is_positive(&self, j: usize) -> bool {
-        self.key_labels[j] == self.anchor_label && !(self.remove_diagonal && j == self.anchor)
-    }
-
-    /// Key `j` is a negative of the anchor.
-    #[inline(always)]
-    pub fn is_negative(&self, j: usize) -> bool {
-        self.key_labels[j] != self.anchor_label
-    }
-}
-
-/// Which row entries share a mined value's gradient (those equal to [`Pick::target`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum PickMask<T> {
-    /// The anchor's positives.
-    Positive,
-    /// The anchor's negatives.
-    Negative,
-    /// Negatives strictly farther than the threshold (semi-hard).
-    NegativeBeyond(T),
-    /// The single column [`Pick::first`] (the semi-hard fallback).
-    Column,
-    /// Any entry: an empty masked maximum, attributed to the row minimum.
-    RowMin,
-    /// Any entry: an empty masked minimum, attributed to the row maximum.
-    RowMax,
-}
-
-/// Where a mined distance came from.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Pick<T> {
-    /// The column TF Similarity's arg-extremum returns: the first selected entry, or 0 for
-    /// an empty mask (PN loss reads distances at these columns).
-    pub index: usize,
-    /// The entries the gradient goes to: those in `mask` equal to `target`.
-    pub mask: PickMask<T>,
-    /// The distance value of the entries that receive the gradient.
-    pub target: T,
-    /// The first entry that receives the gradient.
-    pub first: usize,
-    /// How many entries share the gradient (exact ties).
-    pub ties: u32,
-}
-
-impl<T: Float> Pick<T> {
-    /// True when the mask was empty and the value is a ±1e-6 sentinel.
-    pub fn is_sentinel(&self) -> bool {
-        matches!(self.mask, PickMask::RowMin | PickMask::RowMax)
-    }
-}
-
-/// The mined pair of one anchor.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Mined<T> {
-    /// The positive distance pᵢ.
-    pub positive: T,
-    /// The negative distance qᵢ.
-    pub negative: T,
-    /// Where pᵢ came from.
-    pub pos: Pick<T>,
-    /// Where qᵢ came from.
-    pub neg: Pick<T>,
-    /// The anchor has at least one positive.
-    pub has_positive: bool,
-    /// The anchor has at least one negative.
-    pub has_negative: bool,
-}
-
-impl<T: Float> Mined<T> {
-    /// A value to size buffers with before mining overwrites them (no positive, no
-    /// negative, every distance 0).
-    pub fn placeholder() -> Self {
-        let pick = Pick {
-            index: 0,
-            mask: PickMask::Column,
-            target: T::ZERO,
-            first: 0,
-            ties: 0,
-        };
-        Self {
-            positive: T::ZERO,
-            negative: T::ZERO,
-            pos: pick,
-            neg: pick,
-            has_positive: false,
-            has_negative: false,
-        }
-    }
-}
 
 /// Why a row could not be mined.
 #[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
@@ -539,6 +434,7 @@ pub fn mine_row<T: Float>(
         neg,
         has_positive: s.pos.is_finite(),
         has_negative: s.neg.is_finite(),
+        active: true,
     })
 }
 

@@ -192,7 +192,7 @@ proptest! {
     fn mine_row_matches_brute_force(r in row((-3.0..3.0f64).prop_map(|v| v as f32 as f64).boxed()), pos in positive(), neg in negative()) {
         let r32: Vec<f32> = r.values.iter().map(|v| *v as f32).collect();
         let m: Mined<f32> = mine_row(&r32, &r.ctx(), pos, neg).unwrap();
-        let m = Mined { positive: f64::from(m.positive), negative: f64::from(m.negative), has_positive: m.has_positive, has_negative: m.has_negative, pos: r_pick(m.pos), neg: r_pick(m.neg) };
+        let m = Mined { positive: f64::from(m.positive), negative: f64::from(m.negative), has_positive: m.has_positive, has_negative: m.has_negative, pos: r_pick(m.pos), neg: r_pick(m.neg), active: m.active };
         let (p, q) = brute_force(&r, pos, neg);
         let ctx = r.ctx();
         prop_assert_eq!(m.has_positive, (0..r.values.len()).any(|j| ctx.is_positive(j)));

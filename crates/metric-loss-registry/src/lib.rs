@@ -281,9 +281,11 @@ impl MetricLoss for Box<dyn RegisteredLoss> {
 /// `dyn RegisteredLoss`).
 ///
 /// ```
+/// use metric_loss_distances::DistanceKind;
 /// use metric_loss_registry::ConfigExt;
 /// use metric_loss_triplet::TripletLoss;
-/// let loss = TripletLoss::builder().distance("l2").build()?;
+///
+/// let loss = TripletLoss::builder().distance(DistanceKind::Euclidean).build()?;
 /// let config = loss.get_config()?;
 /// assert_eq!(config["class_name"], "TripletLoss");
 /// assert_eq!(config["config"]["distance"], "euclidean");

@@ -679,7 +679,7 @@ fn shipped_example_configs_compute_as_the_same_loss_built_in_code() {
     let xbm = load(examples_dir().join("xbm_triplet.toml")).unwrap();
     let expected = XBMConfig::new(
         WrappedLossConfig::TripletLoss(
-            TripletLoss::builder()
+            TripletLossConfig::default()
                 .negative_mining_strategy("hard")
                 .margin(0.5),
         ),

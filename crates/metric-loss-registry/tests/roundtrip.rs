@@ -179,7 +179,7 @@ fn every_setting_round_trips_in_every_format_and_matches_code() {
 
 #[test]
 fn written_configs_have_keras_shape() {
-    let loss = TripletLoss::builder()
+    let loss = TripletLossConfig::default()
         .distance("sql2")
         .margin(0.25)
         .build()
@@ -217,7 +217,7 @@ fn save_and_load_each_format() {
     let dir =
         std::env::temp_dir().join(format!("metric-loss-registry-save-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let loss = TripletLoss::builder()
+    let loss = TripletLossConfig::default()
         .distance("manhattan")
         .soft_margin(true)
         .build()
@@ -252,7 +252,7 @@ fn shipped_example_configs_load() {
     assert_eq!(json.get_config().unwrap(), default.get_config().unwrap());
 
     let soft = load(examples_dir().join("triplet_soft_l2.yaml")).unwrap();
-    let expected = TripletLoss::builder()
+    let expected = TripletLossConfig::default()
         .distance("euclidean")
         .negative_mining_strategy("hard")
         .soft_margin(true)
@@ -291,7 +291,7 @@ fn tf_similarity_configs_are_read() {
         }
     });
     let loss = from_value(&keras).unwrap();
-    let expected = TripletLoss::builder()
+    let expected = TripletLossConfig::default()
         .soft_margin(true)
         .name("triplet_loss")
         .build()
@@ -400,7 +400,7 @@ fn floats_are_read_back_exactly() {
         f64::MAX,
         -f64::MIN_POSITIVE,
     ] {
-        let loss = TripletLoss::builder().margin(margin).build().unwrap();
+        let loss = TripletLossConfig::default().margin(margin).build().unwrap();
         for format in Format::ALL {
             let text = loss.to_config_string(format).unwrap();
             let back = from_str(&text, format).unwrap().get_config().unwrap();

@@ -1,5 +1,6 @@
-//! Test support shared by the property tests of every crate of the workspace (a
-//! dev-dependency only; not published).
+//! Test support shared by the tests of every crate of the workspace (a dev-dependency
+//! only; not published): the proptest configuration, hostile float values, and a
+//! finite-difference check of any loss's gradient ([`check_gradient`]).
 //!
 //! ```
 //! use metric_loss_testkit::cases;
@@ -12,6 +13,10 @@
 //!
 //! # Supported Rust versions
 //! 1.89 or newer (the workspace's `rust-version`).
+
+mod finite_differences;
+
+pub use finite_differences::{check_gradient, GradientPoint};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};

@@ -4,22 +4,26 @@
 use metric_loss_core::{LossError, NegativeStrategy, PositiveStrategy, Reduction};
 use metric_loss_distances::DistanceKind;
 
-use crate::{Margin, TripletLoss};
+use crate::TripletLoss;
 
-/// TripletLoss's arguments with TF Similarity's names and defaults, not yet validated.
+/// TripletLoss's arguments with TF Similarity's names and defaults, not yet validated:
+/// the config-file edge, where parts are strings. In code, prefer the typed
+/// [`TripletLoss::builder`].
 ///
 /// `margin: None` (a config's `margin: null`, TF Similarity 0.17's spelling) means soft
 /// margin, like `soft_margin: true`.
 ///
 /// ```
+/// use metric_loss_distances::DistanceKind;
 /// use metric_loss_triplet::TripletLossConfig;
+///
 /// let loss = TripletLossConfig::default()
 ///     .distance("l2")
 ///     .negative_mining_strategy("hard")
 ///     .margin(0.2)
 ///     .build()
 ///     .unwrap();
-/// assert_eq!(loss.distance().name(), "euclidean");
+/// assert_eq!(loss.distance_kind(), Some(DistanceKind::Euclidean));
 /// assert!(TripletLossConfig::default().soft_margin(true).margin(0.2).build().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -133,31 +137,24 @@ impl TripletLossConfig {
         let positive: PositiveStrategy = self.positive_mining_strategy.parse()?;
         let negative: NegativeStrategy = self.negative_mining_strategy.parse()?;
         let reduction: Reduction = self.reduction.parse()?;
-        let margin = match (self.soft_margin, self.margin) {
-            (true, Some(m)) if m != 1.0 => {
-                return Err(LossError::MarginWithSoftMargin { margin: m })
+        if let (true, Some(m)) = (self.soft_margin, self.margin) {
+            if m != 1.0 {
+                return Err(LossError::MarginWithSoftMargin { margin: m });
             }
-            (_, Some(m)) if !m.is_finite() => {
-                return Err(LossError::InvalidParameter {
-                    name: "margin",
-                    value: m,
-                    expected: "a finite number (or null for the soft margin)",
-                })
-            }
-            (false, Some(m)) => Margin::Hinge(m),
-            _ if self.stable_soft_margin => Margin::SoftStable,
-            _ => Margin::Soft,
-        };
-        Ok(TripletLoss {
-            distance,
-            positive,
-            negative,
-            margin,
-            name: self.name.clone(),
-            reduction,
-            exclude_degenerate_anchors: self.exclude_degenerate_anchors,
-            stable_soft_margin: self.stable_soft_margin,
-        })
+        }
+        let builder = TripletLoss::builder()
+            .distance(distance)
+            .positive_mining(positive)
+            .negative_mining(negative)
+            .reducer(reduction)
+            .name(self.name.clone())
+            .exclude_degenerate_anchors(self.exclude_degenerate_anchors)
+            .stable_soft_margin(self.stable_soft_margin);
+        match (self.soft_margin, self.margin) {
+            (false, Some(m)) => builder.margin(m),
+            (true, Some(_)) | (_, None) => builder.soft_margin(),
+        }
+        .build()
     }
 }
 
@@ -170,9 +167,11 @@ impl TryFrom<TripletLossConfig> for TripletLoss {
     }
 }
 
-impl From<&TripletLoss> for TripletLossConfig {
+impl TryFrom<&TripletLoss> for TripletLossConfig {
+    type Error = LossError;
+
     /// [`TripletLoss::config`].
-    fn from(loss: &TripletLoss) -> Self {
+    fn try_from(loss: &TripletLoss) -> Result<Self, LossError> {
         loss.config()
     }
 }
@@ -181,7 +180,9 @@ impl From<&TripletLoss> for TripletLossConfig {
 #[cfg(feature = "serde")]
 impl serde::Serialize for TripletLoss {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.config().serialize(serializer)
+        self.config()
+            .map_err(serde::ser::Error::custom)?
+            .serialize(serializer)
     }
 }
 
@@ -223,7 +224,7 @@ mod tests {
         ];
         for config in configs {
             let loss = config.build().unwrap();
-            assert_eq!(loss.config().build().unwrap(), loss, "{config:?}");
+            assert_eq!(loss.config().unwrap().build().unwrap(), loss, "{config:?}");
         }
     }
 }

@@ -8,9 +8,8 @@
 //! split over threads, and the result is the sequential loop's bit for bit whatever the
 //! split (a test compares them).
 
-use metric_loss_core::{Embeddings, Float};
+use metric_loss_core::{Distance, Embeddings, Float};
 use metric_loss_distances::parallel::{for_each_item, for_rows_on};
-use metric_loss_distances::DistanceKind;
 
 /// One pair's share of the gradient.
 #[derive(Debug, Clone, Copy)]
@@ -64,10 +63,10 @@ impl<T: Float> GradientTerms<T> {
     /// `grad_k` (`m x dims`), rows split over `threads` threads. `temps` is scratch
     /// (one row per thread), kept by the caller so that steady-state calls do not allocate.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn apply(
+    pub(crate) fn apply<D: Distance<T> + ?Sized>(
         &mut self,
         threads: usize,
-        distance: DistanceKind,
+        distance: &D,
         q: Embeddings<'_, T>,
         k: Embeddings<'_, T>,
         same: bool,
@@ -158,9 +157,9 @@ impl<T: Float> GradientTerms<T> {
     /// term order. A term pairing `r` with itself adds its key side through `temp` (a row,
     /// zeroed first), as the sequential loop does: `row + (0 + x)` and `row + x` differ in
     /// the sign of a zero.
-    fn add_row(
+    fn add_row<D: Distance<T> + ?Sized>(
         &self,
-        distance: DistanceKind,
+        distance: &D,
         q: Embeddings<'_, T>,
         k: Embeddings<'_, T>,
         r: usize,
@@ -202,7 +201,7 @@ impl<T: Float> GradientTerms<T> {
 
 #[cfg(test)]
 mod tests {
-    use metric_loss_core::Distance;
+    use metric_loss_distances::DistanceKind;
 
     use super::*;
 
@@ -316,7 +315,7 @@ mod tests {
                 }
                 let (mut gq, mut gk) = (start(n * dims), start(keys * dims));
                 let mut temps = Vec::new();
-                again.apply(threads, distance, q, k, same, &mut gq, &mut gk, &mut temps);
+                again.apply(threads, &distance, q, k, same, &mut gq, &mut gk, &mut temps);
                 let what = format!("case {case} {distance} same={same} {threads} threads");
                 assert_same(&gq, &eq, dims, &format!("queries: {what}"));
                 if !same {

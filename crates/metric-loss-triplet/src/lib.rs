@@ -35,8 +35,9 @@
 //! # Performance
 //! Against the batch itself (no separate keys) under cosine or inner product, whose
 //! entry (j, i) equals entry (i, j) bit for bit, a call computes the distance matrix's
-//! upper triangle only ([`DistanceKind::upper_triangle`](metric_loss_distances::DistanceKind::upper_triangle))
-//! and mines it in place ([`TriangleMiner`](metric_loss_mining::TriangleMiner)): half a
+//! upper triangle only ([`Distance::upper_triangle`](metric_loss_core::Distance::upper_triangle))
+//! and mines it in place ([`Miner::mine_upper`](metric_loss_core::Miner::mine_upper), which
+//! the built-in [`StrategyMiner`](metric_loss_mining::StrategyMiner) implements): half a
 //! matrix product on any thread count, and no mirrored lower triangle. The other distances
 //! and query/key batches compute the full matrix and mine it row by row. Either way the
 //! results are the same bit for bit.
@@ -44,11 +45,13 @@
 //! # Supported Rust versions
 //! 1.89 or newer (nalgebra 0.35 requires it).
 
+mod builder;
 mod config;
 mod gradient;
 mod loss;
 mod margin;
 
+pub use builder::TripletLossBuilder;
 pub use config::TripletLossConfig;
 pub use loss::{TripletLoss, MAX_DISTANCE_MATRIX_BYTES};
 pub use margin::Margin;

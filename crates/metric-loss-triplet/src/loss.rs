@@ -1,18 +1,19 @@
 //! `TripletLoss`: mining, the per-anchor loss, the reduction and the gradient.
 
+use std::any::Any;
+use std::sync::Arc;
+
 use metric_loss_core::{
-    reduce, AllowNonFinite, Distance, Float, LossError, LossInput, LossOutput, MetricLoss,
-    NegativeStrategy, PositiveStrategy, Reduction, Workspace,
+    AllowNonFinite, AnyDistance, AnyMiner, AnyReducer, Distance, Float, LossError, LossInput,
+    LossOutput, MeanOverNonZero, MetricLoss, Miner, MiningView, NegativeStrategy, PositiveStrategy,
+    Reducer, Reduction, RowContext, Threshold, UpperTriangleView, Workspace,
 };
-use metric_loss_distances::parallel::{for_each_item, threads_for, triangle_bounds};
-use metric_loss_distances::DistanceKind;
-use metric_loss_mining::{
-    gather_upper_row, mine_row_grouped, route_gradient, KeyClasses, Mined, RowContext,
-    TriangleMiner, UpperTriangle,
-};
+use metric_loss_distances::parallel::{threads_for, triangle_bounds};
+use metric_loss_distances::{mirror_upper, DistanceKind};
+use metric_loss_mining::{gather_upper_row, route_gradient, Mined, StrategyMiner};
 
 use crate::gradient::GradientTerms;
-use crate::{Margin, TripletLossConfig};
+use crate::{Margin, TripletLossBuilder, TripletLossConfig};
 
 /// The largest distance matrix a call may allocate, in bytes (16 GiB): larger batches get
 /// [`LossError::TooLarge`] instead of an allocation failure.
@@ -21,16 +22,19 @@ pub const MAX_DISTANCE_MATRIX_BYTES: u128 = 16 << 30;
 /// TF Similarity's `TripletLoss`: for each anchor, a mined positive distance pᵢ and negative
 /// distance qᵢ, and ℓᵢ = max(pᵢ − qᵢ + m, 0) or soft-plus(pᵢ − qᵢ).
 ///
-/// Build it from a [`TripletLossConfig`] (validated once) or take the default (cosine,
-/// hard positives, semi-hard negatives, margin 1.0):
+/// It is a distance, a miner and a reducer composed with the triplet formula: build it
+/// from typed parts with [`TripletLoss::builder`] (any [`Distance`], [`Miner`] and
+/// [`Reducer`], yours included), from a [`TripletLossConfig`] (TF Similarity's argument
+/// strings, validated once), or take the default (cosine, hard positives, semi-hard
+/// negatives, margin 1.0):
 ///
 /// ```
-/// use metric_loss_core::MetricLossExt;
+/// use metric_loss_core::{MetricLossExt, NegativeStrategy};
 /// use metric_loss_triplet::TripletLoss;
 ///
-/// // The spec's golden batch: e0 = (1, 0), e1 = (0.8, 0.6), e2 = (0, 1), e3 = (-0.6, -0.8).
+/// // e0 = (1, 0), e1 = (0.8, 0.6), e2 = (0, 1), e3 = (-0.6, -0.8).
 /// let x = [1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
-/// let loss = TripletLoss::builder().margin(0.5).negative_mining_strategy("hard").build()?;
+/// let loss = TripletLoss::builder().margin(0.5).negative_mining(NegativeStrategy::Hard).build()?;
 /// let out = loss.evaluate(&[0, 0, 1, 2], &x, 2)?;
 /// assert!((out.per_example[1] - 0.3).abs() < 1e-6);
 /// assert!((out.loss - 0.099999756).abs() < 1e-7);
@@ -39,70 +43,160 @@ pub const MAX_DISTANCE_MATRIX_BYTES: u128 = 16 << 30;
 /// ```
 ///
 /// Anchors with no positive or no negative follow TF Similarity (a ±1e-6 sentinel
-/// triplet, see `metric-loss-mining`) unless `exclude_degenerate_anchors` is set.
-#[derive(Debug, Clone, PartialEq)]
+/// triplet, see `metric-loss-mining`) unless `exclude_degenerate_anchors` is set; anchors
+/// a miner leaves out ([`Mined::none`](metric_loss_core::Mined::none)) give 0.
+///
+/// Two losses are equal when their arguments are; a user part is equal only to itself
+/// (the same `Arc`).
+#[derive(Debug, Clone)]
 pub struct TripletLoss {
-    pub(crate) distance: DistanceKind,
-    pub(crate) positive: PositiveStrategy,
-    pub(crate) negative: NegativeStrategy,
+    pub(crate) distance: Arc<dyn AnyDistance>,
+    pub(crate) miner: Arc<dyn AnyMiner>,
+    pub(crate) reducer: Arc<dyn AnyReducer>,
+    /// The miner's strategies when it is the built-in one.
+    pub(crate) strategies: Option<StrategyMiner>,
     pub(crate) margin: Margin,
     pub(crate) name: String,
-    pub(crate) reduction: Reduction,
     pub(crate) exclude_degenerate_anchors: bool,
     pub(crate) stable_soft_margin: bool,
 }
 
+impl PartialEq for TripletLoss {
+    fn eq(&self, other: &Self) -> bool {
+        same_part(
+            self.distance.as_any(),
+            other.distance.as_any(),
+            Arc::ptr_eq(&self.distance, &other.distance),
+        ) && same_part(
+            self.miner.as_any(),
+            other.miner.as_any(),
+            Arc::ptr_eq(&self.miner, &other.miner),
+        ) && same_part(
+            self.reducer.as_any(),
+            other.reducer.as_any(),
+            Arc::ptr_eq(&self.reducer, &other.reducer),
+        ) && self.margin == other.margin
+            && self.name == other.name
+            && self.exclude_degenerate_anchors == other.exclude_degenerate_anchors
+            && self.stable_soft_margin == other.stable_soft_margin
+    }
+}
+
+/// Two parts are the same: one value, or equal built-ins.
+fn same_part(a: &dyn Any, b: &dyn Any, one_value: bool) -> bool {
+    fn equal<K: PartialEq + 'static>(a: &dyn Any, b: &dyn Any) -> Option<bool> {
+        Some(a.downcast_ref::<K>()? == b.downcast_ref::<K>()?)
+    }
+    one_value
+        || equal::<DistanceKind>(a, b)
+            .or_else(|| equal::<StrategyMiner>(a, b))
+            .or_else(|| equal::<Reduction>(a, b))
+            .or_else(|| equal::<MeanOverNonZero>(a, b))
+            .or_else(|| equal::<Threshold>(a, b))
+            .unwrap_or(false)
+}
+
 impl Default for TripletLoss {
     fn default() -> Self {
-        TripletLossConfig::default()
+        TripletLossBuilder::default()
             .build()
-            .expect("the default config is valid")
+            .expect("the default arguments are valid")
     }
 }
 
 impl TripletLoss {
-    /// The default arguments, to adjust and `build`.
-    pub fn builder() -> TripletLossConfig {
-        TripletLossConfig::default()
+    /// TF Similarity's defaults, to adjust with typed parts and `build`.
+    pub fn builder() -> TripletLossBuilder {
+        TripletLossBuilder::default()
     }
 
-    /// The loss's arguments (`get_config`): building them again gives an identical loss.
-    pub fn config(&self) -> TripletLossConfig {
+    /// The loss's arguments (`get_config`): building them again gives an equal loss.
+    ///
+    /// # Errors
+    /// [`LossError::Unsupported`] when a part is not a built-in one (a user's distance,
+    /// miner or reducer has no TF Similarity spelling; the registry writes those).
+    pub fn config(&self) -> Result<TripletLossConfig, LossError> {
         let (soft_margin, margin) = match self.margin {
             Margin::Hinge(m) => (false, Some(m)),
             Margin::Soft | Margin::SoftStable => (true, Some(1.0)),
         };
-        TripletLossConfig {
-            distance: self.distance.name().into(),
-            positive_mining_strategy: self.positive.name().into(),
-            negative_mining_strategy: self.negative.name().into(),
+        let not_built_in = |part: &str, name: &str| LossError::Unsupported {
+            loss: self.name.clone(),
+            message: format!(
+                "the {part} `{name}` is not a built-in one and has no config-file spelling here"
+            ),
+        };
+        let distance = self
+            .distance_kind()
+            .ok_or_else(|| not_built_in("distance", Distance::<f32>::name(&*self.distance)))?;
+        let strategies = self
+            .strategies
+            .ok_or_else(|| not_built_in("miner", Miner::<f32>::name(&*self.miner)))?;
+        let reduction = self
+            .reducer
+            .as_any()
+            .downcast_ref::<Reduction>()
+            .ok_or_else(|| not_built_in("reducer", Reducer::<f32>::name(&*self.reducer)))?;
+        Ok(TripletLossConfig {
+            distance: distance.name().into(),
+            positive_mining_strategy: strategies.positive.name().into(),
+            negative_mining_strategy: strategies.negative.name().into(),
             soft_margin,
             margin,
             name: self.name.clone(),
-            reduction: self.reduction.name().into(),
+            reduction: Reduction::name(*reduction).into(),
             exclude_degenerate_anchors: self.exclude_degenerate_anchors,
             stable_soft_margin: self.stable_soft_margin,
-        }
+        })
     }
 
     /// The distance.
-    pub fn distance(&self) -> DistanceKind {
+    pub fn distance(&self) -> &dyn AnyDistance {
+        &*self.distance
+    }
+
+    /// The distance, if it is one of TF Similarity's.
+    pub fn distance_kind(&self) -> Option<DistanceKind> {
         self.distance
+            .as_any()
+            .downcast_ref::<DistanceKind>()
+            .copied()
     }
 
-    /// The positive mining strategy.
-    pub fn positive_mining_strategy(&self) -> PositiveStrategy {
-        self.positive
+    /// The miner.
+    pub fn miner(&self) -> &dyn AnyMiner {
+        &*self.miner
     }
 
-    /// The negative mining strategy.
-    pub fn negative_mining_strategy(&self) -> NegativeStrategy {
-        self.negative
+    /// The reducer.
+    pub fn reducer(&self) -> &dyn AnyReducer {
+        &*self.reducer
+    }
+
+    /// The positive mining strategy, if the miner is TF Similarity's.
+    pub fn positive_mining_strategy(&self) -> Option<PositiveStrategy> {
+        self.strategies.map(|s| s.positive)
+    }
+
+    /// The negative mining strategy, if the miner is TF Similarity's.
+    pub fn negative_mining_strategy(&self) -> Option<NegativeStrategy> {
+        self.strategies.map(|s| s.negative)
     }
 
     /// The margin rule.
     pub fn margin(&self) -> Margin {
         self.margin
+    }
+
+    /// The same loss with another miner (for instance
+    /// [`GivenTriplets`](metric_loss_mining::GivenTriplets) for this batch's triplets): the
+    /// other parts are shared, not copied.
+    pub fn with_miner(&self, miner: impl AnyMiner) -> TripletLoss {
+        TripletLoss {
+            strategies: miner.as_any().downcast_ref::<StrategyMiner>().copied(),
+            miner: Arc::new(miner),
+            ..self.clone()
+        }
     }
 
     fn run<T: Float>(
@@ -143,7 +237,26 @@ impl TripletLoss {
             });
         }
 
-        let scratch = workspace.get::<Scratch<T>>();
+        // The scratch leaves the workspace while the parts use it.
+        let mut scratch = std::mem::take(workspace.get::<Scratch<T>>());
+        let result = self.run_with(input, workspace, &mut scratch, out);
+        *workspace.get::<Scratch<T>>() = scratch;
+        result
+    }
+
+    fn run_with<T: Float>(
+        &self,
+        input: &LossInput<'_, T>,
+        workspace: &mut Workspace,
+        scratch: &mut Scratch<T>,
+        out: &mut LossOutput<T>,
+    ) -> Result<(), LossError> {
+        let (queries, keys) = (input.queries(), input.keys());
+        let (n, m) = (queries.len(), keys.len());
+        let same = input.keys_are_queries();
+        let gradient = input.wants_gradient();
+        let distance = T::distance(&*self.distance);
+        let miner = T::miner(&*self.miner);
         // `matrix` writes every entry: no need to zero the buffer first (resize only fills
         // when the buffer grows; a memset of the whole matrix was ~3% of a call).
         scratch.distances.resize(n * m, T::ZERO);
@@ -151,40 +264,38 @@ impl TripletLoss {
         // Against itself, a batch under a distance symmetric entry by entry needs only the
         // upper triangle, mined in place: no mirror, half the product on any thread count.
         triangle_bounds(n, threads_for(n), &mut scratch.bounds);
-        let upper = same
-            && self
-                .distance
-                .upper_triangle(q, &scratch.bounds, &mut scratch.distances)?;
+        let upper = same && distance.upper_triangle(q, &scratch.bounds, &mut scratch.distances)?;
         if !upper {
-            self.distance
-                .matrix(q, k, same, &mut scratch.row_stats, &mut scratch.distances)?;
+            distance.matrix(q, k, same, &mut scratch.row_stats, &mut scratch.distances)?;
         }
 
-        // Grouping the keys by label once makes each anchor's positives a short list.
-        scratch.classes.rebuild(keys.labels());
         scratch.mined.clear();
         scratch.mined.resize(n, Mined::placeholder());
-        if upper {
-            let triangle = UpperTriangle {
+        let mined_upper = upper
+            && miner.mine_upper(
+                UpperTriangleView {
+                    distances: &mut scratch.distances,
+                    labels: queries.labels(),
+                    remove_diagonal: input.removes_diagonal(),
+                    parts: &scratch.bounds,
+                    distance: distance.name(),
+                },
+                workspace,
+                &mut scratch.mined,
+            )?;
+        if !mined_upper {
+            if upper {
+                // A miner that wants whole rows.
+                mirror_upper(&mut scratch.distances, n);
+            }
+            let view = MiningView {
                 distances: &mut scratch.distances,
-                n,
-                labels: queries.labels(),
+                query_labels: queries.labels(),
+                key_labels: keys.labels(),
                 remove_diagonal: input.removes_diagonal(),
+                distance: distance.name(),
             };
-            scratch
-                .miner
-                .mine(
-                    triangle,
-                    &scratch.classes,
-                    self.positive,
-                    self.negative,
-                    &scratch.bounds,
-                    |parts, task| for_each_item(parts, task),
-                    &mut scratch.mined,
-                )
-                .map_err(|(i, e)| e.into_loss_error::<T>(self.distance.name(), i, n))?;
-        } else {
-            self.mine_rows(input, scratch)?;
+            miner.mine(view, workspace, &mut scratch.mined)?;
         }
         scratch.slopes.clear();
         for (loss, mined) in out.per_example.iter_mut().zip(&scratch.mined) {
@@ -192,15 +303,20 @@ impl TripletLoss {
             *loss = value;
             scratch.slopes.push(slope);
         }
-        out.loss = reduce(&out.per_example, &input.sample_weight(), self.reduction);
+        scratch.scales.resize(n, T::ZERO);
+        let reducer = T::reducer(&*self.reducer);
+        out.loss = reducer.reduce(
+            &out.per_example,
+            &input.sample_weight(),
+            &mut scratch.scales,
+        );
 
         if gradient {
             // The pairs first, in anchor order; then each gradient row adds its own.
-            let scale = T::from_f64(self.reduction.example_scale(n));
             scratch.terms.clear(n);
             for i in 0..n {
                 scratch.terms.next_query();
-                let g = input.sample_weight().get(i) * scale * scratch.slopes[i];
+                let g = scratch.scales[i] * scratch.slopes[i];
                 if g == T::ZERO {
                     continue;
                 }
@@ -208,7 +324,7 @@ impl TripletLoss {
                 // The whole row is read only to share a gradient among exact ties.
                 let row: &[T] = if pos.ties <= 1 && neg.ties <= 1 {
                     &[]
-                } else if !upper {
+                } else if !mined_upper {
                     &scratch.distances[i * m..(i + 1) * m]
                 } else {
                     gather_upper_row(&scratch.distances, n, i, &mut scratch.gathered);
@@ -226,16 +342,9 @@ impl TripletLoss {
             }
             let (grad_q, grad_k) = (&mut out.grad_queries, &mut out.grad_keys);
             let temps = &mut scratch.gradient_rows;
-            scratch.terms.apply(
-                threads_for(n),
-                self.distance,
-                q,
-                k,
-                same,
-                grad_q,
-                grad_k,
-                temps,
-            );
+            scratch
+                .terms
+                .apply(threads_for(n), distance, q, k, same, grad_q, grad_k, temps);
         }
         // Finite inputs can still overflow (a huge margin, a weight times a huge loss, a
         // gradient): an error, never a silent ±∞ or NaN, except for the documented +∞ of TF
@@ -247,37 +356,11 @@ impl TripletLoss {
         })
     }
 
-    /// Mines every row of the full distance matrix into `scratch.mined`, rows split over
-    /// threads.
-    fn mine_rows<T: Float>(
-        &self,
-        input: &LossInput<'_, T>,
-        scratch: &mut Scratch<T>,
-    ) -> Result<(), LossError> {
-        let (n, m) = (input.queries().len(), input.keys().len());
-        let classes = &scratch.classes;
-        let query_labels = input.queries().labels();
-        metric_loss_distances::parallel::for_row_chunks(
-            &mut scratch.mined,
-            &mut vec![(); n],
-            &mut scratch.distances,
-            m,
-            |start, mined, _, rows| {
-                for (t, (slot, row)) in mined.iter_mut().zip(rows.chunks_exact_mut(m)).enumerate() {
-                    let i = start + t;
-                    let ctx = self.context(input, i);
-                    let members = classes.members(query_labels[i]);
-                    *slot = mine_row_grouped(row, &ctx, members, self.positive, self.negative)
-                        .map_err(|e| e.into_loss_error::<T>(self.distance.name(), i, n))?;
-                }
-                Ok(())
-            },
-        )
-    }
-
     /// An anchor's loss ℓᵢ and slope dℓᵢ/dxᵢ from its mined pair.
     fn score<T: Float>(&self, mined: &Mined<T>) -> (T, T) {
-        if self.exclude_degenerate_anchors && !(mined.has_positive && mined.has_negative) {
+        if !mined.active
+            || (self.exclude_degenerate_anchors && !(mined.has_positive && mined.has_negative))
+        {
             (T::ZERO, T::ZERO)
         } else {
             self.margin.apply(mined.positive - mined.negative)
@@ -299,16 +382,15 @@ impl TripletLoss {
 struct Scratch<T> {
     distances: Vec<T>,
     row_stats: Vec<T>,
-    /// Per anchor: its mined pair, and dℓᵢ/dxᵢ.
+    /// Per anchor: its mined pair, dℓᵢ/dxᵢ, and the reducer's ∂L/∂ℓᵢ.
     mined: Vec<Mined<T>>,
     slopes: Vec<T>,
+    scales: Vec<T>,
     terms: GradientTerms<T>,
     /// One gradient row per thread (a self pair's key share).
     gradient_rows: Vec<T>,
-    classes: KeyClasses,
     /// The row ranges of the threads (upper-triangle path).
     bounds: Vec<usize>,
-    miner: TriangleMiner<T>,
     /// One row gathered from the upper triangle.
     gathered: Vec<T>,
 }
@@ -336,7 +418,13 @@ impl MetricLoss for TripletLoss {
         self.run(input, workspace, out)
     }
 
+    /// The reducer as a Keras reduction; `Auto` for a reducer that is not one (see
+    /// [`MetricLoss::keras_reduction`]).
     fn reduction(&self) -> Reduction {
-        self.reduction
+        self.keras_reduction().unwrap_or(Reduction::Auto)
+    }
+
+    fn keras_reduction(&self) -> Option<Reduction> {
+        Reducer::<f32>::as_keras(&*self.reducer)
     }
 }

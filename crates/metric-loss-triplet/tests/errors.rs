@@ -14,27 +14,27 @@ fn x4() -> Vec<f32> {
 fn construction_errors_name_the_argument() {
     let cases: [(TripletLossConfig, &str); 6] = [
         (
-            TripletLoss::builder().positive_mining_strategy("semi-hard"),
+            TripletLossConfig::default().positive_mining_strategy("semi-hard"),
             "invalid positive mining strategy \"semi-hard\"",
         ),
         (
-            TripletLoss::builder().negative_mining_strategy("medium"),
+            TripletLossConfig::default().negative_mining_strategy("medium"),
             "invalid negative mining strategy \"medium\"",
         ),
         (
-            TripletLoss::builder().distance("chebyshev"),
+            TripletLossConfig::default().distance("chebyshev"),
             "unknown distance \"chebyshev\"",
         ),
         (
-            TripletLoss::builder().soft_margin(true).margin(0.2),
+            TripletLossConfig::default().soft_margin(true).margin(0.2),
             "margin value is not used when soft_margin is set",
         ),
         (
-            TripletLoss::builder().margin(f64::NAN),
+            TripletLossConfig::default().margin(f64::NAN),
             "invalid value NaN for margin",
         ),
         (
-            TripletLoss::builder().reduction_name("mean"),
+            TripletLossConfig::default().reduction_name("mean"),
             "unknown reduction \"mean\"",
         ),
     ];
@@ -43,12 +43,12 @@ fn construction_errors_name_the_argument() {
         assert!(err.to_string().contains(message), "{err}");
     }
     // TF's check order: the distance first.
-    let both = TripletLoss::builder()
+    let both = TripletLossConfig::default()
         .distance("nope")
         .positive_mining_strategy("nope")
         .build();
     assert!(matches!(both, Err(LossError::UnknownDistance { .. })));
-    let pos_first = TripletLoss::builder()
+    let pos_first = TripletLossConfig::default()
         .positive_mining_strategy("x")
         .negative_mining_strategy("y")
         .build();
@@ -60,7 +60,10 @@ fn construction_errors_name_the_argument() {
         })
     ));
     // soft_margin with margin 1.0 (the default) is accepted, as in TF Similarity 0.16.
-    assert!(TripletLoss::builder().soft_margin(true).build().is_ok());
+    assert!(TripletLossConfig::default()
+        .soft_margin(true)
+        .build()
+        .is_ok());
 }
 
 trait ReductionName {
@@ -194,7 +197,10 @@ fn overflowing_distances_and_constant_snr_rows_are_errors() {
         Embeddings::from_row_major(&constant, 4, 3).unwrap(),
     )
     .unwrap();
-    let snr = TripletLoss::builder().distance("snr").build().unwrap();
+    let snr = TripletLossConfig::default()
+        .distance("snr")
+        .build()
+        .unwrap();
     let err = snr.compute(&LossInput::new(q)).unwrap_err();
     assert_eq!(err, LossError::ZeroVariance { row: 0 });
 }
@@ -217,7 +223,7 @@ fn soft_margin_overflow_is_documented_and_the_stable_option_avoids_it() {
     let labels = [0i64, 0, 1, 1];
     let x: Vec<f32> = x4().iter().map(|v| v * 50.0).collect();
     let q = Batch::new(&labels, Embeddings::from_row_major(&x, 4, 2).unwrap()).unwrap();
-    let reference = TripletLoss::builder()
+    let reference = TripletLossConfig::default()
         .distance("sqeuclidean")
         .negative_mining_strategy("easy")
         .soft_margin(true);

@@ -18,7 +18,7 @@ fn configs() -> Vec<TripletLossConfig> {
         for pos in ["easy", "hard"] {
             for neg in ["easy", "hard", "semi-hard"] {
                 for soft in [false, true] {
-                    let c = TripletLoss::builder()
+                    let c = TripletLossConfig::default()
                         .distance(distance.name())
                         .positive_mining_strategy(pos)
                         .negative_mining_strategy(neg)
@@ -94,7 +94,12 @@ fn gradient_matches_finite_differences_with_keys_equal_to_queries() {
     let (n, dims) = (12, 5);
     for (c, config) in configs().into_iter().enumerate() {
         let loss = config.build().unwrap();
-        let (labels, x, w) = batch(100 + c as u64, n, dims, loss.distance());
+        let (labels, x, w) = batch(
+            100 + c as u64,
+            n,
+            dims,
+            loss.distance_kind().expect("a built-in distance"),
+        );
         let q = Batch::new(&labels, Embeddings::from_row_major(&x, n, dims).unwrap()).unwrap();
         let out = loss
             .compute(&LossInput::new(q).with_sample_weight(SampleWeight::PerExample(&w)))
@@ -114,8 +119,18 @@ fn gradient_matches_finite_differences_for_separate_keys() {
     let (n, m, dims) = (6, 15, 4);
     for (c, config) in configs().into_iter().enumerate() {
         let loss = config.build().unwrap();
-        let (_, x, w) = batch(500 + c as u64, n, dims, loss.distance());
-        let (_, kx, _) = batch(900 + c as u64, m, dims, loss.distance());
+        let (_, x, w) = batch(
+            500 + c as u64,
+            n,
+            dims,
+            loss.distance_kind().expect("a built-in distance"),
+        );
+        let (_, kx, _) = batch(
+            900 + c as u64,
+            m,
+            dims,
+            loss.distance_kind().expect("a built-in distance"),
+        );
         let labels: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
         let key_labels: Vec<i64> = (0..m as i64).map(|j| j % 3).collect();
         let q = Batch::new(&labels, Embeddings::from_row_major(&x, n, dims).unwrap()).unwrap();

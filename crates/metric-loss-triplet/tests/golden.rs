@@ -8,7 +8,7 @@
 use metric_loss_core::{
     Batch, Embeddings, LossInput, LossOutput, MetricLossExt, Reduction, SampleWeight,
 };
-use metric_loss_triplet::TripletLoss;
+use metric_loss_triplet::TripletLossConfig;
 
 /// e₀ = (1, 0), e₁ = (0.8, 0.6), e₂ = (0, 1), e₃ = (−0.6, −0.8).
 const GOLDEN: [f32; 8] = [1.0, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
@@ -22,7 +22,7 @@ fn run(
     dims: usize,
     reduction: Reduction,
 ) -> LossOutput<f32> {
-    let mut b = TripletLoss::builder()
+    let mut b = TripletLossConfig::default()
         .positive_mining_strategy(pos)
         .negative_mining_strategy(neg)
         .reduction(reduction);
@@ -202,7 +202,7 @@ fn spec_golden_values_single_example() {
 
 #[test]
 fn spec_reductions_and_weights() {
-    let loss = TripletLoss::builder()
+    let loss = TripletLossConfig::default()
         .margin(0.5)
         .negative_mining_strategy("hard")
         .build()
@@ -358,7 +358,7 @@ fn excluding_degenerate_anchors_zeroes_them_only() {
         2,
         Reduction::None,
     );
-    let loss = TripletLoss::builder()
+    let loss = TripletLossConfig::default()
         .margin(0.5)
         .negative_mining_strategy("hard")
         .exclude_degenerate_anchors(true)

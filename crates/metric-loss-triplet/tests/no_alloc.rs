@@ -20,7 +20,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use metric_loss_core::{Batch, Embeddings, Float, LossInput, LossOutput, MetricLossExt, Workspace};
-use metric_loss_triplet::TripletLoss;
+use metric_loss_triplet::{TripletLoss, TripletLossConfig};
 
 struct Counting;
 
@@ -120,7 +120,7 @@ fn check<T: Float>(n: usize, d: usize) {
     for distance in DISTANCES {
         for (pos, neg) in PAIRS {
             for soft in [false, true] {
-                let loss: TripletLoss = TripletLoss::builder()
+                let loss: TripletLoss = TripletLossConfig::default()
                     .distance(distance)
                     .positive_mining_strategy(pos)
                     .negative_mining_strategy(neg)

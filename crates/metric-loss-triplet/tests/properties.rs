@@ -328,7 +328,7 @@ proptest! {
         match config.build() {
             Ok(loss) => {
                 // get_config round-trips.
-                prop_assert_eq!(loss.config().build().unwrap(), loss);
+                prop_assert_eq!(loss.config().unwrap().build().unwrap(), loss);
             }
             Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
@@ -651,7 +651,7 @@ fn base_case(config: TripletLossConfig, queries: Set) -> Case {
 #[test]
 fn regression_empty_key_set_is_an_error() {
     for neg in ["easy", "hard", "semi-hard"] {
-        let config = TripletLoss::builder().negative_mining_strategy(neg);
+        let config = TripletLossConfig::default().negative_mining_strategy(neg);
         let mut c = base_case(config.clone(), one_set(&[0], &[1.0], 1, 1));
         c.keys = Some(one_set(&[], &[], 0, 1));
         let loss = config.build().unwrap();
@@ -667,7 +667,7 @@ fn regression_empty_key_set_is_an_error() {
 /// there are keys; a huge declared query width with no rows allocates nothing.
 #[test]
 fn regression_key_width_must_match_even_without_queries() {
-    let mut c = base_case(TripletLoss::builder(), one_set(&[], &[], 0, 2));
+    let mut c = base_case(TripletLossConfig::default(), one_set(&[], &[], 0, 2));
     c.keys = Some(one_set(&[0], &[0.0], 1, 1));
     let err = run::<f32>(&c.config.build().unwrap(), &c).unwrap_err();
     assert!(
@@ -680,10 +680,13 @@ fn regression_key_width_must_match_even_without_queries() {
         ),
         "{err}"
     );
-    let mut c = base_case(TripletLoss::builder(), one_set(&[], &[], 0, usize::MAX));
+    let mut c = base_case(
+        TripletLossConfig::default(),
+        one_set(&[], &[], 0, usize::MAX),
+    );
     c.keys = Some(one_set(&[0, 1], &[0.5, 0.25], 2, 1));
     assert!(run::<f64>(&c.config.build().unwrap(), &c).is_err());
-    let mut c = base_case(TripletLoss::builder(), one_set(&[], &[], 0, 1));
+    let mut c = base_case(TripletLossConfig::default(), one_set(&[], &[], 0, 1));
     c.keys = Some(one_set(&[0, 1], &[0.5, 0.25], 2, 1));
     let out = run::<f64>(&c.config.build().unwrap(), &c).unwrap();
     assert_eq!(out.grad_keys, vec![0.0, 0.0]);
@@ -693,7 +696,7 @@ fn regression_key_width_must_match_even_without_queries() {
 /// +inf in f32 without an error. Now `NonFiniteResult`.
 #[test]
 fn regression_margin_beyond_f32_range_is_an_error_not_inf() {
-    let config = TripletLoss::builder()
+    let config = TripletLossConfig::default()
         .positive_mining_strategy("easy")
         .negative_mining_strategy("easy")
         .margin(f64::MAX);
@@ -716,7 +719,7 @@ fn regression_margin_beyond_f32_range_is_an_error_not_inf() {
 /// loss to +inf (inner product of ±1e30 rows, weight f64::MAX). Now `NonFiniteResult`.
 #[test]
 fn regression_weight_times_loss_overflow_is_an_error() {
-    let config = TripletLoss::builder()
+    let config = TripletLossConfig::default()
         .distance("inner_product")
         .positive_mining_strategy("easy")
         .negative_mining_strategy("easy")
@@ -735,7 +738,7 @@ fn regression_weight_times_loss_overflow_is_an_error() {
 /// output; the stable soft margin gives a finite value on the same input.
 #[test]
 fn reference_soft_margin_inf_is_documented_and_stable_one_is_finite() {
-    let soft = TripletLoss::builder()
+    let soft = TripletLossConfig::default()
         .distance("squared_euclidean")
         .soft_margin(true)
         .negative_mining_strategy("easy");
