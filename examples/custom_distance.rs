@@ -4,18 +4,58 @@
 //! d(q, k) = Σₜ wₜ (qₜ − kₜ)², for when some embedding dimensions should count more than
 //! others. Implementing `Distance` (the matrix and the two vector-Jacobian products) is all
 //! it takes: mining, the triplet formula, reduction and the gradient routing are the
-//! loss's, unchanged.
+//! loss's, unchanged. Registered with typetag, a config file names it like a built-in:
+//! `"distance": {"class_name": "DiagonalMahalanobis", "config": {"weights": [1, 4]}}`.
 //!
 //! Run with `cargo run -p metric-loss-examples --example custom_distance`.
 
-use metric_loss_core::{Distance, Embeddings, Float, LossError, MetricLossExt};
+use metric_loss_core::{Distance, Embeddings, Float, LossError, MetricLossExt, RegisteredDistance};
+use metric_loss_registry::{from_str, Format};
 use metric_loss_triplet::TripletLoss;
+use serde::{Deserialize, Serialize};
 
 /// d(q, k) = Σₜ wₜ (qₜ − kₜ)², with non-negative weights wₜ.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "WeightsConfig", into = "WeightsConfig")]
 pub struct DiagonalMahalanobis {
     weights: Vec<f64>,
 }
+
+/// The config a file holds, checked by [`DiagonalMahalanobis::new`] when read.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightsConfig {
+    weights: Vec<f64>,
+}
+
+impl TryFrom<WeightsConfig> for DiagonalMahalanobis {
+    type Error = LossError;
+
+    fn try_from(config: WeightsConfig) -> Result<Self, LossError> {
+        Self::new(config.weights)
+    }
+}
+
+impl From<DiagonalMahalanobis> for WeightsConfig {
+    fn from(distance: DiagonalMahalanobis) -> Self {
+        Self {
+            weights: distance.weights,
+        }
+    }
+}
+
+/// Config files name it `"DiagonalMahalanobis"`.
+#[typetag::serde(name = "DiagonalMahalanobis")]
+impl RegisteredDistance for DiagonalMahalanobis {}
+
+/// A TripletLoss config naming the distance, as a file would hold it.
+const CONFIG: &str = r#"{
+  "class_name": "TripletLoss",
+  "config": {
+    "distance": {"class_name": "DiagonalMahalanobis", "config": {"weights": [1.0, 4.0]}},
+    "margin": 0.5
+  }
+}"#;
 
 impl DiagonalMahalanobis {
     /// The distance with one weight per embedding dimension.
@@ -85,7 +125,7 @@ impl<T: Float> Distance<T> for DiagonalMahalanobis {
     }
 }
 
-fn main() -> Result<(), LossError> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The second dimension counts four times as much as the first.
     let loss = TripletLoss::builder()
         .distance(DiagonalMahalanobis::new(vec![1.0, 4.0])?)
@@ -96,6 +136,11 @@ fn main() -> Result<(), LossError> {
     println!("loss {:.6}", out.loss);
     println!("per example {:?}", out.per_example);
     println!("d loss / d x {:?}", out.grad_queries);
+
+    // The same loss from a config file, and its config written back.
+    let from_config = from_str(CONFIG, Format::Json)?;
+    assert_eq!(from_config.evaluate(&[0, 0, 1, 1], &x, 2)?.loss, out.loss);
+    println!("{}", from_config.to_config_string(Format::Json)?);
     Ok(())
 }
 
@@ -170,6 +215,32 @@ mod tests {
             .evaluate(&[0, 1], &[0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0], 3)
             .unwrap_err();
         assert!(e.to_string().contains("weights"), "{e}");
+    }
+
+    #[test]
+    fn a_config_names_the_distance_and_reads_back() {
+        let loss = from_str(CONFIG, Format::Json).unwrap();
+        let config = loss.get_config().unwrap();
+        assert_eq!(
+            config["config"]["distance"]["class_name"],
+            "DiagonalMahalanobis"
+        );
+        assert_eq!(config["config"]["distance"]["config"]["weights"][1], 4.0);
+        let again = metric_loss_registry::from_value(&config).unwrap();
+        let x = [1.0f64, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
+        let (a, b) = (
+            again.evaluate(&[0, 0, 1, 1], &x, 2).unwrap(),
+            loss.evaluate(&[0, 0, 1, 1], &x, 2).unwrap(),
+        );
+        assert_eq!((a.loss, a.grad_queries), (b.loss, b.grad_queries));
+        assert_eq!(again.get_config().unwrap(), config);
+    }
+
+    #[test]
+    fn a_config_with_bad_weights_is_an_error_naming_them() {
+        let bad = CONFIG.replace("[1.0, 4.0]", "[1.0, -4.0]");
+        let e = from_str(&bad, Format::Json).unwrap_err().to_string();
+        assert!(e.contains("weights"), "{e}");
     }
 
     #[test]

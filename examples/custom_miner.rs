@@ -12,12 +12,17 @@
 //!
 //! Run with `cargo run -p metric-loss-examples --example custom_miner`.
 
-use metric_loss_core::{Float, LossError, MetricLossExt, Mined, Miner, MiningView, Workspace};
+use metric_loss_core::{
+    Float, LossError, MetricLossExt, Mined, Miner, MiningView, RegisteredMiner, Workspace,
+};
 use metric_loss_mining::GivenTriplets;
+use metric_loss_registry::{from_str, Format};
 use metric_loss_triplet::TripletLoss;
+use serde::{Deserialize, Serialize};
 
 /// The hardest positive and the hardest negative among the `k` nearest keys.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "KConfig", into = "KConfig")]
 pub struct HardNegativeAmongNearest {
     k: usize,
 }
@@ -80,7 +85,38 @@ impl HardNegativeAmongNearest {
     }
 }
 
-fn main() -> Result<(), LossError> {
+/// The config a file holds, checked by `new` when read.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KConfig {
+    k: usize,
+}
+
+impl TryFrom<KConfig> for HardNegativeAmongNearest {
+    type Error = LossError;
+
+    fn try_from(config: KConfig) -> Result<Self, LossError> {
+        Self::new(config.k)
+    }
+}
+
+impl From<HardNegativeAmongNearest> for KConfig {
+    fn from(part: HardNegativeAmongNearest) -> Self {
+        Self { k: part.k }
+    }
+}
+
+/// Config files name it `"HardNegativeAmongNearest"`.
+#[typetag::serde(name = "HardNegativeAmongNearest")]
+impl RegisteredMiner for HardNegativeAmongNearest {}
+
+/// A TripletLoss config naming the miner, as a file would hold it.
+const CONFIG: &str = r#"{
+  "class_name": "TripletLoss",
+  "config": {"miner": {"class_name": "HardNegativeAmongNearest", "config": {"k": 3}}}
+}"#;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let x = [
         1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8, 0.6, -0.8, -1.0, 0.1,
     ];
@@ -102,6 +138,14 @@ fn main() -> Result<(), LossError> {
         "given triplets: loss {:.6}, per example {:?}",
         out.loss, out.per_example
     );
+
+    // The loss from a config file that names the part, and its config written back.
+    let from_config = from_str(CONFIG, Format::Json)?;
+    println!(
+        "from a config: loss {:.6}",
+        from_config.evaluate(&labels, &x, 2)?.loss
+    );
+    println!("{}", from_config.to_config_string(Format::Json)?);
     Ok(())
 }
 
@@ -204,6 +248,26 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("out of range"), "{e}");
         assert!(HardNegativeAmongNearest::new(0).is_err());
+    }
+
+    #[test]
+    fn a_config_names_the_part_and_reads_back() {
+        let loss = from_str(CONFIG, Format::Json).unwrap();
+        let config = loss.get_config().unwrap();
+        assert_eq!(
+            config["config"]["miner"]["class_name"],
+            "HardNegativeAmongNearest"
+        );
+        let again = metric_loss_registry::from_value(&config).unwrap();
+        assert_eq!(again.get_config().unwrap(), config);
+        let (labels, x) = (batch().0, batch().1);
+        let (a, b) = (
+            again.evaluate(&labels, &x, 3).unwrap(),
+            loss.evaluate(&labels, &x, 3).unwrap(),
+        );
+        assert_eq!((a.loss, a.grad_queries), (b.loss, b.grad_queries));
+        let e = from_str(&CONFIG.replace(r#"{"k": 3}"#, r#"{"k": 0}"#), Format::Json).unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
     }
 
     #[test]

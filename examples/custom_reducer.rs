@@ -7,12 +7,15 @@
 //!
 //! Run with `cargo run -p metric-loss-examples --example custom_reducer`.
 
-use metric_loss_core::{Float, LossError, MetricLossExt, Reducer, SampleWeight};
+use metric_loss_core::{Float, LossError, MetricLossExt, Reducer, RegisteredReducer, SampleWeight};
+use metric_loss_registry::{from_str, Format};
 use metric_loss_triplet::TripletLoss;
+use serde::{Deserialize, Serialize};
 
 /// The mean of the `k` largest weighted losses wᵢℓᵢ (of all of them when there are fewer);
 /// ties at the k-th value are broken by the lower index.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "KConfig", into = "KConfig")]
 pub struct HardestK {
     k: usize,
 }
@@ -65,7 +68,38 @@ impl<T: Float> Reducer<T> for HardestK {
     }
 }
 
-fn main() -> Result<(), LossError> {
+/// The config a file holds, checked by `new` when read.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KConfig {
+    k: usize,
+}
+
+impl TryFrom<KConfig> for HardestK {
+    type Error = LossError;
+
+    fn try_from(config: KConfig) -> Result<Self, LossError> {
+        Self::new(config.k)
+    }
+}
+
+impl From<HardestK> for KConfig {
+    fn from(part: HardestK) -> Self {
+        Self { k: part.k }
+    }
+}
+
+/// Config files name it `"HardestK"`.
+#[typetag::serde(name = "HardestK")]
+impl RegisteredReducer for HardestK {}
+
+/// A TripletLoss config naming the reduction, as a file would hold it.
+const CONFIG: &str = r#"{
+  "class_name": "TripletLoss",
+  "config": {"reduction": {"class_name": "HardestK", "config": {"k": 2}}}
+}"#;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let x = [
         1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8, 0.6, -0.8, -1.0, 0.1,
     ];
@@ -77,6 +111,14 @@ fn main() -> Result<(), LossError> {
         out.loss, out.per_example
     );
     println!("d loss / d x {:?}", out.grad_queries);
+
+    // The loss from a config file that names the part, and its config written back.
+    let from_config = from_str(CONFIG, Format::Json)?;
+    println!(
+        "from a config: loss {:.6}",
+        from_config.evaluate(&labels, &x, 2)?.loss
+    );
+    println!("{}", from_config.to_config_string(Format::Json)?);
     Ok(())
 }
 
@@ -141,6 +183,23 @@ mod tests {
     #[test]
     fn k_zero_is_an_error() {
         assert!(HardestK::new(0).is_err());
+    }
+
+    #[test]
+    fn a_config_names_the_part_and_reads_back() {
+        let loss = from_str(CONFIG, Format::Json).unwrap();
+        let config = loss.get_config().unwrap();
+        assert_eq!(config["config"]["reduction"]["class_name"], "HardestK");
+        let again = metric_loss_registry::from_value(&config).unwrap();
+        assert_eq!(again.get_config().unwrap(), config);
+        let (labels, x) = (batch().0, batch().1);
+        let (a, b) = (
+            again.evaluate(&labels, &x, 3).unwrap(),
+            loss.evaluate(&labels, &x, 3).unwrap(),
+        );
+        assert_eq!((a.loss, a.grad_queries), (b.loss, b.grad_queries));
+        let e = from_str(&CONFIG.replace(r#"{"k": 2}"#, r#"{"k": 0}"#), Format::Json).unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
     }
 
     #[test]

@@ -670,10 +670,10 @@ fn loss_from_bytes(b: &mut Bytes<'_>) -> Result<(Box<dyn MetricLoss>, bool), Los
     let margin = b.margin();
     let param = b.margin();
     let triplet = || TripletLossConfig {
-        distance: distance.clone(),
+        distance: distance.clone().into(),
         positive_mining_strategy: pos.clone(),
         negative_mining_strategy: neg.clone(),
-        reduction: reduction.clone(),
+        reduction: reduction.clone().into(),
         soft_margin: flags & 1 != 0,
         margin: if flags & 2 != 0 {
             None

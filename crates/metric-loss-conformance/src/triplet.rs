@@ -28,7 +28,7 @@ fn config_of(case: &Value) -> TripletLossConfig {
     let soft_margin =
         c["soft_margin"].as_bool().unwrap_or(false) || case["config"]["margin"].is_null();
     TripletLossConfig {
-        distance: text("distance", "cosine"),
+        distance: text("distance", "cosine").into(),
         positive_mining_strategy: text("positive_mining_strategy", "hard"),
         negative_mining_strategy: text("negative_mining_strategy", "semi-hard"),
         soft_margin,

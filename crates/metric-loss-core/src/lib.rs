@@ -17,6 +17,9 @@
 //!   A loss holds each as `Arc<dyn AnyDistance>` / `Arc<dyn AnyMiner>` /
 //!   `Arc<dyn AnyReducer>`, one value for both precisions; [`Float::distance`],
 //!   [`Float::miner`] and [`Float::reducer`] give generic code the precision it runs in.
+//! - [`RegisteredDistance`], [`RegisteredMiner`], [`RegisteredReducer`], [`PartConfig`]:
+//!   user parts a config file can name (`"distance": {"class_name": "MyDistance", ...}`)
+//!   beside the built-ins' names.
 //! - [`SampleWeight`], [`reduce`]: Keras's sample weights and reduction arithmetic.
 //! - [`Workspace`], [`LossOutput`]: reusable buffers, so that training allocates nothing in
 //!   steady state.
@@ -27,7 +30,11 @@
 //! `metric-loss-triplet`, and so on. A new loss needs only this crate.
 //!
 //! # Feature flags
-//! None. [`Float::gemm`] is single-threaded: the implementation crates split work over
+//! - `serde` (off by default): `typetag` registration of [`RegisteredDistance`],
+//!   [`RegisteredMiner`] and [`RegisteredReducer`], and serde for [`PartConfig`], so that a
+//!   config file names user parts. `metric-loss-registry` turns it on.
+//!
+//! [`Float::gemm`] is single-threaded: the implementation crates split work over
 //! threads themselves (`metric-loss-distances`'s `threads`), by rows, so that one thread
 //! pool never nests inside another.
 //!
@@ -42,6 +49,7 @@ mod input;
 mod loss;
 mod miner;
 mod output;
+mod part_config;
 mod reducer;
 mod reduction;
 mod strategy;
@@ -57,6 +65,7 @@ pub use miner::{
     AnyMiner, Mined, Miner, MiningView, Pick, PickMask, RowContext, UpperTriangleView,
 };
 pub use output::{AllowNonFinite, LossOutput};
+pub use part_config::{PartConfig, RegisteredDistance, RegisteredMiner, RegisteredReducer};
 pub use reducer::{AnyReducer, MeanOverNonZero, Reducer, Threshold};
 pub use reduction::{reduce, Reduction, SampleWeight};
 pub use strategy::{NegativeStrategy, PositiveStrategy};

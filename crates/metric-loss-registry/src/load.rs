@@ -219,7 +219,7 @@ fn normalize_config(
     at: &str,
 ) -> Result<Map<String, Value>, RegistryError> {
     let mut out = map.clone();
-    if let Some(Value::Object(distance)) = map.get("distance") {
+    if let Some(Value::Object(distance)) = map.get("distance").filter(|d| !is_registered_part(d)) {
         let name = match (
             distance.get("class_name"),
             distance.get("config"),
@@ -259,6 +259,20 @@ fn normalize_config(
         }
     }
     Ok(out)
+}
+
+/// A `{"class_name": ..., "config": ...}` distance that is not one of TF Similarity's (by
+/// any of its names, with or without Keras's package prefix): a user's registered
+/// distance, left for serde to build.
+fn is_registered_part(distance: &Value) -> bool {
+    match distance.get("class_name") {
+        Some(Value::String(class)) => {
+            let class = class.trim();
+            !class.starts_with(KERAS_PACKAGE_PREFIX)
+                && metric_loss_distances::DistanceKind::from_name(class).is_err()
+        }
+        _ => false,
+    }
 }
 
 /// XBM's wrapped loss, as `XBMConfig` reads it: `{"class_name": ..., <its config keys>}`.
@@ -380,6 +394,19 @@ fn convert(
                 origin,
                 given: variant,
                 registered: expected.iter().map(|s| s.to_string()).collect(),
+            }
+        }
+        // A part object (`"distance": {"class_name": ...}`) naming nothing registered.
+        Kind::UnknownVariant { variant, expected } if path.ends_with(".class_name") => {
+            let part = path.trim_end_matches(".class_name");
+            RegistryError::InvalidValue {
+                origin,
+                class_name: class_name.to_owned(),
+                message: format!(
+                    "{part}: {variant:?} is not a registered part (registered: {expected:?}); \
+                     a built-in one is named by a string (see `metric-loss list`)"
+                ),
+                source: None,
             }
         }
         Kind::Custom(message) if message.starts_with("non-unique tag") => {

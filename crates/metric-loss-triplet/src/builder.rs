@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use metric_loss_core::{
     AnyDistance, AnyMiner, AnyReducer, LossError, NegativeStrategy, PositiveStrategy, Reduction,
+    RegisteredDistance, RegisteredMiner, RegisteredReducer,
 };
 use metric_loss_distances::DistanceKind;
 use metric_loss_mining::StrategyMiner;
 
+use crate::loss::RegisteredParts;
 use crate::{Margin, TripletLoss};
 
 /// Builds a [`TripletLoss`] from typed parts: any distance, miner and reducer, built-in or
@@ -35,6 +37,7 @@ pub struct TripletLossBuilder {
     miner: Arc<dyn AnyMiner>,
     reducer: Arc<dyn AnyReducer>,
     strategies: Option<StrategyMiner>,
+    registered: RegisteredParts,
     margin: Option<f64>,
     stable_soft_margin: bool,
     name: String,
@@ -50,6 +53,7 @@ impl Default for TripletLossBuilder {
             miner: Arc::new(StrategyMiner::default()),
             reducer: Arc::new(Reduction::Auto),
             strategies: Some(StrategyMiner::default()),
+            registered: RegisteredParts::default(),
             margin: Some(1.0),
             stable_soft_margin: false,
             name: "TripletLoss".into(),
@@ -63,12 +67,22 @@ impl TripletLossBuilder {
     /// [`Distance`](metric_loss_core::Distance) (implemented for `f32` and `f64`).
     pub fn distance(mut self, distance: impl AnyDistance) -> Self {
         self.distance = Arc::new(distance);
+        self.registered.distance = None;
         self
     }
 
     /// A distance shared with other losses.
     pub fn shared_distance(mut self, distance: Arc<dyn AnyDistance>) -> Self {
         self.distance = distance;
+        self.registered.distance = None;
+        self
+    }
+
+    /// A registered distance: the loss's config names it, so a config file written from
+    /// the loss reads back to it (see `metric-loss-registry`).
+    pub fn registered_distance(mut self, distance: Arc<dyn RegisteredDistance>) -> Self {
+        self.distance = distance.clone();
+        self.registered.distance = Some(distance);
         self
     }
 
@@ -89,6 +103,7 @@ impl TripletLossBuilder {
     fn set_strategies(mut self, strategies: StrategyMiner) -> Self {
         self.strategies = Some(strategies);
         self.miner = Arc::new(strategies);
+        self.registered.miner = None;
         self
     }
 
@@ -97,6 +112,15 @@ impl TripletLossBuilder {
     pub fn miner(mut self, miner: impl AnyMiner) -> Self {
         self.strategies = (miner.as_any().downcast_ref::<StrategyMiner>()).copied();
         self.miner = Arc::new(miner);
+        self.registered.miner = None;
+        self
+    }
+
+    /// A registered miner (see [`Self::registered_distance`]).
+    pub fn registered_miner(mut self, miner: Arc<dyn RegisteredMiner>) -> Self {
+        self.strategies = None;
+        self.miner = miner.clone();
+        self.registered.miner = Some(miner);
         self
     }
 
@@ -105,6 +129,14 @@ impl TripletLossBuilder {
     /// [`Threshold`](metric_loss_core::Threshold) or your own.
     pub fn reducer(mut self, reducer: impl AnyReducer) -> Self {
         self.reducer = Arc::new(reducer);
+        self.registered.reducer = None;
+        self
+    }
+
+    /// A registered reducer (see [`Self::registered_distance`]).
+    pub fn registered_reducer(mut self, reducer: Arc<dyn RegisteredReducer>) -> Self {
+        self.reducer = reducer.clone();
+        self.registered.reducer = Some(reducer);
         self
     }
 
@@ -163,6 +195,7 @@ impl TripletLossBuilder {
             miner: self.miner,
             reducer: self.reducer,
             strategies: self.strategies,
+            registered: self.registered,
             margin,
             name: self.name,
             exclude_degenerate_anchors: self.exclude_degenerate_anchors,

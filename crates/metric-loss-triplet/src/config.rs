@@ -1,7 +1,10 @@
 //! `TripletLossConfig`: the unchecked arguments, as a config file or TF Similarity writes
 //! them; `build` validates them once into a [`TripletLoss`].
 
-use metric_loss_core::{LossError, NegativeStrategy, PositiveStrategy, Reduction};
+use metric_loss_core::{
+    LossError, MeanOverNonZero, NegativeStrategy, PartConfig, PositiveStrategy, Reduction,
+    RegisteredDistance, RegisteredMiner, RegisteredReducer,
+};
 use metric_loss_distances::DistanceKind;
 
 use crate::TripletLoss;
@@ -30,20 +33,25 @@ use crate::TripletLoss;
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct TripletLossConfig {
-    /// A distance name or alias (default `"cosine"`).
-    pub distance: String,
+    /// A distance name or alias (default `"cosine"`), or a registered user distance.
+    pub distance: PartConfig<dyn RegisteredDistance>,
     /// `"easy"` or `"hard"` (default).
     pub positive_mining_strategy: String,
     /// `"easy"`, `"hard"` or `"semi-hard"` (default).
     pub negative_mining_strategy: String,
+    /// A registered user miner, which replaces the two strategies (default none: not
+    /// written to a config, as TF Similarity has no such key).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub miner: Option<PartConfig<dyn RegisteredMiner>>,
     /// Soft-plus instead of the hinge (default `false`).
     pub soft_margin: bool,
     /// The hinge margin (default `Some(1.0)`); `None` means soft margin.
     pub margin: Option<f64>,
     /// The loss's name (default `"TripletLoss"`).
     pub name: String,
-    /// Keras's reduction name (default `"auto"`).
-    pub reduction: String,
+    /// Keras's reduction name (default `"auto"`), `"mean_over_non_zero"`, or a registered
+    /// user reducer.
+    pub reduction: PartConfig<dyn RegisteredReducer>,
     /// Give anchors with no positive or no negative a loss and gradient of 0 instead of
     /// TF Similarity's ±1e-6 sentinel triplets (default `false`). They still count in the
     /// batch size of the mean.
@@ -60,6 +68,7 @@ impl Default for TripletLossConfig {
             distance: "cosine".into(),
             positive_mining_strategy: "hard".into(),
             negative_mining_strategy: "semi-hard".into(),
+            miner: None,
             soft_margin: false,
             margin: Some(1.0),
             name: "TripletLoss".into(),
@@ -71,9 +80,9 @@ impl Default for TripletLossConfig {
 }
 
 impl TripletLossConfig {
-    /// Sets `distance`.
-    pub fn distance(mut self, name: impl Into<String>) -> Self {
-        self.distance = name.into();
+    /// Sets `distance` (a name, or a registered part).
+    pub fn distance(mut self, distance: impl Into<PartConfig<dyn RegisteredDistance>>) -> Self {
+        self.distance = distance.into();
         self
     }
 
@@ -113,6 +122,18 @@ impl TripletLossConfig {
         self
     }
 
+    /// Sets `reduction` to a registered user reducer.
+    pub fn registered_reducer(mut self, reducer: std::sync::Arc<dyn RegisteredReducer>) -> Self {
+        self.reduction = PartConfig::Registered(reducer);
+        self
+    }
+
+    /// Sets `miner` to a registered user miner.
+    pub fn registered_miner(mut self, miner: std::sync::Arc<dyn RegisteredMiner>) -> Self {
+        self.miner = Some(PartConfig::Registered(miner));
+        self
+    }
+
     /// Sets `exclude_degenerate_anchors`.
     pub fn exclude_degenerate_anchors(mut self, exclude: bool) -> Self {
         self.exclude_degenerate_anchors = exclude;
@@ -133,20 +154,40 @@ impl TripletLossConfig {
     /// [`LossError::UnknownReduction`], [`LossError::MarginWithSoftMargin`] (soft margin
     /// with a margin other than 1.0), [`LossError::InvalidParameter`] (non-finite margin).
     pub fn build(&self) -> Result<TripletLoss, LossError> {
-        let distance = DistanceKind::from_name(&self.distance)?;
+        let mut builder = TripletLoss::builder();
+        builder = match &self.distance {
+            PartConfig::Name(name) => builder.distance(DistanceKind::from_name(name)?),
+            PartConfig::Registered(part) => builder.registered_distance(part.clone()),
+        };
         let positive: PositiveStrategy = self.positive_mining_strategy.parse()?;
         let negative: NegativeStrategy = self.negative_mining_strategy.parse()?;
-        let reduction: Reduction = self.reduction.parse()?;
+        builder = match &self.miner {
+            None => builder.positive_mining(positive).negative_mining(negative),
+            Some(PartConfig::Registered(part)) => builder.registered_miner(part.clone()),
+            Some(PartConfig::Name(name)) => {
+                return Err(LossError::Unsupported {
+                    loss: self.name.clone(),
+                    message: format!(
+                    "`miner` names a registered miner ({{\"class_name\": ..., \"config\": ...}}), \
+                         not a string like `{name}`; TF Similarity's strategies are \
+                         `positive_mining_strategy` and `negative_mining_strategy`"
+                ),
+                })
+            }
+        };
+        builder = match &self.reduction {
+            PartConfig::Name(name) if name == MeanOverNonZero::NAME => {
+                builder.reducer(MeanOverNonZero)
+            }
+            PartConfig::Name(name) => builder.reducer(name.parse::<Reduction>()?),
+            PartConfig::Registered(part) => builder.registered_reducer(part.clone()),
+        };
         if let (true, Some(m)) = (self.soft_margin, self.margin) {
             if m != 1.0 {
                 return Err(LossError::MarginWithSoftMargin { margin: m });
             }
         }
-        let builder = TripletLoss::builder()
-            .distance(distance)
-            .positive_mining(positive)
-            .negative_mining(negative)
-            .reducer(reduction)
+        let builder = builder
             .name(self.name.clone())
             .exclude_degenerate_anchors(self.exclude_degenerate_anchors)
             .stable_soft_margin(self.stable_soft_margin);

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use metric_loss_core::{
     AllowNonFinite, AnyDistance, AnyMiner, AnyReducer, Distance, Float, LossError, LossInput,
-    LossOutput, MeanOverNonZero, MetricLoss, Miner, MiningView, NegativeStrategy, PositiveStrategy,
-    Reducer, Reduction, RowContext, Threshold, UpperTriangleView, Workspace,
+    LossOutput, MeanOverNonZero, MetricLoss, Miner, MiningView, NegativeStrategy, PartConfig,
+    PositiveStrategy, Reducer, Reduction, RegisteredDistance, RegisteredMiner, RegisteredReducer,
+    RowContext, Threshold, UpperTriangleView, Workspace,
 };
 use metric_loss_distances::parallel::{threads_for, triangle_bounds};
 use metric_loss_distances::{mirror_upper, DistanceKind};
@@ -55,6 +56,8 @@ pub struct TripletLoss {
     pub(crate) reducer: Arc<dyn AnyReducer>,
     /// The miner's strategies when it is the built-in one.
     pub(crate) strategies: Option<StrategyMiner>,
+    /// The parts a config file names by class name.
+    pub(crate) registered: RegisteredParts,
     pub(crate) margin: Margin,
     pub(crate) name: String,
     pub(crate) exclude_degenerate_anchors: bool,
@@ -80,6 +83,15 @@ impl PartialEq for TripletLoss {
             && self.exclude_degenerate_anchors == other.exclude_degenerate_anchors
             && self.stable_soft_margin == other.stable_soft_margin
     }
+}
+
+/// The user parts a loss was given as registered (config-file) parts, kept to write its
+/// config back.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RegisteredParts {
+    pub(crate) distance: Option<Arc<dyn RegisteredDistance>>,
+    pub(crate) miner: Option<Arc<dyn RegisteredMiner>>,
+    pub(crate) reducer: Option<Arc<dyn RegisteredReducer>>,
 }
 
 /// Two parts are the same: one value, or equal built-ins.
@@ -113,8 +125,8 @@ impl TripletLoss {
     /// The loss's arguments (`get_config`): building them again gives an equal loss.
     ///
     /// # Errors
-    /// [`LossError::Unsupported`] when a part is not a built-in one (a user's distance,
-    /// miner or reducer has no TF Similarity spelling; the registry writes those).
+    /// [`LossError::Unsupported`] when a part is neither a built-in one nor registered
+    /// (given with `registered_distance` and friends): a config could not name it.
     pub fn config(&self) -> Result<TripletLossConfig, LossError> {
         let (soft_margin, margin) = match self.margin {
             Margin::Hinge(m) => (false, Some(m)),
@@ -126,25 +138,49 @@ impl TripletLoss {
                 "the {part} `{name}` is not a built-in one and has no config-file spelling here"
             ),
         };
-        let distance = self
-            .distance_kind()
-            .ok_or_else(|| not_built_in("distance", Distance::<f32>::name(&*self.distance)))?;
-        let strategies = self
-            .strategies
-            .ok_or_else(|| not_built_in("miner", Miner::<f32>::name(&*self.miner)))?;
-        let reduction = self
-            .reducer
-            .as_any()
-            .downcast_ref::<Reduction>()
-            .ok_or_else(|| not_built_in("reducer", Reducer::<f32>::name(&*self.reducer)))?;
+        let distance = match (&self.registered.distance, self.distance_kind()) {
+            (Some(part), _) => PartConfig::Registered(part.clone()),
+            (None, Some(kind)) => kind.name().into(),
+            (None, None) => {
+                return Err(not_built_in(
+                    "distance",
+                    Distance::<f32>::name(&*self.distance),
+                ))
+            }
+        };
+        let (strategies, miner) = match (&self.registered.miner, self.strategies) {
+            (Some(part), _) => (
+                StrategyMiner::default(),
+                Some(PartConfig::Registered(part.clone())),
+            ),
+            (None, Some(strategies)) => (strategies, None),
+            (None, None) => return Err(not_built_in("miner", Miner::<f32>::name(&*self.miner))),
+        };
+        let reduction = match &self.registered.reducer {
+            Some(part) => PartConfig::Registered(part.clone()),
+            None => {
+                let any = self.reducer.as_any();
+                if let Some(reduction) = any.downcast_ref::<Reduction>() {
+                    Reduction::name(*reduction).into()
+                } else if any.is::<MeanOverNonZero>() {
+                    MeanOverNonZero::NAME.into()
+                } else {
+                    return Err(not_built_in(
+                        "reducer",
+                        Reducer::<f32>::name(&*self.reducer),
+                    ));
+                }
+            }
+        };
         Ok(TripletLossConfig {
-            distance: distance.name().into(),
+            distance,
             positive_mining_strategy: strategies.positive.name().into(),
             negative_mining_strategy: strategies.negative.name().into(),
+            miner,
             soft_margin,
             margin,
             name: self.name.clone(),
-            reduction: Reduction::name(*reduction).into(),
+            reduction,
             exclude_degenerate_anchors: self.exclude_degenerate_anchors,
             stable_soft_margin: self.stable_soft_margin,
         })

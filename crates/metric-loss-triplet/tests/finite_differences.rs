@@ -175,7 +175,10 @@ fn degenerate_anchors_route_the_gradient_to_the_row_extreme() {
         unit_rows(&mut x, dims);
         x.iter_mut().for_each(|v| *v *= 0.8);
         let w = vec![1.0; labels.len()];
-        for config in configs().into_iter().filter(|c| c.distance == "cosine") {
+        for config in configs()
+            .into_iter()
+            .filter(|c| c.distance.name() == Some("cosine"))
+        {
             let loss = config.build().unwrap();
             let q = Batch::new(
                 &labels,

@@ -316,10 +316,10 @@ proptest! {
         stable in any::<bool>(),
     ) {
         let config = TripletLossConfig {
-            distance: d,
+            distance: d.into(),
             positive_mining_strategy: pos,
             negative_mining_strategy: neg,
-            reduction,
+            reduction: reduction.into(),
             soft_margin: soft,
             margin,
             stable_soft_margin: stable,
@@ -357,7 +357,7 @@ fn nice(min_n: usize) -> impl Strategy<Value = Nice> {
         if !config.soft_margin && config.margin.is_some() {
             config.margin = Some(0.3);
         }
-        let d = DistanceKind::from_name(&config.distance).unwrap();
+        let d = DistanceKind::from_name(config.distance.name().unwrap()).unwrap();
         // snr needs rows that vary: two columns at least, and a ramp added below.
         let dims = if d == DistanceKind::Snr {
             dims.max(2)
@@ -412,7 +412,7 @@ fn distances(kind: DistanceKind, x: &[f64], n: usize, dims: usize) -> Vec<f64> {
 /// clamp, every pᵢ − qᵢ + m at least `gap` from 0, every per-coordinate difference (for
 /// manhattan) at least `gap` from 0, and no zero-variance row (snr).
 fn well_separated(c: &Nice, gap: f64) -> bool {
-    let kind = DistanceKind::from_name(&c.config.distance).unwrap();
+    let kind = DistanceKind::from_name(c.config.distance.name().unwrap()).unwrap();
     if kind == DistanceKind::Snr {
         for row in c.x.chunks_exact(c.dims) {
             let mu = row.iter().sum::<f64>() / c.dims as f64;
@@ -562,7 +562,7 @@ proptest! {
         prop_assume!(well_separated(&c, 1e-3));
         // The euclidean expansion cancels in f32 for close points (spec §4): keep every
         // off-diagonal distance of order 1.
-        let kind = DistanceKind::from_name(&c.config.distance).unwrap();
+        let kind = DistanceKind::from_name(c.config.distance.name().unwrap()).unwrap();
         if matches!(kind, DistanceKind::Euclidean | DistanceKind::SquaredEuclidean) {
             let d = distances(kind, &c.x, c.n, c.dims);
             prop_assume!((0..c.n * c.n).all(|e| e / c.n == e % c.n || d[e] > 0.1));
