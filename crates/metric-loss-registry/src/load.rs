@@ -29,8 +29,10 @@ const TOP_LEVEL: [&str; 4] = ["class_name", "config", "module", "registered_name
 ///
 /// ```
 /// use metric_loss_core::MetricLossExt;
-/// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/configs/triplet_default.toml");
-/// let loss = metric_loss_registry::load(path)?;
+/// let path = std::env::temp_dir().join(format!("triplet-{}.toml", std::process::id()));
+/// std::fs::write(&path, "class_name = \"TripletLoss\"\n[config]\nmargin = 0.5\n")?;
+/// let loss = metric_loss_registry::load(&path)?;
+/// # std::fs::remove_file(&path)?;
 /// assert_eq!(loss.name(), "TripletLoss");
 /// let out = loss.evaluate(&[0, 0, 1, 1], &[1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8], 2)?;
 /// assert!(out.loss.is_finite());
