@@ -106,6 +106,14 @@ def outputs(loss, rec, dtype):
     return r.per_example_loss.astype(np.float64), float(r.loss), r.grad.astype(np.float64).ravel()
 
 
+def try_outputs(loss, rec, dtype):
+    """(outputs, None), or (None, the error message) when the loss rejects the input."""
+    try:
+        return outputs(loss, rec, dtype), None
+    except (ValueError, TypeError) as e:
+        return None, str(e)
+
+
 # ---------------------------------------------------------------------------------------
 # TripletLoss
 
@@ -233,10 +241,9 @@ def run_triplet(case, dtype, cases, float32_cases):
         # compare with the float32 reference of the same inputs at float32 tolerances.
         if loss is None:
             return ("failed", f"TF could not run it ({tf_error.get('type')}), and neither could we")
-        try:
-            ours = outputs(loss, case, np_dtype)
-        except (ValueError, TypeError) as e:
-            return ("failed", f"we reject it: {e}")
+        ours, failure = try_outputs(loss, case, np_dtype)
+        if failure is not None:
+            return ("failed", f"we reject it: {failure}")
         twin = float32_twin(case, float32_cases)
         if twin is None:
             return ("skipped", "TF Similarity raises TypeError for euclidean in float64 and no float32 case has the same inputs")
@@ -259,18 +266,16 @@ def run_triplet(case, dtype, cases, float32_cases):
     if tf_error is not None:
         if build_error is not None:
             return expected_triplet_error(case, build_error)
-        try:
-            outputs(loss, case, np_dtype)
-        except (ValueError, TypeError) as e:
-            return expected_triplet_error(case, str(e))
+        _, failure = try_outputs(loss, case, np_dtype)
+        if failure is not None:
+            return expected_triplet_error(case, failure)
         return ("failed", "TF raised an error but we returned numbers")
 
     if loss is None:
         return ("failed", f"construction failed: {build_error}")
-    try:
-        ours = outputs(loss, case, np_dtype)
-    except (ValueError, TypeError) as e:
-        return ("failed", f"evaluation failed: {e}")
+    ours, failure = try_outputs(loss, case, np_dtype)
+    if failure is not None:
+        return ("failed", f"evaluation failed: {failure}")
     loose, err = compare_triplet(case, ours, tol)
     if err is None:
         return PASSED_LOOSE if loose else PASSED
@@ -360,11 +365,7 @@ def run_xbm(case, loss, expect_error):
     worst = PASSED
     for step in case.get("steps", []):
         k = step.get("step", 0)
-        try:
-            ours = outputs(loss, step, np.float32)
-            failure = None
-        except (ValueError, TypeError) as e:
-            failure = str(e)
+        ours, failure = try_outputs(loss, step, np.float32)
         if expect_error and k == error_step:
             return PASSED if failure is not None else expected_other_error(case["name"], tf)
         if failure is not None:
@@ -397,19 +398,15 @@ def run_other(case):
         tf = case["error"].get("message", "")
         if build_error is not None:
             return PASSED
-        try:
-            outputs(loss, case, np.float32)
-        except (ValueError, TypeError):
-            return PASSED
-        return expected_other_error(name, tf)
+        _, failure = try_outputs(loss, case, np.float32)
+        return PASSED if failure is not None else expected_other_error(name, tf)
     if build_error is not None:
         if tf_non_finite(case):
             return ("deviation", f"TF gives non-finite outputs; rejected at build: {build_error}")
         return ("failed", f"build failed: {build_error}")
-    try:
-        ours = outputs(loss, case, np.float32)
-    except (ValueError, TypeError) as e:
-        return ("failed", f"call failed: {e}")
+    ours, failure = try_outputs(loss, case, np.float32)
+    if failure is not None:
+        return ("failed", f"call failed: {failure}")
     return verdict(case, ours)
 
 
