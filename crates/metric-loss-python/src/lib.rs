@@ -18,10 +18,10 @@ use metric_loss_core::{
     SampleWeight, Workspace,
 };
 use metric_loss_registry::{Format, RegisteredLoss, RegistryError};
-use numpy::ndarray::Array2;
+use numpy::ndarray::{Array2, Dimension};
 use numpy::{
-    Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
-    PyUntypedArrayMethods,
+    Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray, PyReadonlyArray1,
+    PyReadonlyArray2, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -46,15 +46,15 @@ fn registry_error(error: RegistryError) -> PyErr {
     }
 }
 
-/// Borrows a NumPy array's data when it is C-contiguous, copies it into row-major order
-/// otherwise.
-fn row_major<'a, T: Element + Copy>(
-    data: Result<&'a [T], numpy::AsSliceError>,
-    fallback: impl FnOnce() -> Vec<T>,
+/// Borrows a NumPy array's data when it is C-contiguous (row-major), copies it into
+/// row-major order otherwise (`as_slice` alone would also hand out a Fortran-ordered
+/// buffer, read in the wrong order).
+fn row_major<'a, T: Element + Copy, D: Dimension>(
+    array: &'a PyReadonlyArray<'_, T, D>,
 ) -> Cow<'a, [T]> {
-    match data {
-        Ok(slice) => Cow::Borrowed(slice),
-        Err(_) => Cow::Owned(fallback()),
+    match array.as_slice() {
+        Ok(slice) if array.is_c_contiguous() => Cow::Borrowed(slice),
+        _ => Cow::Owned(array.as_array().iter().copied().collect()),
     }
 }
 
@@ -152,7 +152,7 @@ impl NativeLoss {
     ) -> PyResult<Computed<'py>> {
         let x = matrix::<T>(call.embeddings, "y_pred")?;
         let (rows, dims) = (x.shape()[0], x.shape()[1]);
-        let x_data = row_major(x.as_slice(), || x.as_array().iter().copied().collect());
+        let x_data = row_major(&x);
 
         let weights = match call.sample_weight {
             None => None,
@@ -168,7 +168,7 @@ impl NativeLoss {
             }
         };
         let weight_data = match &weights {
-            Some(Ok(w)) => Some(row_major(w.as_slice(), || w.as_array().to_vec())),
+            Some(Ok(w)) => Some(row_major(w)),
             _ => None,
         };
 
@@ -176,14 +176,9 @@ impl NativeLoss {
             Some((k, labels)) => Some((matrix::<T>(k, "keys")?, labels)),
             None => None,
         };
-        let key_data = keys.as_ref().map(|(k, labels)| {
-            (
-                row_major(k.as_slice(), || k.as_array().iter().copied().collect()),
-                k.shape()[0],
-                k.shape()[1],
-                *labels,
-            )
-        });
+        let key_data = keys
+            .as_ref()
+            .map(|(k, labels)| (row_major(k), k.shape()[0], k.shape()[1], *labels));
 
         let queries = Batch::new(
             call.labels,
@@ -279,10 +274,8 @@ impl NativeLoss {
         remove_diagonal: bool,
         gradient: bool,
     ) -> PyResult<Computed<'py>> {
-        let label_data = row_major(labels.as_slice(), || labels.as_array().to_vec());
-        let key_label_data = key_labels
-            .as_ref()
-            .map(|k| row_major(k.as_slice(), || k.as_array().to_vec()));
+        let label_data = row_major(&labels);
+        let key_label_data = key_labels.as_ref().map(row_major);
         let keys = match (keys, &key_label_data) {
             (Some(k), Some(l)) => Some((k, &l[..])),
             (None, None) => None,
