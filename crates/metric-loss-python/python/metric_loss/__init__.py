@@ -356,6 +356,29 @@ def _from_native(native: _native.NativeLoss) -> MetricLoss:
     return cls._wrap(native)
 
 
+def _adapter_classes(adapter: type, module: str, names: tuple) -> tuple:
+    """For a framework adapter: one subclass of ``adapter`` per loss name, whose constructor
+    and ``from_config`` take that loss's arguments and hand the loss to
+    ``adapter.__init__``."""
+
+    def make(name: str) -> type:
+        base = _CLASSES[name]
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            adapter.__init__(self, base(*args, **kwargs))
+
+        def from_config(cls, config: Dict[str, Any]):
+            obj = cls.__new__(cls)
+            adapter.__init__(obj, base.from_config(config))
+            return obj
+
+        doc = f"TF Similarity's ``{name}``; the constructor takes ``metric_loss.{name}``'s arguments."
+        attrs = {"__init__": __init__, "from_config": classmethod(from_config), "__doc__": doc, "__module__": module}
+        return type(name, (adapter,), attrs)
+
+    return tuple(make(name) for name in names)
+
+
 def from_config(config: Dict[str, Any]) -> MetricLoss:
     """Any registered loss from its Keras-shaped config, ``{"class_name": ..., "config":
     {...}}`` (the dict ``tf.keras.losses.serialize`` writes for a TF Similarity loss,

@@ -120,28 +120,11 @@ class MetricLossModule(torch.nn.Module):
         return repr(self.loss)
 
 
-def _module_class(name: str):
-    base = getattr(_ml, name)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        MetricLossModule.__init__(self, base(*args, **kwargs))
-
-    @classmethod
-    def from_config(cls, config: dict):
-        obj = cls.__new__(cls)
-        MetricLossModule.__init__(obj, base.from_config(config))
-        return obj
-
-    doc = f"TF Similarity's ``{name}`` as an ``nn.Module``; the constructor takes ``metric_loss.{name}``'s arguments."
-    return type(name, (MetricLossModule,), {"__init__": __init__, "from_config": from_config, "__doc__": doc, "__module__": __name__})
-
-
-TripletLoss = _module_class("TripletLoss")
-PNLoss = _module_class("PNLoss")
-MultiSimilarityLoss = _module_class("MultiSimilarityLoss")
-CircleLoss = _module_class("CircleLoss")
-SoftNearestNeighborLoss = _module_class("SoftNearestNeighborLoss")
-XBM = _module_class("XBM")
+TripletLoss, PNLoss, MultiSimilarityLoss, CircleLoss, SoftNearestNeighborLoss, XBM = _ml._adapter_classes(
+    MetricLossModule,
+    __name__,
+    ("TripletLoss", "PNLoss", "MultiSimilarityLoss", "CircleLoss", "SoftNearestNeighborLoss", "XBM"),
+)
 
 
 def from_config(config: dict) -> MetricLossModule:
