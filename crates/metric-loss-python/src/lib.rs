@@ -63,16 +63,17 @@ fn matrix<'py, T: Element>(
     object: &Bound<'py, PyAny>,
     what: &str,
 ) -> PyResult<PyReadonlyArray2<'py, T>> {
-    object
-        .cast::<PyArray2<T>>()
-        .map(|a| a.readonly())
-        .map_err(|_| {
-            PyTypeError::new_err(format!(
-                "{what} must be a 2-d NumPy array of {}, got {}",
-                std::any::type_name::<T>(),
-                describe(object)
-            ))
-        })
+    let array = object.cast::<PyArray2<T>>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{what} must be a 2-d NumPy array of float32 or float64 (keys in the dtype of the queries), got {}",
+            describe(object)
+        ))
+    })?;
+    array.try_readonly().map_err(|e| {
+        PyValueError::new_err(format!(
+            "{what} cannot be read while it is borrowed for writing: {e}"
+        ))
+    })
 }
 
 /// `ndarray(float32, ndim=3)` or the Python type name, for error messages.
@@ -164,7 +165,9 @@ impl NativeLoss {
                         describe(w)
                     ))
                 })?;
-                Some(Ok(w.readonly()))
+                Some(Ok(w.try_readonly().map_err(|e| {
+                    PyValueError::new_err(format!("sample_weight cannot be read: {e}"))
+                })?))
             }
         };
         let weight_data = match &weights {

@@ -370,7 +370,7 @@ def test_native_module_copes_with_any_layout():
     y, x = batch()
     loss, per_example, grad, grad_keys = native.compute(y.astype(np.int64), np.asfortranarray(x))
     assert loss == metric_loss.TripletLoss()(y, x) and grad_keys is None
-    with pytest.raises(TypeError, match="2-d NumPy array"):
+    with pytest.raises(TypeError, match="2-d NumPy array of float32 or float64"):
         native.compute(y.astype(np.int64), x.astype(np.int16))
     with pytest.raises(TypeError):
         native.compute(y.astype(np.float64), x)
