@@ -29,6 +29,12 @@ def batch(n=8, d=4, classes=4, dtype=np.float32, seed=0):
     return np.arange(n) % classes, x.astype(dtype)
 
 
+def test_module_docstring_examples_run():
+    import doctest
+
+    assert doctest.testmod(metric_loss, optionflags=doctest.ELLIPSIS).failed == 0
+
+
 # --- the TF Similarity constructor --------------------------------------------------------
 
 

@@ -10,7 +10,7 @@
 >>> result.grad.dtype, result.grad.shape
 (dtype('float32'), (4, 2))
 >>> metric_loss.from_config({"class_name": "TripletLoss", "config": loss.get_config()})
-TripletLoss(distance='cosine', positive_mining_strategy='hard', ...)
+TripletLoss(distance='cosine', ..., negative_mining_strategy='semi-hard', ...)
 
 Every loss is a class named as in TF Similarity (``TripletLoss``, ``PNLoss``,
 ``MultiSimilarityLoss``, ``CircleLoss``, ``SoftNearestNeighborLoss``, ``XBM``) taking TF
