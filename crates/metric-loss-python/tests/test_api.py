@@ -240,6 +240,17 @@ def test_sample_weight_forms():
     assert loss(y, x, np.ones(8, dtype=np.int32)) == loss(y, x)
 
 
+def test_reduction_none_gives_keras_s_per_example_array():
+    y, x = batch()
+    w = np.linspace(0.5, 2.0, 8)
+    loss = metric_loss.TripletLoss(soft_margin=True, reduction="none")
+    per_example = loss.compute(y, x).per_example_loss
+    np.testing.assert_array_equal(loss(y, x), per_example)
+    np.testing.assert_allclose(loss(y, x, w), per_example * w.astype(np.float32), rtol=1e-6)
+    # compute's .loss is then the sum, and .grad its gradient.
+    assert loss.compute(y, x).loss == pytest.approx(float(per_example.sum()), rel=1e-6)
+
+
 def test_keras_shaped_labels():
     y, x = batch()
     loss = metric_loss.TripletLoss()

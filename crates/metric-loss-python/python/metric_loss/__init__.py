@@ -170,9 +170,22 @@ class MetricLoss:
         """The loss's name (Keras's ``name``)."""
         return self._native.name
 
-    def __call__(self, y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike = None) -> float:
-        """The reduced loss, as a Python float (no gradient is computed)."""
-        return self.compute(y_true, y_pred, sample_weight, gradient=False).loss
+    def __call__(self, y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike = None):
+        """The reduced loss, as a Python float (no gradient is computed). With
+        ``reduction="none"`` it is Keras's: the weighted per-example losses, an array."""
+        result = self.compute(y_true, y_pred, sample_weight, gradient=False)
+        if self._reduction() != "none":
+            return result.loss
+        per_example = result.per_example_loss
+        if sample_weight is None:
+            return per_example
+        return per_example * np.asarray(sample_weight, dtype=per_example.dtype).reshape(-1)
+
+    def _reduction(self) -> str:
+        # Read once: get_config goes through JSON.
+        if not hasattr(self, "_cached_reduction"):
+            self._cached_reduction = self.get_config().get("reduction", "auto")
+        return self._cached_reduction
 
     def compute(
         self,

@@ -9,7 +9,8 @@ analytic gradient behind a ``torch.autograd.Function``.
 
 Tensors may live on any device and be float16, bfloat16, float32 or float64: the loss is
 computed on the host in float32 (float64 stays float64), and the loss and the gradient come
-back on the input's device and dtype. The module returns the reduced loss (a 0-d tensor);
+back on the input's device and dtype. The module returns the reduced loss (a 0-d tensor;
+the sum with ``reduction="none"``);
 ``per_example_loss`` of the last call is kept on the module for logging.
 
 Scale-out with ``torch.distributed``: :func:`gather_keys` all-gathers every rank's
