@@ -95,6 +95,16 @@ def test_bad_input_is_an_exception():
         loss(x * float("nan"), y)
 
 
+def test_xbm_module_remembers_keys_and_backpropagates():
+    xbm = mlt.XBM(metric_loss.TripletLoss(), memory_size=32)
+    for seed in range(3):
+        x, y = batch(n=8, classes=4, seed=seed, dtype=torch.float32)
+        x.requires_grad_(True)
+        xbm(x, y).backward()
+        assert x.grad.shape == (8, 5) and torch.isfinite(x.grad).all()
+    xbm.loss.reset_state()
+
+
 def test_config_round_trip_and_state_dict():
     loss = mlt.TripletLoss(distance="l2", margin=0.25)
     again = mlt.TripletLoss.from_config(loss.get_config())
