@@ -27,7 +27,7 @@ impl Tolerance {
 
     /// For rows the fixture marks `ulp_sensitive_anchors`, where an independent
     /// implementation may legitimately differ: the euclidean self-distance noise reaches
-    /// about 1e-2 and a cosine gradient row can move by 2‖xᵢ‖wᵢ/n (spec §12).
+    /// about 1e-2 and a cosine gradient row can move by 2‖xᵢ‖wᵢ/n.
     pub fn ulp_sensitive() -> Self {
         Tolerance {
             loss: 5e-2,

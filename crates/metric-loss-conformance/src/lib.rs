@@ -5,7 +5,7 @@
 //! A case passes when per-example losses, the reduced loss and the gradient agree within
 //! [`Tolerance::for_dtype`] (1e-5 / 1e-4 relative to `1 + |value|` in float32, 1e-10 in
 //! float64). Rows listed in a case's `ulp_sensitive_anchors` (where the result depends on
-//! float rounding of self-distances, spec §11 quirk 9) are compared with
+//! float rounding of self-distances, which is not defined to the ulp) are compared with
 //! [`Tolerance::ulp_sensitive`]; such cases count as passed and are tallied separately.
 //! Error cases must produce the typed error this project's rules expect (spec,
 //! "decisions").

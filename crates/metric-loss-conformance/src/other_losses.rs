@@ -1,5 +1,5 @@
 //! Checking the losses against TF Similarity 0.17.1 fixture records (the `*_public.json`
-//! files described in the spec `tfsim-other-losses.md` §6).
+//! files of TF Similarity's PN, MultiSimilarity, Circle, SoftNN and XBM losses).
 //!
 //! [`run_case`] takes one record (a `serde_json::Value` from the file's `cases` array),
 //! builds the loss from its `config` (or `tfsim_kwargs`), evaluates it in f32 and compares:

@@ -332,7 +332,7 @@ fn known_rounding_flip(case: &Value, dtype: &str) -> Option<&'static str> {
     const FLIPS: [(&str, &str, &str); 1] = [(
         "float64",
         "edge_all_same_label/inner_product/hard/semi-hard/",
-        "spec quirk 7: in float64 TF's masked_max round trip (d − a) + a lands an ulp below d, \
+        "in float64 TF's masked_max round trip (d − a) + a lands an ulp below d, \
              which flips the semi-hard column-0 test D[i,0] > t for an anchor without negatives; \
              whether it flips depends on the last bit of the matrix product",
     )];

@@ -184,8 +184,8 @@ impl XBMConfig {
 /// # Differences from TF Similarity 0.17.1
 /// - A batch larger than `memory_size` is an error, as in TF; `memory_size = 0` is
 ///   rejected at build.
-/// - Wrapping `PNLoss` or `SoftNearestNeighborLoss` works here (TF fails, §5.4 of the
-///   spec); see those losses for what they compute over separate keys.
+/// - Wrapping `PNLoss` or `SoftNearestNeighborLoss` works here (TF Similarity fails on
+///   separate keys there); see those losses for what they compute over separate keys.
 /// - A failed call does not advance the state; every successful call (training or not)
 ///   does, as in TF.
 ///

@@ -1,5 +1,5 @@
-//! The spec's golden values (tfsim-other-losses.md §1.4, §2.5, §3.5, §4.5, §5.3: TF
-//! Similarity 0.17.1, f32, cosine unless stated, `Reduction.NONE` per anchor and the mean),
+//! Golden values TF Similarity 0.17.1 printed for each loss (f32, cosine unless stated,
+//! `Reduction.NONE` per anchor and the mean),
 //! plus insta snapshots of the full outputs (f64) on the same named batches.
 
 use metric_loss_core::{LossOutput, MetricLoss, MetricLossExt};

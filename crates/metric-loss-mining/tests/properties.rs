@@ -187,7 +187,7 @@ proptest! {
 
     /// Non-empty masks give exactly the brute-force value; the flags say which masks were
     /// empty. In f32, where TF's `(d − a) + a` round trip through f64 is exact (in f64 it
-    /// is not: spec quirk 7).
+    /// is not: TF's float64 round trip (d − a) + a).
     #[test]
     fn mine_row_matches_brute_force(r in row((-3.0..3.0f64).prop_map(|v| v as f32 as f64).boxed()), pos in positive(), neg in negative()) {
         let r32: Vec<f32> = r.values.iter().map(|v| *v as f32).collect();

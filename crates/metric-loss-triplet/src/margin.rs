@@ -56,7 +56,7 @@ mod tests {
 
     #[test]
     fn reference_soft_plus_keeps_tf_float32_quirks() {
-        // Values from the spec (§3.6), TF 2.15.1 CPU float32.
+        // Values TF 2.15.1 gives on the CPU in float32.
         let (v, _) = Margin::Soft.apply(-20.0f32);
         assert_eq!(v, 0.0);
         let (v, g) = Margin::Soft.apply(-100.0f32);

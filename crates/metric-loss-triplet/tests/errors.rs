@@ -219,7 +219,7 @@ fn an_empty_batch_is_zero_with_an_empty_gradient() {
 #[test]
 fn soft_margin_overflow_is_documented_and_the_stable_option_avoids_it() {
     // Squared euclidean at ×50 scale: x = p − q ≪ −88.7 for easy negatives, where TF's
-    // soft-plus is +inf (spec quirk 4).
+    // soft-plus is +inf (TF Similarity's ln(e^−x + 1) + x overflows).
     let labels = [0i64, 0, 1, 1];
     let x: Vec<f32> = x4().iter().map(|v| v * 50.0).collect();
     let q = Batch::new(&labels, Embeddings::from_row_major(&x, 4, 2).unwrap()).unwrap();

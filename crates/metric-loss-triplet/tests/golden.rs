@@ -1,5 +1,5 @@
 //! Named batches pinned two ways: against the numbers TF Similarity 0.17.1 printed (the
-//! spec's golden values §3.9 and the upstream test suite §6), and as insta snapshots of
+//! published golden values and its upstream test suite), and as insta snapshots of
 //! per-example losses and gradients, so any change to the arithmetic shows up in review.
 
 // 0.6931472 and friends are TF Similarity's printed float32 outputs, not ln 2 spelled out.
@@ -58,7 +58,7 @@ fn rounded(v: &[f32]) -> Vec<f64> {
 
 #[test]
 fn spec_golden_values_labels_0_0_1_2() {
-    // (pos, neg, margin, ℓ₀..ℓ₃) from spec §3.9, TF 2.15.1 CPU float32, Reduction.NONE.
+    // (pos, neg, margin, ℓ₀..ℓ₃) as TF 2.15.1 gives them on the CPU in float32 with Reduction.NONE.
     let table: [(&str, &str, Option<f64>, [f32; 4]); 12] = [
         (
             "hard",

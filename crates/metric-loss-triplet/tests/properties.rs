@@ -560,7 +560,7 @@ proptest! {
     #[test]
     fn f32_and_f64_agree(c in nice(4)) {
         prop_assume!(well_separated(&c, 1e-3));
-        // The euclidean expansion cancels in f32 for close points (spec §4): keep every
+        // The euclidean expansion cancels in f32 for close points: keep every
         // off-diagonal distance of order 1.
         let kind = DistanceKind::from_name(c.config.distance.name().unwrap()).unwrap();
         if matches!(kind, DistanceKind::Euclidean | DistanceKind::SquaredEuclidean) {
@@ -607,7 +607,7 @@ proptest! {
         let loss = c.config.build().unwrap();
         let out = eval::<f64>(&loss, &c.labels, &c.x, c.dims, &c.weights);
         for l in &out.per_example {
-            // +inf only for the reference soft-plus (spec quirk 4), e.g. snr rows of tiny
+            // +inf only for the reference soft-plus (TF Similarity's ln(e^−x + 1) + x overflows), e.g. snr rows of tiny
             // variance give huge distances.
             let documented = loss.margin() == Margin::Soft && *l == f64::INFINITY;
             prop_assert!(*l >= 0.0 && (l.is_finite() || documented), "{l}");
@@ -734,7 +734,7 @@ fn regression_weight_times_loss_overflow_is_an_error() {
     regression(&c);
 }
 
-/// The reference soft margin's +inf (spec quirk 4) is the one documented non-finite
+/// The reference soft margin's +inf (TF Similarity's ln(e^−x + 1) + x overflows) is the one documented non-finite
 /// output; the stable soft margin gives a finite value on the same input.
 #[test]
 fn reference_soft_margin_inf_is_documented_and_stable_one_is_finite() {
