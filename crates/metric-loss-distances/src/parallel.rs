@@ -34,21 +34,56 @@ pub const MIN_ROWS_PER_THREAD: usize = 128;
 /// The environment variable that caps the thread count (read once, on first use).
 pub const THREADS_ENV: &str = "METRIC_LOSS_THREADS";
 
-/// The most threads a call may use: 1 without the `threads` feature; otherwise
-/// [`THREADS_ENV`] if it holds a positive integer, else the available parallelism. Read
-/// once per process.
+/// The thread cap set in code (0: none set).
+static THREADS_SET: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Caps the threads every loss call of this process may use, in code rather than through
+/// [`THREADS_ENV`]: `Some(n)` for at most `n` (1 runs everything on the calling thread),
+/// `None` to go back to the environment's or the machine's count. Results are identical
+/// bit for bit whatever the cap. The helper threads are started on the first parallel
+/// call, sized by the cap then in force; set it before training starts.
+///
+/// To share a training process's own rayon pool instead (no second pool beside it), call
+/// the loss inside it: a call made from a rayon worker thread (`pool.install(|| ...)`)
+/// splits its rows over that pool, at most [`max_threads`] of its threads, and starts no
+/// threads of its own.
+///
+/// ```
+/// use metric_loss_distances::parallel::{max_threads, set_max_threads};
+///
+/// set_max_threads(Some(1));
+/// assert_eq!(max_threads(), 1);
+/// set_max_threads(None);
+/// ```
+pub fn set_max_threads(threads: Option<usize>) {
+    THREADS_SET.store(threads.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The most threads a call may use: 1 without the `threads` feature; otherwise the cap set
+/// with [`set_max_threads`], else [`THREADS_ENV`] if it holds a positive integer, else the
+/// available parallelism (the environment is read once per process). Inside a rayon pool,
+/// at most that pool's thread count.
 pub fn max_threads() -> usize {
     #[cfg(feature = "threads")]
     {
         use std::sync::OnceLock;
         static THREADS: OnceLock<usize> = OnceLock::new();
-        *THREADS.get_or_init(|| {
-            std::env::var(THREADS_ENV)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .filter(|t| *t > 0)
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |p| p.get()))
-        })
+        let set = THREADS_SET.load(std::sync::atomic::Ordering::Relaxed);
+        let cap = if set > 0 {
+            set
+        } else {
+            *THREADS.get_or_init(|| {
+                std::env::var(THREADS_ENV)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .filter(|t| *t > 0)
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |p| p.get()))
+            })
+        };
+        match rayon::current_thread_index() {
+            Some(_) => cap.min(rayon::current_num_threads()),
+            None => cap,
+        }
     }
     #[cfg(not(feature = "threads"))]
     {
@@ -132,24 +167,37 @@ fn run_chunks<'s, A: Send + 's, B: Send + 's, C: Send + 's, E: Send>(
     };
     // Collecting no further chunk allocates nothing: a single chunk costs no bookkeeping.
     let others: Vec<_> = chunks.collect();
-    let pool = match helpers() {
-        Some(pool) if !others.is_empty() => pool,
-        _ => {
-            f(first, a, b, c)?;
-            return others
-                .into_iter()
-                .try_for_each(|(first, a, b, c)| f(first, a, b, c));
-        }
+    // Called from a rayon worker (the caller's own pool): split over that pool.
+    let callers_pool = rayon::current_thread_index().is_some();
+    if others.is_empty() {
+        return f(first, a, b, c);
+    }
+    let pool = if callers_pool {
+        None
+    } else if let Some(pool) = helpers() {
+        Some(pool)
+    } else {
+        f(first, a, b, c)?;
+        return others
+            .into_iter()
+            .try_for_each(|(first, a, b, c)| f(first, a, b, c));
     };
     let mut results: Vec<Option<Result<(), E>>> = Vec::new();
     results.resize_with(others.len(), || None);
     let mut own = None;
-    pool.in_place_scope(|scope| {
-        for ((first, a, b, c), slot) in others.into_iter().zip(results.iter_mut()) {
-            scope.spawn(move |_| *slot = Some(f(first, a, b, c)));
-        }
-        own = Some(f(first, a, b, c));
-    });
+    // One body for either pool (a closure cannot name the scope's lifetime).
+    macro_rules! spawn_chunks {
+        ($scope:ident) => {{
+            for ((first, a, b, c), slot) in others.into_iter().zip(results.iter_mut()) {
+                $scope.spawn(move |_| *slot = Some(f(first, a, b, c)));
+            }
+            own = Some(f(first, a, b, c));
+        }};
+    }
+    match pool {
+        Some(pool) => pool.in_place_scope(|scope| spawn_chunks!(scope)),
+        None => rayon::in_place_scope(|scope| spawn_chunks!(scope)),
+    }
     // The lowest chunk's error first.
     own.into_iter()
         .chain(results.into_iter().flatten())
