@@ -304,6 +304,9 @@ impl TripletLoss {
         if !upper {
             distance.matrix(q, k, same, &mut scratch.row_stats, &mut scratch.distances)?;
         }
+        if self.distance_kind().is_none() {
+            check_user_distances(distance.name(), &scratch.distances, n, m, upper)?;
+        }
 
         scratch.mined.clear();
         scratch.mined.resize(n, Mined::placeholder());
@@ -333,6 +336,9 @@ impl TripletLoss {
             };
             miner.mine(view, workspace, &mut scratch.mined)?;
         }
+        if self.strategies.is_none() {
+            check_user_mined(miner.name(), &scratch.mined, m)?;
+        }
         scratch.slopes.clear();
         for (loss, mined) in out.per_example.iter_mut().zip(&scratch.mined) {
             let (value, slope) = self.score(mined);
@@ -346,6 +352,16 @@ impl TripletLoss {
             &input.sample_weight(),
             &mut scratch.scales,
         );
+        if let Some(i) = scratch.scales.iter().position(|s| !s.is_finite()) {
+            return Err(LossError::InvalidPartOutput {
+                part: "reducer",
+                name: reducer.name().to_owned(),
+                problem: format!(
+                    "the gradient scale of example {i} is {}; scales must be finite",
+                    scratch.scales[i]
+                ),
+            });
+        }
 
         if gradient {
             // The pairs first, in anchor order; then each gradient row adds its own.
@@ -411,6 +427,63 @@ impl TripletLoss {
             remove_diagonal: input.removes_diagonal(),
         }
     }
+}
+
+/// A user distance's matrix holds no NaN or ±∞ (the built-ins report their own errors):
+/// the whole `n x m` matrix, or its upper triangle.
+fn check_user_distances<T: Float>(
+    name: &str,
+    distances: &[T],
+    n: usize,
+    m: usize,
+    upper: bool,
+) -> Result<(), LossError> {
+    for i in 0..n {
+        let from = if upper { i } else { 0 };
+        let row = &distances[i * m + from..(i + 1) * m];
+        if let Some(j) = row.iter().position(|d| !d.is_finite()) {
+            return Err(LossError::InvalidPartOutput {
+                part: "distance",
+                name: name.to_owned(),
+                problem: format!(
+                    "entry ({i}, {}) is {}; distances must be finite",
+                    from + j,
+                    row[j]
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A user miner's picks are columns of the row, with finite values and at least one
+/// entry sharing each gradient (the gradient routing indexes the row with them).
+fn check_user_mined<T: Float>(name: &str, mined: &[Mined<T>], m: usize) -> Result<(), LossError> {
+    for (i, anchor) in mined.iter().enumerate().filter(|(_, a)| a.active) {
+        for (side, pick, value) in [
+            ("positive", &anchor.pos, anchor.positive),
+            ("negative", &anchor.neg, anchor.negative),
+        ] {
+            let problem = if pick.index >= m || pick.first >= m {
+                format!(
+                    "its column {} is out of range for {m} keys",
+                    pick.first.max(pick.index)
+                )
+            } else if pick.ties == 0 {
+                "no entry receives its gradient (ties = 0)".to_owned()
+            } else if !(value.is_finite() && pick.target.is_finite()) {
+                format!("its distance is {value}")
+            } else {
+                continue;
+            };
+            return Err(LossError::InvalidPartOutput {
+                part: "miner",
+                name: name.to_owned(),
+                problem: format!("anchor {i}'s {side}: {problem}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Per-call scratch kept in the [`Workspace`].
