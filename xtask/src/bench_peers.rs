@@ -1,6 +1,7 @@
 //! `cargo xtask bench-peers`: our TripletLoss against TF Similarity 0.17.1 and
 //! pytorch-metric-learning (PML) batch-hard, measured in one run on this machine, with the
-//! bare matrix product of the same shape as the floor. Not part of CI.
+//! bare matrix product of the same shape as the floor, and the same loss called from Python
+//! (the `metric-loss` wheel). Not part of CI.
 //!
 //! Our side is `bench-json` (package `metric-loss-benches`), built twice: single-threaded
 //! (default features) and with `--features threads` (run with `--threads 2`). The peers are
@@ -33,6 +34,10 @@ options:
   --venvs DIR               where the peers' venvs are (DIR/tfsim, DIR/pml); created when missing
   --scripts DIR             the peers folder (bench_*.py, setup_*.sh)
   --skip-tfsim, --skip-pml  leave a peer out
+  --python PY               a Python with our package installed, for the `ours from Python`
+                            column (default: <target>/py-venv/bin/python, the venv .ci/run
+                            makes; the column is left out when it is missing)
+  --skip-python             leave the Python column out
   --json FILE               also write every number as JSON (default: <target>/bench-peers.json)
 ";
 
@@ -86,6 +91,8 @@ struct Options {
     scripts: PathBuf,
     tfsim: bool,
     pml: bool,
+    /// The Python with `metric_loss` installed (`None`: no Python column).
+    python: Option<PathBuf>,
     json: Option<PathBuf>,
 }
 
@@ -124,6 +131,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         scripts: root.join("../shared/peers"),
         tfsim: true,
         pml: true,
+        python: Some(target_dir().join("py-venv/bin/python")).filter(|p| p.exists()),
         json: None,
     };
     let mut it = args.iter();
@@ -148,6 +156,8 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
             "--scripts" => o.scripts = PathBuf::from(value()?),
             "--skip-tfsim" => o.tfsim = false,
             "--skip-pml" => o.pml = false,
+            "--python" => o.python = Some(PathBuf::from(value()?)),
+            "--skip-python" => o.python = None,
             "--json" => o.json = Some(PathBuf::from(value()?)),
             "-h" | "--help" => {
                 print!("{HELP}");
@@ -305,6 +315,39 @@ fn tfsim(o: &Options) -> Result<BTreeMap<Key, f64>, String> {
     Ok(found)
 }
 
+/// Our default TripletLoss called from Python (`crates/metric-loss-python/bench.py`, one
+/// `compute` with the gradient) on `o.threads` threads: forward+backward ms by (N, D).
+fn from_python(o: &Options, python: &Path) -> Result<BTreeMap<(usize, usize), f64>, String> {
+    let script = workspace_root().join("crates/metric-loss-python/bench.py");
+    let sizes: Vec<String> = o.sizes.iter().map(usize::to_string).collect();
+    let mut found = BTreeMap::new();
+    for &d in &o.dims {
+        eprintln!("bench-peers: ours from Python, D={d} (load {})", load());
+        let output = Command::new(python)
+            .arg(&script)
+            .args(["--sizes", &sizes.join(","), "--d", &d.to_string()])
+            .env("METRIC_LOSS_THREADS", o.threads.to_string())
+            .output()
+            .map_err(|e| format!("{}: {e}", python.display()))?;
+        if !output.status.success() {
+            return Err(format!(
+                "{} failed: {}",
+                script.display(),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let Ok(r) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if let (Some(n), Some(ms)) = (r["n"].as_u64(), num(&r, "fwd_bwd_ms")) {
+                found.insert((n as usize, d), ms);
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// (PML batch-hard forward+backward ms, torch.mm ms) by (N, D).
 type PmlTimes = BTreeMap<(usize, usize), (f64, f64)>;
 
@@ -413,6 +456,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     let tf = if o.tfsim { tfsim(&o)? } else { BTreeMap::new() };
     let pm = if o.pml { pml(&o)? } else { BTreeMap::new() };
+    let py = match &o.python {
+        Some(python) => from_python(&o, python)?,
+        None => BTreeMap::new(),
+    };
     let load_end = load();
 
     let t = o.threads;
@@ -420,9 +467,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "TripletLoss f32 cosine forward+backward, median ms (ours: 1 thread | {t} threads with `threads`; peers: {t} threads)"
     );
     println!(
-        "| N | D | config | ours 1T | ours {t}T | TF Sim | PML batch-hard | GEMM 1T | GEMM {t}T | torch.mm | TF Sim / ours | PML / ours | ours / GEMM (1T) | ours / GEMM ({t}T) |"
+        "| N | D | config | ours 1T | ours {t}T | ours from Python {t}T | TF Sim | PML batch-hard | GEMM 1T | GEMM {t}T | torch.mm | TF Sim / ours | PML / ours | ours / GEMM (1T) | ours / GEMM ({t}T) |"
     );
-    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut json_rows = Vec::new();
     for (n, d, c, a, b) in &rows {
         let ours1 = num(a, "fwd_bwd_ms").unwrap_or(f64::NAN);
@@ -432,11 +479,19 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         let tf_ms = tf.get(&(*n, *d, c.label())).copied().unwrap_or(f64::NAN);
         let (pml_ms, mm_ms) = pm.get(&(*n, *d)).copied().unwrap_or((f64::NAN, f64::NAN));
         let best = ours1.min(ours_t);
+        // bench.py times the default loss only: hard / semi-hard, margin 1.0.
+        let default = c.pos == "hard" && c.neg == "semi-hard" && c.margin == Some(1.0);
+        let py_ms = py
+            .get(&(*n, *d))
+            .copied()
+            .filter(|_| default)
+            .unwrap_or(f64::NAN);
         println!(
-            "| {n} | {d} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {n} | {d} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             c.label(),
             fmt(ours1),
             fmt(ours_t),
+            fmt(py_ms),
             fmt(tf_ms),
             fmt(pml_ms),
             fmt(gemm1),
@@ -450,7 +505,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         json_rows.push(serde_json::json!({
             "n": n, "d": d, "config": c.label(), "margin": c.margin_key(),
             "ours_1t": a, "ours_mt": b, "tfsim_fwd_bwd_ms": tf_ms, "pml_batch_hard_ms": pml_ms,
-            "torch_mm_ms": mm_ms,
+            "torch_mm_ms": mm_ms, "ours_from_python_mt_ms": py_ms,
         }));
     }
     println!("ratios: peers / min(ours 1T, ours {t}T); ours / GEMM floor at the same thread count");
