@@ -25,15 +25,52 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 //!
+//! Sample weights and a separate key set (a memory bank, negatives from another device)
+//! go through a [`CandleInput`] and [`CandleLoss::compute`]:
+//!
+//! ```
+//! use candle_core::{Device, Tensor, Var};
+//! use metric_loss_candle::{CandleInput, CandleLoss};
+//! use metric_loss_triplet::TripletLoss;
+//!
+//! let cpu = Device::Cpu;
+//! let loss = CandleLoss::from_loss(TripletLoss::default());
+//! let queries = Var::from_slice(&[1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8], (4, 2), &cpu)?;
+//! let labels = Tensor::new(&[0u32, 0, 1, 1], &cpu)?;
+//! let keys = Var::from_slice(&[0.6f32, 0.8, -1.0, 0.0], (2, 2), &cpu)?;
+//! let key_labels = Tensor::new(&[0u32, 1], &cpu)?;
+//! let weights = Tensor::new(&[1.0f32, 2.0, 0.5, 1.0], &cpu)?;
+//!
+//! let input = CandleInput::new(queries.as_tensor(), &labels)
+//!     .with_keys(keys.as_tensor(), &key_labels)
+//!     .remove_diagonal(false) // the keys do not start with the queries
+//!     .with_sample_weight(&weights);
+//! let out = loss.compute(&input)?;
+//! let grads = out.loss.backward()?;
+//! assert_eq!(grads.get(keys.as_tensor()).expect("keys are a variable").dims(), &[2, 2]);
+//! assert_eq!(out.per_example.dims(), &[4]);
+//! # Ok::<(), candle_core::Error>(())
+//! ```
+//!
 //! # What is supported
-//! - Embeddings: `f32` or `f64`, rank 2 (`n x dims`), on the CPU, any strides.
+//! - Embeddings and keys: `f16`, `bf16`, `f32` or `f64`, rank 2 (`n x dims`), any strides,
+//!   on any device. The loss runs on the host: tensors on CUDA or Metal are copied there,
+//!   and the results and gradients go back to each input's own device. `f16` and `bf16`
+//!   are computed in `f32` (`f64` in `f64`) and the results and gradients are returned in
+//!   the input's dtype. Every step is a differentiable candle op, so no user code is
+//!   involved and there is one path for every device.
 //! - Labels: `u8`, `u32`, `i16`, `i32` or `i64`, shape `[n]` or `[n, 1]`; they are read as
 //!   `i64`. Labels get no gradient.
-//! - The keys are the queries (TF Similarity's `MetricLoss.call`), without sample weights.
-//! - The result is a scalar of the embeddings' dtype: the reduced loss
+//! - Sample weights: a float tensor of shape `[]` (one weight for all), `[n]` or `[n, 1]`;
+//!   they get no gradient.
+//! - The keys are the queries (TF Similarity's `MetricLoss.call`) unless
+//!   [`CandleInput::with_keys`] gives a separate set, whose gradient then flows to the key
+//!   tensor.
+//! - The result is a scalar of the embeddings' dtype on their device: the reduced loss
 //!   ([`metric_loss_core::LossOutput::loss`]); with `Reduction::None` it is Σ ℓᵢ, whose
-//!   gradient is the one returned. [`CandleLoss::loss_with_details`] also returns the
-//!   per-example losses.
+//!   gradient is the one returned. [`CandleLoss::loss_with_details`] and
+//!   [`CandleLoss::compute`] also return the per-example losses (without gradient: the
+//!   loss computes the gradient of its reduced value only).
 //! - Errors: a [`metric_loss_core::LossError`] becomes a [`candle_core::Error`] whose
 //!   message is the `LossError`'s, unchanged ([`to_candle_error`]).
 //!
@@ -42,21 +79,24 @@
 //!
 //! # Feature flags
 //! None: the crate has no optional features. Candle itself is used with its default
-//! features (CPU).
+//! features (CPU); enabling candle's `cuda` or `metal` features in your own crate is all
+//! it takes for tensors on those devices.
 //!
 //! # Supported Rust versions
 //! The minimum supported Rust version is 1.89 (nalgebra 0.35 requires it). Raising it is a minor-version change.
 
-use std::cell::RefCell;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{
-    CpuStorage, CustomOp2, DType, Device, Error, Layout, Result, Shape, Tensor, WithDType,
+    CpuStorage, CustomOp1, CustomOp2, DType, Device, Error, Layout, Result, Shape, Tensor,
+    WithDType,
 };
 use metric_loss_core::{
     Batch, Embeddings, Float, LossError, LossInput, LossOutput, MetricLoss, MetricLossExt,
-    Workspace,
+    SampleWeight, Workspace,
 };
+use metric_loss_registry::RegistryError;
 
 /// Converts a [`LossError`] into a [`candle_core::Error`] that displays the same message.
 ///
@@ -72,7 +112,8 @@ pub fn to_candle_error(error: LossError) -> Error {
 /// A [`MetricLoss`] usable on candle tensors, with a reusable [`Workspace`].
 ///
 /// Build it from an `Arc<dyn MetricLoss>`, a `Box<dyn MetricLoss>` (what a config file
-/// loads to) or any concrete loss; clone it cheaply (the loss and workspace are shared).
+/// loads to), any concrete loss, or a config file ([`CandleLoss::from_config`]); clone it
+/// cheaply (the loss and workspace are shared).
 #[derive(Debug, Clone)]
 pub struct CandleLoss {
     loss: Arc<dyn MetricLoss>,
@@ -93,17 +134,38 @@ impl CandleLoss {
         Self::new(Arc::new(loss))
     }
 
+    /// Reads the loss from a Keras-shaped JSON, TOML or YAML config file with
+    /// [`metric_loss_registry::load`].
+    ///
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("candle-loss-{}.json", std::process::id()));
+    /// std::fs::write(&path, r#"{"class_name": "TripletLoss", "config": {"margin": 0.5}}"#)?;
+    /// let loss = metric_loss_candle::CandleLoss::from_config(&path)?;
+    /// # std::fs::remove_file(&path)?;
+    /// assert_eq!(loss.metric_loss().name(), "TripletLoss");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Every [`RegistryError`] of [`metric_loss_registry::load`]: an unreadable file, an
+    /// unknown format or class, an invalid config.
+    pub fn from_config(path: impl AsRef<Path>) -> std::result::Result<Self, RegistryError> {
+        let loss: Box<dyn MetricLoss> = metric_loss_registry::load(path)?;
+        Ok(Self::from(loss))
+    }
+
     /// The wrapped loss.
     pub fn metric_loss(&self) -> &Arc<dyn MetricLoss> {
         &self.loss
     }
 
-    /// The loss of `embeddings` (`n x dims`, `f32` or `f64`) with `labels` (`n` integers)
-    /// as a scalar tensor; its gradient is the loss's analytic gradient.
+    /// The loss of `embeddings` (`n x dims`, `f16`, `bf16`, `f32` or `f64`, any device) with
+    /// `labels` (`n` integers) as a scalar tensor of the embeddings' dtype on their device;
+    /// its gradient is the loss's analytic gradient.
     ///
     /// # Errors
-    /// Unsupported dtypes, shapes or devices, and every [`LossError`] of the loss (with its
-    /// message unchanged).
+    /// Unsupported dtypes or shapes, and every [`LossError`] of the loss (with its message
+    /// unchanged).
     pub fn loss(&self, embeddings: &Tensor, labels: &Tensor) -> Result<Tensor> {
         Ok(self.loss_with_details(embeddings, labels)?.loss)
     }
@@ -113,13 +175,21 @@ impl CandleLoss {
     /// # Errors
     /// As [`CandleLoss::loss`].
     pub fn loss_with_details(&self, embeddings: &Tensor, labels: &Tensor) -> Result<LossTensors> {
+        self.compute(&CandleInput::new(embeddings, labels))
+    }
+
+    /// The loss of a full [`CandleInput`]: sample weights, a separate key set or both.
+    ///
+    /// # Errors
+    /// As [`CandleLoss::loss`], for the keys and weights too.
+    pub fn compute(&self, input: &CandleInput<'_>) -> Result<LossTensors> {
         // A poisoned lock only means another thread panicked mid-call: the workspace holds
         // scratch buffers that every call resets, so it is still usable.
         let mut workspace = self
             .workspace
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        evaluate(self.loss.as_ref(), &mut workspace, embeddings, labels)
+        evaluate(self.loss.as_ref(), &mut workspace, input)
     }
 }
 
@@ -157,92 +227,102 @@ impl From<Box<dyn MetricLoss>> for CandleLoss {
 /// # Errors
 /// As [`CandleLoss::loss`].
 pub fn loss(loss: &dyn MetricLoss, embeddings: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    Ok(evaluate(loss, &mut Workspace::new(), embeddings, labels)?.loss)
+    Ok(compute(loss, &CandleInput::new(embeddings, labels))?.loss)
 }
 
-/// The tensors one evaluation returns.
+/// The loss of a borrowed [`MetricLoss`] on a full [`CandleInput`]; see
+/// [`CandleLoss::compute`]. Uses a fresh [`Workspace`].
+///
+/// # Errors
+/// As [`CandleLoss::compute`].
+pub fn compute(loss: &dyn MetricLoss, input: &CandleInput<'_>) -> Result<LossTensors> {
+    evaluate(loss, &mut Workspace::new(), input)
+}
+
+/// The tensors of one evaluation: the core's [`metric_loss_core::LossInput`] for candle.
+///
+/// Queries and labels are required; keys (with their labels) and sample weights are
+/// optional. Each tensor may live on its own device.
+#[derive(Debug, Clone, Copy)]
+pub struct CandleInput<'a> {
+    embeddings: &'a Tensor,
+    labels: &'a Tensor,
+    keys: Option<(&'a Tensor, &'a Tensor)>,
+    sample_weight: Option<&'a Tensor>,
+    remove_diagonal: bool,
+}
+
+impl<'a> CandleInput<'a> {
+    /// Query embeddings (`n x dims`) and their `n` labels; the keys are the queries, no
+    /// weights.
+    pub fn new(embeddings: &'a Tensor, labels: &'a Tensor) -> Self {
+        Self {
+            embeddings,
+            labels,
+            keys: None,
+            sample_weight: None,
+            remove_diagonal: true,
+        }
+    }
+
+    /// A separate key set (`m x dims`) with its `m` labels: distances are `queries x keys`
+    /// and the keys get their gradient. As in the core, the pair (i, i) is still not a
+    /// positive (right when the keys start with the queries); call
+    /// [`CandleInput::remove_diagonal`] with `false` for keys that do not.
+    pub fn with_keys(mut self, keys: &'a Tensor, key_labels: &'a Tensor) -> Self {
+        self.keys = Some((keys, key_labels));
+        self
+    }
+
+    /// Sample weights: shape `[]` (one for every example), `[n]` or `[n, 1]`.
+    pub fn with_sample_weight(mut self, weights: &'a Tensor) -> Self {
+        self.sample_weight = Some(weights);
+        self
+    }
+
+    /// Whether the pair (i, i) is removed from the positives (default `true`).
+    pub fn remove_diagonal(mut self, remove: bool) -> Self {
+        self.remove_diagonal = remove;
+        self
+    }
+}
+
+/// The tensors one evaluation returns, in the embeddings' dtype and on their device.
 #[derive(Debug, Clone)]
 pub struct LossTensors {
     /// The reduced loss: a scalar with the analytic gradient attached.
     pub loss: Tensor,
-    /// ℓᵢ for each example (shape `[n]`, without sample weights); no gradient.
+    /// ℓᵢ for each query (shape `[n]`, without sample weights); no gradient.
     pub per_example: Tensor,
 }
 
-/// The loss value and, when wanted, its gradient, computed in the forward op and handed
-/// to the op that carries the backward pass.
-#[derive(Debug)]
-enum Computed {
-    F32(LossOutput<f32>),
-    F64(LossOutput<f64>),
+/// Re-emits the loss value computed on the host and returns the kept gradients, scaled by
+/// the upstream gradient, in the backward pass. Applied as a unary op on the queries, or
+/// as a binary op on the queries and a separate key set.
+struct AttachGradient {
+    value: CpuStorage,
+    grad_queries: Tensor,
+    grad_keys: Option<Tensor>,
 }
 
-/// Runs the loss on the CPU storages of the embeddings and labels. Applied without a
-/// backward pass; [`AttachGradient`] carries the gradient into the graph.
-struct Forward<'a> {
-    loss: &'a dyn MetricLoss,
-    workspace: RefCell<&'a mut Workspace>,
-    gradient: bool,
-    computed: RefCell<Option<Computed>>,
-}
-
-impl Forward<'_> {
-    fn run<T: Float>(
-        &self,
-        x: &[T],
-        shape: (usize, usize),
-        labels: &[i64],
-    ) -> Result<LossOutput<T>> {
-        let embeddings =
-            Embeddings::from_row_major(x, shape.0, shape.1).map_err(to_candle_error)?;
-        let mut input = LossInput::new(Batch::new(labels, embeddings).map_err(to_candle_error)?);
-        if !self.gradient {
-            input = input.without_gradient();
-        }
-        let mut out = LossOutput::new();
-        let mut workspace = self.workspace.borrow_mut();
-        self.loss
-            .compute_into(&input, &mut workspace, &mut out)
-            .map_err(to_candle_error)?;
-        Ok(out)
+impl AttachGradient {
+    fn scaled(grad: &Tensor, grad_result: &Tensor) -> Result<Tensor> {
+        grad.broadcast_mul(grad_result)
     }
 }
 
-impl CustomOp2 for Forward<'_> {
+impl CustomOp1 for AttachGradient {
     fn name(&self) -> &'static str {
         "metric-loss"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let shape = l1.shape().dims2()?;
-        let labels = labels_as_i64(s2, l2)?;
-        let (value, computed) = match s1 {
-            CpuStorage::F32(v) => {
-                let out = self.run(contiguous(v, l1)?, shape, &labels)?;
-                (CpuStorage::F32(vec![out.loss]), Computed::F32(out))
-            }
-            CpuStorage::F64(v) => {
-                let out = self.run(contiguous(v, l1)?, shape, &labels)?;
-                (CpuStorage::F64(vec![out.loss]), Computed::F64(out))
-            }
-            _ => candle_core::bail!("metric-loss: embeddings must be f32 or f64"),
-        };
-        *self.computed.borrow_mut() = Some(computed);
-        Ok((value, Shape::from(())))
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        Ok((self.value.clone(), Shape::from(())))
     }
-}
 
-/// Re-emits the loss value computed by [`Forward`] and returns the kept gradient, scaled
-/// by the upstream gradient, in the backward pass.
-struct AttachGradient {
-    value: CpuStorage,
-    grad: Tensor,
+    fn bwd(&self, _: &Tensor, _: &Tensor, grad_result: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(Self::scaled(&self.grad_queries, grad_result)?))
+    }
 }
 
 impl CustomOp2 for AttachGradient {
@@ -262,132 +342,245 @@ impl CustomOp2 for AttachGradient {
 
     fn bwd(
         &self,
-        _embeddings: &Tensor,
-        _labels: &Tensor,
-        _result: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
         grad_result: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(self.grad.broadcast_mul(grad_result)?), None))
+        let keys = match &self.grad_keys {
+            Some(grad) => Some(Self::scaled(grad, grad_result)?),
+            None => None,
+        };
+        Ok((Some(Self::scaled(&self.grad_queries, grad_result)?), keys))
+    }
+}
+
+/// Moves `x` to the host in `dtype`. Both steps are candle ops with a backward pass (a
+/// no-op when `x` already is there in that dtype), so the gradient computed on the host
+/// flows back to `x` on its own device in its own dtype.
+fn to_host(x: &Tensor, dtype: DType) -> Result<Tensor> {
+    x.to_device(&Device::Cpu)?.to_dtype(dtype)
+}
+
+/// Moves a host result to `device` in `dtype`, differentiably: the inverse of [`to_host`]
+/// and the only way results leave this crate, whatever the device.
+fn from_host(x: &Tensor, device: &Device, dtype: DType) -> Result<Tensor> {
+    x.to_dtype(dtype)?.to_device(device)
+}
+
+/// The precision the loss runs in for embeddings of `dtype`: the core has `f32` and `f64`.
+fn compute_dtype(dtype: DType) -> DType {
+    match dtype {
+        DType::F64 => DType::F64,
+        _ => DType::F32,
     }
 }
 
 fn evaluate(
     loss: &dyn MetricLoss,
     workspace: &mut Workspace,
-    embeddings: &Tensor,
-    labels: &Tensor,
+    input: &CandleInput<'_>,
 ) -> Result<LossTensors> {
-    check_inputs(embeddings, labels)?;
-    let embeddings = embeddings.contiguous()?;
-    let labels = labels.flatten_all()?.contiguous()?;
-    let gradient = embeddings.track_op();
-    let forward = Forward {
-        loss,
-        workspace: RefCell::new(workspace),
-        gradient,
-        computed: RefCell::new(None),
-    };
-    let value = embeddings.apply_op2_no_bwd(&labels, &forward)?;
-    let computed = forward
-        .computed
-        .into_inner()
-        .ok_or_else(|| Error::Msg("metric-loss: the forward pass returned nothing".into()))?;
-    match computed {
-        Computed::F32(out) => finish(out, &embeddings, &labels, value, gradient),
-        Computed::F64(out) => finish(out, &embeddings, &labels, value, gradient),
+    check_inputs(input)?;
+    match compute_dtype(input.embeddings.dtype()) {
+        DType::F64 => evaluate_as::<f64>(loss, workspace, input),
+        _ => evaluate_as::<f32>(loss, workspace, input),
     }
 }
 
-/// Wraps the loss's output into tensors, attaching the gradient when it was computed.
-fn finish<T: Float + WithDType>(
-    out: LossOutput<T>,
-    embeddings: &Tensor,
-    labels: &Tensor,
-    value: Tensor,
-    gradient: bool,
+/// A tensor moved to the host in the compute dtype, with its values read out.
+struct HostTensor<T> {
+    tensor: Tensor,
+    values: Vec<T>,
+}
+
+impl<T: Float + WithDType> HostTensor<T> {
+    fn new(x: &Tensor) -> Result<Self> {
+        let tensor = to_host(x, <T as WithDType>::DTYPE)?;
+        let values = tensor.flatten_all()?.to_vec1::<T>()?;
+        Ok(Self { tensor, values })
+    }
+
+    fn embeddings(&self) -> Result<Embeddings<'_, T>> {
+        let (rows, cols) = self.tensor.dims2()?;
+        Embeddings::from_row_major(&self.values, rows, cols).map_err(to_candle_error)
+    }
+}
+
+/// Runs the loss in `T` on the host and returns the results on the embeddings' device in
+/// their dtype; the same code for every device.
+fn evaluate_as<T: Float + WithDType>(
+    loss: &dyn MetricLoss,
+    workspace: &mut Workspace,
+    input: &CandleInput<'_>,
 ) -> Result<LossTensors> {
-    let per_example = Tensor::from_vec(out.per_example, labels.elem_count(), &Device::Cpu)?;
-    if !gradient {
-        return Ok(LossTensors {
-            loss: value,
-            per_example,
+    let queries = HostTensor::<T>::new(input.embeddings)?;
+    let labels = labels_as_i64(input.labels)?;
+    let keys = match input.keys {
+        Some((keys, key_labels)) => Some((HostTensor::<T>::new(keys)?, labels_as_i64(key_labels)?)),
+        None => None,
+    };
+    let weights = match input.sample_weight {
+        Some(w) => Some(HostTensor::<T>::new(w)?),
+        None => None,
+    };
+    let gradient = queries.tensor.track_op()
+        || keys
+            .as_ref()
+            .is_some_and(|(keys, _)| keys.tensor.track_op());
+
+    let batch = Batch::new(&labels, queries.embeddings()?).map_err(to_candle_error)?;
+    let mut loss_input = LossInput::new(batch).remove_diagonal(input.remove_diagonal);
+    if let Some((keys, key_labels)) = &keys {
+        let batch = Batch::new(key_labels, keys.embeddings()?).map_err(to_candle_error)?;
+        loss_input = loss_input.with_keys(batch);
+    }
+    if let Some(w) = &weights {
+        loss_input = loss_input.with_sample_weight(match w.tensor.rank() {
+            0 => SampleWeight::Scalar(w.values[0]),
+            _ => SampleWeight::PerExample(&w.values),
         });
     }
-    let grad = Tensor::from_vec(out.grad_queries, embeddings.shape(), &Device::Cpu)?;
-    let attach = AttachGradient {
-        value: T::to_cpu_storage_owned(vec![out.loss]),
-        grad,
+    if !gradient {
+        loss_input = loss_input.without_gradient();
+    }
+    let mut out = LossOutput::new();
+    loss.compute_into(&loss_input, workspace, &mut out)
+        .map_err(to_candle_error)?;
+
+    let host = Device::Cpu;
+    let per_example = Tensor::from_vec(out.per_example, labels.len(), &host)?;
+    let value = if gradient {
+        let grad_queries = Tensor::from_vec(out.grad_queries, queries.tensor.shape(), &host)?;
+        let attach = |grad_keys| AttachGradient {
+            value: T::to_cpu_storage_owned(vec![out.loss]),
+            grad_queries,
+            grad_keys,
+        };
+        match &keys {
+            Some((keys, _)) => {
+                let grad_keys = Tensor::from_vec(out.grad_keys, keys.tensor.shape(), &host)?;
+                let op: Arc<Box<dyn CustomOp2 + Send + Sync>> =
+                    Arc::new(Box::new(attach(Some(grad_keys))));
+                queries.tensor.apply_op2_arc(&keys.tensor, op)?
+            }
+            None => {
+                let op: Arc<Box<dyn CustomOp1 + Send + Sync>> = Arc::new(Box::new(attach(None)));
+                queries.tensor.apply_op1_arc(op)?
+            }
+        }
+    } else {
+        Tensor::from_vec(vec![out.loss], (), &host)?
     };
-    let loss = embeddings.apply_op2_arc(labels, Arc::new(Box::new(attach)))?;
-    Ok(LossTensors { loss, per_example })
+    let (device, dtype) = (input.embeddings.device(), input.embeddings.dtype());
+    Ok(LossTensors {
+        loss: from_host(&value, device, dtype)?,
+        per_example: from_host(&per_example, device, dtype)?,
+    })
 }
 
+const FLOATS: [DType; 4] = [DType::F16, DType::BF16, DType::F32, DType::F64];
+
 /// Rejects what the loss cannot run on, with messages naming the tensor.
-fn check_inputs(embeddings: &Tensor, labels: &Tensor) -> Result<()> {
-    if !embeddings.device().is_cpu() || !labels.device().is_cpu() {
+fn check_inputs(input: &CandleInput<'_>) -> Result<()> {
+    check_embeddings("embeddings", input.embeddings)?;
+    check_labels("labels", input.labels)?;
+    if let Some((keys, key_labels)) = input.keys {
+        check_embeddings("keys", keys)?;
+        check_labels("key labels", key_labels)?;
+    }
+    if let Some(w) = input.sample_weight {
+        if !FLOATS.contains(&w.dtype()) {
+            candle_core::bail!(
+                "metric-loss: sample weights must be f16, bf16, f32 or f64, got {:?}",
+                w.dtype()
+            );
+        }
+        let column = w.rank() == 2 && w.dims()[1] == 1;
+        if w.rank() > 1 && !column {
+            candle_core::bail!(
+                "metric-loss: sample weights must have shape [], [n] or [n, 1], got {:?}",
+                w.dims()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_embeddings(what: &str, x: &Tensor) -> Result<()> {
+    if !FLOATS.contains(&x.dtype()) {
         candle_core::bail!(
-            "metric-loss: tensors must be on the CPU (use .to_device(&Device::Cpu)); got embeddings on {:?} and labels on {:?}",
-            embeddings.device().location(),
-            labels.device().location()
+            "metric-loss: {what} must be f16, bf16, f32 or f64, got {:?}",
+            x.dtype()
         );
     }
-    if !matches!(embeddings.dtype(), DType::F32 | DType::F64) {
+    if x.rank() != 2 {
         candle_core::bail!(
-            "metric-loss: embeddings must be f32 or f64, got {:?}",
-            embeddings.dtype()
+            "metric-loss: {what} must have shape [n, dims], got {:?}",
+            x.dims()
         );
     }
-    if embeddings.rank() != 2 {
-        candle_core::bail!(
-            "metric-loss: embeddings must have shape [n, dims], got {:?}",
-            embeddings.dims()
-        );
-    }
+    Ok(())
+}
+
+fn check_labels(what: &str, labels: &Tensor) -> Result<()> {
     if !matches!(
         labels.dtype(),
         DType::U8 | DType::U32 | DType::I16 | DType::I32 | DType::I64
     ) {
         candle_core::bail!(
-            "metric-loss: labels must be integers (u8, u32, i16, i32 or i64), got {:?}",
+            "metric-loss: {what} must be integers (u8, u32, i16, i32 or i64), got {:?}",
             labels.dtype()
         );
     }
     let column = labels.rank() == 2 && labels.dims()[1] == 1;
     if labels.rank() != 1 && !column {
         candle_core::bail!(
-            "metric-loss: labels must have shape [n] or [n, 1], got {:?}",
+            "metric-loss: {what} must have shape [n] or [n, 1], got {:?}",
             labels.dims()
         );
     }
     Ok(())
 }
 
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("metric-loss: expected a contiguous tensor"),
+/// Reads integer labels of any device and integer dtype as `i64` on the host.
+fn labels_as_i64(labels: &Tensor) -> Result<Vec<i64>> {
+    fn widen<L: WithDType + Into<i64>>(labels: &Tensor) -> Result<Vec<i64>> {
+        Ok(labels.to_vec1::<L>()?.into_iter().map(Into::into).collect())
+    }
+    let labels = labels.flatten_all()?;
+    match labels.dtype() {
+        DType::U8 => widen::<u8>(&labels),
+        DType::U32 => widen::<u32>(&labels),
+        DType::I16 => widen::<i16>(&labels),
+        DType::I32 => widen::<i32>(&labels),
+        DType::I64 => widen::<i64>(&labels),
+        other => candle_core::bail!("metric-loss: labels must be integers, got {other:?}"),
     }
 }
 
-fn labels_as_i64(storage: &CpuStorage, layout: &Layout) -> Result<Vec<i64>> {
-    Ok(match storage {
-        CpuStorage::U8(v) => contiguous(v, layout)?
-            .iter()
-            .map(|&l| i64::from(l))
-            .collect(),
-        CpuStorage::U32(v) => contiguous(v, layout)?
-            .iter()
-            .map(|&l| i64::from(l))
-            .collect(),
-        CpuStorage::I16(v) => contiguous(v, layout)?
-            .iter()
-            .map(|&l| i64::from(l))
-            .collect(),
-        CpuStorage::I32(v) => contiguous(v, layout)?
-            .iter()
-            .map(|&l| i64::from(l))
-            .collect(),
-        CpuStorage::I64(v) => contiguous(v, layout)?.to_vec(),
-        _ => candle_core::bail!("metric-loss: labels must be integers (u8, u32, i16, i32 or i64)"),
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    /// The round trip every non-CPU tensor takes, run on the CPU: the gradient reaches the
+    /// input in its dtype and on its device.
+    #[test]
+    fn host_round_trip_keeps_the_gradient_dtype_and_device() -> Result<()> {
+        for dtype in FLOATS {
+            let x = Var::from_tensor(
+                &Tensor::new(&[1.0f32, -2.0, 0.5], &Device::Cpu)?.to_dtype(dtype)?,
+            )?;
+            let host = to_host(x.as_tensor(), compute_dtype(dtype))?;
+            let back = from_host(&(host * 3.0)?, x.device(), dtype)?;
+            assert_eq!((back.dtype(), back.device().is_cpu()), (dtype, true));
+            let grads = back.sum_all()?.backward()?;
+            let grad = grads.get(x.as_tensor()).expect("x is a variable");
+            assert_eq!(grad.dtype(), dtype);
+            let grad = grad.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            assert_eq!(grad, vec![3.0; 3], "{dtype:?}");
+        }
+        Ok(())
+    }
 }

@@ -4,8 +4,11 @@
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use metric_loss_candle::{loss, CandleLoss};
-use metric_loss_core::{LossError, MetricLoss, MetricLossExt, Reduction};
+use metric_loss_candle::{compute, loss, CandleInput, CandleLoss};
+use metric_loss_core::{
+    Batch, Embeddings, LossError, LossInput, LossOutput, MetricLoss, MetricLossExt, Reduction,
+    SampleWeight,
+};
 use metric_loss_triplet::{TripletLoss, TripletLossConfig};
 
 const CPU: Device = Device::Cpu;
@@ -29,6 +32,14 @@ fn unit_rows(x: &[f64], dims: usize) -> Vec<f64> {
     let mut y = vec![0.0; x.len()];
     metric_loss_distances::l2_normalize(x, dims, &mut y).expect("finite whole rows");
     y
+}
+
+/// Unit rows for `LABELS` in f32.
+fn unit_rows_f32(seed: u64) -> Vec<f32> {
+    unit_rows(&values(LABELS.len() * DIMS, seed), DIMS)
+        .iter()
+        .map(|v| *v as f32)
+        .collect()
 }
 
 fn shared(loss: TripletLoss) -> Arc<dyn MetricLoss> {
@@ -102,10 +113,7 @@ fn f64_matches_the_core_crate_exactly() {
 
 #[test]
 fn f32_matches_the_core_crate_exactly() {
-    let x: Vec<f32> = unit_rows(&values(LABELS.len() * DIMS, 11), DIMS)
-        .iter()
-        .map(|v| *v as f32)
-        .collect();
+    let x = unit_rows_f32(11);
     for (what, metric) in losses() {
         let want = metric.evaluate(&LABELS, &x, DIMS).unwrap();
         let var = Var::from_slice(&x, (LABELS.len(), DIMS), &CPU).unwrap();
@@ -360,16 +368,24 @@ fn loss_errors_keep_their_message() {
     assert!(bad.is_err());
 }
 
+/// Four 2-d f32 embeddings in two classes.
+fn small_batch() -> (Tensor, Tensor) {
+    let x =
+        Tensor::from_slice(&[1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8], (4, 2), &CPU).unwrap();
+    (x, Tensor::new(&[0u32, 0, 1, 1], &CPU).unwrap())
+}
+
 #[test]
 fn unsupported_inputs_are_errors_naming_the_problem() {
     let metric = TripletLoss::default();
-    let labels = Tensor::new(&[0u32, 0, 1, 1], &CPU).unwrap();
-    let x =
-        Tensor::from_slice(&[1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8], (4, 2), &CPU).unwrap();
+    let (x, labels) = small_batch();
 
-    let half = x.to_dtype(DType::F16).unwrap();
-    let err = loss(&metric, &half, &labels).unwrap_err().to_string();
-    assert!(err.contains("f32 or f64") && err.contains("F16"), "{err}");
+    let bytes = x.to_dtype(DType::U8).unwrap();
+    let err = loss(&metric, &bytes, &labels).unwrap_err().to_string();
+    assert!(
+        err.contains("embeddings must be f16, bf16, f32 or f64") && err.contains("U8"),
+        "{err}"
+    );
 
     let flat = x.flatten_all().unwrap();
     let err = loss(&metric, &flat, &labels).unwrap_err().to_string();
@@ -393,4 +409,325 @@ fn empty_batches_give_zero() {
     assert_eq!(value.to_scalar::<f64>().unwrap(), 0.0);
     let grads = value.backward().unwrap();
     assert_eq!(grads.get(x.as_tensor()).unwrap().dims(), &[0, 3]);
+}
+
+fn flat<T: candle_core::WithDType>(t: &Tensor) -> Vec<T> {
+    t.flatten_all().unwrap().to_vec1::<T>().unwrap()
+}
+
+/// `values` rounded to `dtype` and read back as f32.
+fn rounded(values: &[f32], dtype: DType) -> Vec<f32> {
+    let t = Tensor::new(values, &CPU).unwrap().to_dtype(dtype).unwrap();
+    flat(&t.to_dtype(DType::F32).unwrap())
+}
+
+#[test]
+fn half_precision_gives_the_f32_numbers_and_a_gradient_of_its_dtype() {
+    let x = unit_rows_f32(17);
+    let labels = Tensor::new(&LABELS, &CPU).unwrap();
+    for dtype in [DType::F16, DType::BF16] {
+        // The loss sees the input as stored (rounded to `dtype`), computes in f32, and its
+        // results are rounded once more, to `dtype`.
+        let stored = rounded(&x, dtype);
+        for (what, metric) in losses() {
+            let want = metric.evaluate(&LABELS, &stored, DIMS).unwrap();
+            let input = Tensor::new(x.as_slice(), &CPU).unwrap();
+            let var = Var::from_tensor(
+                &input
+                    .reshape((LABELS.len(), DIMS))
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap(),
+            )
+            .unwrap();
+            let out = CandleLoss::new(metric.clone())
+                .loss_with_details(var.as_tensor(), &labels)
+                .unwrap();
+            assert_eq!(out.loss.dtype(), dtype, "{what}");
+            assert_eq!(out.per_example.dtype(), dtype, "{what}");
+            let value = flat::<f32>(&out.loss.to_dtype(DType::F32).unwrap());
+            assert_eq!(value, rounded(&[want.loss], dtype), "{what} {dtype:?}");
+            let per_example = flat::<f32>(&out.per_example.to_dtype(DType::F32).unwrap());
+            let per_want: Vec<f32> = want.per_example.clone();
+            assert_eq!(per_example, rounded(&per_want, dtype), "{what} {dtype:?}");
+
+            let grads = out.loss.backward().unwrap();
+            let grad = grads.get(var.as_tensor()).unwrap();
+            assert_eq!(grad.dtype(), dtype, "{what}");
+            assert_eq!(grad.dims(), &[LABELS.len(), DIMS]);
+            let grad = flat::<f32>(&grad.to_dtype(DType::F32).unwrap());
+            assert_eq!(grad, rounded(&want.grad_queries, dtype), "{what} {dtype:?}");
+            assert!(
+                grad.iter().any(|g| *g != 0.0),
+                "{what}: gradient is all zero"
+            );
+        }
+    }
+}
+
+#[test]
+fn half_precision_is_within_its_rounding_of_the_f32_loss() {
+    // Hard positives and negatives: the loss is continuous in the input, so rounding the
+    // input moves it by about the rounding of the input.
+    let metric = TripletLossConfig::default()
+        .distance("l2")
+        .positive_mining_strategy("hard")
+        .negative_mining_strategy("hard")
+        .margin(0.3)
+        .build()
+        .unwrap();
+    let x = unit_rows_f32(19);
+    let exact = metric.evaluate(&LABELS, &x, DIMS).unwrap().loss;
+    assert!(exact > 0.1, "{exact}");
+    let labels = Tensor::new(&LABELS, &CPU).unwrap();
+    let t = Tensor::from_slice(&x, (LABELS.len(), DIMS), &CPU).unwrap();
+    for (dtype, epsilon) in [(DType::F16, 2f32.powi(-11)), (DType::BF16, 2f32.powi(-8))] {
+        let half = t.to_dtype(dtype).unwrap();
+        let value = loss(&metric, &half, &labels)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        // Distances between unit rows move by at most about 2ε under rounding of the
+        // input; the hinge passes that on, and the result is rounded once more.
+        let bound = 8.0 * epsilon * (1.0 + exact);
+        assert!(
+            (value - exact).abs() <= bound,
+            "{dtype:?}: {value} vs {exact} (bound {bound})"
+        );
+    }
+}
+
+/// Queries, keys, their labels and weights for the tests of the full input.
+struct Full {
+    q: Vec<f64>,
+    k: Vec<f64>,
+    key_labels: Vec<i64>,
+    weights: Vec<f64>,
+}
+
+fn full() -> Full {
+    let key_labels = vec![0, 1, 2, 3, 0, 1, 2];
+    Full {
+        q: unit_rows(&values(LABELS.len() * DIMS, 31), DIMS),
+        k: unit_rows(&values(key_labels.len() * DIMS, 32), DIMS),
+        key_labels,
+        weights: (0..LABELS.len()).map(|i| 0.25 * (i % 5) as f64).collect(),
+    }
+}
+
+fn core_output(
+    metric: &dyn MetricLoss,
+    data: &Full,
+    weights: SampleWeight<'_, f64>,
+    remove_diagonal: bool,
+) -> LossOutput<f64> {
+    let q = Embeddings::from_row_major(&data.q, LABELS.len(), DIMS).unwrap();
+    let k = Embeddings::from_row_major(&data.k, data.key_labels.len(), DIMS).unwrap();
+    let input = LossInput::new(Batch::new(&LABELS, q).unwrap())
+        .with_keys(Batch::new(&data.key_labels, k).unwrap())
+        .with_sample_weight(weights)
+        .remove_diagonal(remove_diagonal);
+    metric.compute(&input).unwrap()
+}
+
+#[test]
+fn weights_and_keys_match_the_core_loss_output() {
+    let data = full();
+    let (n, m) = (LABELS.len(), data.key_labels.len());
+    let labels = Tensor::new(&LABELS, &CPU).unwrap();
+    let key_labels = Tensor::new(data.key_labels.as_slice(), &CPU).unwrap();
+    let weights = Tensor::new(data.weights.as_slice(), &CPU).unwrap();
+    for (what, metric) in losses() {
+        for remove_diagonal in [true, false] {
+            let want = core_output(
+                metric.as_ref(),
+                &data,
+                SampleWeight::PerExample(&data.weights),
+                remove_diagonal,
+            );
+            let q = Var::from_slice(&data.q, (n, DIMS), &CPU).unwrap();
+            let k = Var::from_slice(&data.k, (m, DIMS), &CPU).unwrap();
+            let input = CandleInput::new(q.as_tensor(), &labels)
+                .with_keys(k.as_tensor(), &key_labels)
+                .with_sample_weight(&weights)
+                .remove_diagonal(remove_diagonal);
+            let out = CandleLoss::new(metric.clone()).compute(&input).unwrap();
+            let what = format!("{what}, remove_diagonal {remove_diagonal}");
+            assert_eq!(out.loss.to_scalar::<f64>().unwrap(), want.loss, "{what}");
+            assert_eq!(flat::<f64>(&out.per_example), want.per_example, "{what}");
+            let grads = out.loss.backward().unwrap();
+            let grad_q = flat::<f64>(grads.get(q.as_tensor()).unwrap());
+            let grad_k = grads.get(k.as_tensor()).unwrap();
+            assert_eq!(grad_k.dims(), &[m, DIMS]);
+            assert_eq!(grad_q, want.grad_queries, "{what}");
+            assert_eq!(flat::<f64>(grad_k), want.grad_keys, "{what}");
+            assert!(want.grad_keys.iter().any(|g| *g != 0.0), "{what}");
+            assert!(grads.get(&weights).is_none(), "weights get no gradient");
+        }
+    }
+}
+
+#[test]
+fn weights_of_every_shape_match_the_core() {
+    let data = full();
+    let metric = TripletLoss::default();
+    let n = LABELS.len();
+    let labels = Tensor::new(&LABELS, &CPU).unwrap();
+    let x = Tensor::from_slice(&data.q, (n, DIMS), &CPU).unwrap();
+    let q = Embeddings::from_row_major(&data.q, n, DIMS).unwrap();
+    let core = |weights| {
+        metric
+            .compute(&LossInput::new(Batch::new(&LABELS, q).unwrap()).with_sample_weight(weights))
+            .unwrap()
+    };
+    let per_example = Tensor::new(data.weights.as_slice(), &CPU).unwrap();
+    let column = per_example.unsqueeze(1).unwrap();
+    let scalar = Tensor::new(0.5f64, &CPU).unwrap();
+    let cases = [
+        (&per_example, core(SampleWeight::PerExample(&data.weights))),
+        (&column, core(SampleWeight::PerExample(&data.weights))),
+        (&scalar, core(SampleWeight::Scalar(0.5))),
+    ];
+    for (weights, want) in cases {
+        let input = CandleInput::new(&x, &labels).with_sample_weight(weights);
+        let out = compute(&metric, &input).unwrap();
+        assert_eq!(
+            out.loss.to_scalar::<f64>().unwrap(),
+            want.loss,
+            "{weights:?}"
+        );
+        assert_eq!(flat::<f64>(&out.per_example), want.per_example);
+    }
+    // f32 weights for f64 embeddings are read in the embeddings' precision.
+    let w32 = per_example.to_dtype(DType::F32).unwrap();
+    let out = compute(
+        &metric,
+        &CandleInput::new(&x, &labels).with_sample_weight(&w32),
+    )
+    .unwrap();
+    assert_eq!(
+        out.loss.to_scalar::<f64>().unwrap(),
+        loss_with_f32_rounded_weights(&metric, &data)
+    );
+}
+
+fn loss_with_f32_rounded_weights(metric: &TripletLoss, data: &Full) -> f64 {
+    let w: Vec<f64> = data.weights.iter().map(|w| f64::from(*w as f32)).collect();
+    let q = Embeddings::from_row_major(&data.q, LABELS.len(), DIMS).unwrap();
+    let input = LossInput::new(Batch::new(&LABELS, q).unwrap())
+        .with_sample_weight(SampleWeight::PerExample(&w));
+    metric.compute(&input).unwrap().loss
+}
+
+#[test]
+fn keys_alone_can_take_the_gradient_in_their_own_dtype() {
+    // A memory bank in f16 that is trained, against fixed f32 queries.
+    let data = full();
+    let (n, m) = (LABELS.len(), data.key_labels.len());
+    let metric = TripletLoss::default();
+    let q32: Vec<f32> = data.q.iter().map(|v| *v as f32).collect();
+    let queries = Tensor::from_slice(&q32, (n, DIMS), &CPU).unwrap();
+    let k32: Vec<f32> = data.k.iter().map(|v| *v as f32).collect();
+    let keys = Var::from_tensor(
+        &Tensor::from_slice(&k32, (m, DIMS), &CPU)
+            .unwrap()
+            .to_dtype(DType::F16)
+            .unwrap(),
+    )
+    .unwrap();
+    let labels = Tensor::new(&LABELS, &CPU).unwrap();
+    let key_labels = Tensor::new(data.key_labels.as_slice(), &CPU).unwrap();
+    let input = CandleInput::new(&queries, &labels)
+        .with_keys(keys.as_tensor(), &key_labels)
+        .remove_diagonal(false);
+    let out = compute(&metric, &input).unwrap();
+    assert_eq!(out.loss.dtype(), DType::F32);
+    let grads = out.loss.backward().unwrap();
+    let grad = grads.get(keys.as_tensor()).unwrap();
+    assert_eq!(grad.dtype(), DType::F16);
+
+    let stored = rounded(&k32, DType::F16);
+    let q = Embeddings::from_row_major(&q32, n, DIMS).unwrap();
+    let k = Embeddings::from_row_major(&stored, m, DIMS).unwrap();
+    let want = metric
+        .compute(
+            &LossInput::new(Batch::new(&LABELS, q).unwrap())
+                .with_keys(Batch::new(&data.key_labels, k).unwrap())
+                .remove_diagonal(false),
+        )
+        .unwrap();
+    assert_eq!(out.loss.to_scalar::<f32>().unwrap(), want.loss);
+    let grad = flat::<f32>(&grad.to_dtype(DType::F32).unwrap());
+    assert_eq!(grad, rounded(&want.grad_keys, DType::F16));
+}
+
+#[test]
+fn bad_keys_and_weights_are_errors_naming_them() {
+    let metric = TripletLoss::default();
+    let (x, labels) = small_batch();
+    let run = |input: CandleInput<'_>| compute(&metric, &input).unwrap_err().to_string();
+
+    let three = Tensor::new(&[1.0f32, 1.0, 1.0], &CPU).unwrap();
+    let err = run(CandleInput::new(&x, &labels).with_sample_weight(&three));
+    assert!(err.contains("sample_weight has 3 entries"), "{err}");
+    let matrix = Tensor::ones((2, 2), DType::F32, &CPU).unwrap();
+    let err = run(CandleInput::new(&x, &labels).with_sample_weight(&matrix));
+    assert!(err.contains("sample weights must have shape"), "{err}");
+    let ints = Tensor::new(&[1u32, 1, 1, 1], &CPU).unwrap();
+    let err = run(CandleInput::new(&x, &labels).with_sample_weight(&ints));
+    assert!(err.contains("sample weights must be f16"), "{err}");
+
+    let wide = Tensor::ones((2, 3), DType::F32, &CPU).unwrap();
+    let key_labels = Tensor::new(&[0u32, 1], &CPU).unwrap();
+    let err = run(CandleInput::new(&x, &labels).with_keys(&wide, &key_labels));
+    let want = LossError::DimensionMismatch {
+        queries: 2,
+        keys: 3,
+    }
+    .to_string();
+    assert!(err.contains(&want), "{err}");
+    let float_labels = key_labels.to_dtype(DType::F32).unwrap();
+    let keys = Tensor::ones((2, 2), DType::F32, &CPU).unwrap();
+    let err = run(CandleInput::new(&x, &labels).with_keys(&keys, &float_labels));
+    assert!(err.contains("key labels must be integers"), "{err}");
+    let flat_keys = keys.flatten_all().unwrap();
+    let err = run(CandleInput::new(&x, &labels).with_keys(&flat_keys, &key_labels));
+    assert!(err.contains("keys must have shape [n, dims]"), "{err}");
+}
+
+#[test]
+fn from_config_reads_a_registry_file() {
+    let dir = std::env::temp_dir();
+    let path = dir.join(format!("metric-loss-candle-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "class_name = \"TripletLoss\"\n[config]\nmargin = 0.3\ndistance = \"l2\"\n",
+    )
+    .unwrap();
+    let from_file = CandleLoss::from_config(&path);
+    std::fs::remove_file(&path).unwrap();
+    let from_file = from_file.unwrap();
+    let metric = TripletLossConfig::default()
+        .margin(0.3)
+        .distance("l2")
+        .build()
+        .unwrap();
+    let x = unit_rows(&values(LABELS.len() * DIMS, 41), DIMS);
+    let t = Tensor::from_slice(&x, (LABELS.len(), DIMS), &CPU).unwrap();
+    let labels = Tensor::new(&LABELS, &CPU).unwrap();
+    let got = from_file
+        .loss(&t, &labels)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    assert_eq!(got, metric.evaluate(&LABELS, &x, DIMS).unwrap().loss);
+
+    let missing = dir.join("metric-loss-candle-no-such-file.json");
+    let err = CandleLoss::from_config(&missing).unwrap_err();
+    assert!(
+        matches!(err, metric_loss_registry::RegistryError::Io { .. }),
+        "{err}"
+    );
 }
