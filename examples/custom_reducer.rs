@@ -15,9 +15,19 @@ use serde::{Deserialize, Serialize};
 /// The mean of the `k` largest weighted losses wᵢℓᵢ (of all of them when there are fewer);
 /// ties at the k-th value are broken by the lower index.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "KConfig", into = "KConfig")]
+#[serde(deny_unknown_fields)]
 pub struct HardestK {
+    /// Checked when a config is read, as `new` checks it.
+    #[serde(deserialize_with = "at_least_one")]
     k: usize,
+}
+
+/// A `k` of at least 1, or the error `new` gives.
+fn at_least_one<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    let k = usize::deserialize(deserializer)?;
+    HardestK::new(k)
+        .map(|_| k)
+        .map_err(serde::de::Error::custom)
 }
 
 impl HardestK {
@@ -65,27 +75,6 @@ impl<T: Float> Reducer<T> for HardestK {
         } else {
             total / T::from_f64(k as f64)
         }
-    }
-}
-
-/// The config a file holds, checked by `new` when read.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KConfig {
-    k: usize,
-}
-
-impl TryFrom<KConfig> for HardestK {
-    type Error = LossError;
-
-    fn try_from(config: KConfig) -> Result<Self, LossError> {
-        Self::new(config.k)
-    }
-}
-
-impl From<HardestK> for KConfig {
-    fn from(part: HardestK) -> Self {
-        Self { k: part.k }
     }
 }
 
