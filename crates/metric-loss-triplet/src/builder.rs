@@ -36,7 +36,6 @@ pub struct TripletLossBuilder {
     distance: Arc<dyn AnyDistance>,
     miner: Arc<dyn AnyMiner>,
     reducer: Arc<dyn AnyReducer>,
-    strategies: Option<StrategyMiner>,
     registered: RegisteredParts,
     margin: Option<f64>,
     stable_soft_margin: bool,
@@ -52,7 +51,6 @@ impl Default for TripletLossBuilder {
             distance: Arc::new(DistanceKind::Cosine),
             miner: Arc::new(StrategyMiner::default()),
             reducer: Arc::new(Reduction::Auto),
-            strategies: Some(StrategyMiner::default()),
             registered: RegisteredParts::default(),
             margin: Some(1.0),
             stable_soft_margin: false,
@@ -88,20 +86,24 @@ impl TripletLossBuilder {
 
     /// TF Similarity's positive strategy (replaces a miner set with [`Self::miner`]).
     pub fn positive_mining(self, positive: PositiveStrategy) -> Self {
-        let mut s = self.strategies.unwrap_or_default();
+        let mut s = self.strategies().unwrap_or_default();
         s.positive = positive;
         self.set_strategies(s)
     }
 
     /// TF Similarity's negative strategy (replaces a miner set with [`Self::miner`]).
     pub fn negative_mining(self, negative: NegativeStrategy) -> Self {
-        let mut s = self.strategies.unwrap_or_default();
+        let mut s = self.strategies().unwrap_or_default();
         s.negative = negative;
         self.set_strategies(s)
     }
 
+    /// The miner's strategies when it is the built-in one.
+    fn strategies(&self) -> Option<StrategyMiner> {
+        self.miner.as_any().downcast_ref::<StrategyMiner>().copied()
+    }
+
     fn set_strategies(mut self, strategies: StrategyMiner) -> Self {
-        self.strategies = Some(strategies);
         self.miner = Arc::new(strategies);
         self.registered.miner = None;
         self
@@ -110,7 +112,6 @@ impl TripletLossBuilder {
     /// Any [`Miner`](metric_loss_core::Miner): your own, or
     /// [`GivenTriplets`](metric_loss_mining::GivenTriplets) for triplets you formed.
     pub fn miner(mut self, miner: impl AnyMiner) -> Self {
-        self.strategies = (miner.as_any().downcast_ref::<StrategyMiner>()).copied();
         self.miner = Arc::new(miner);
         self.registered.miner = None;
         self
@@ -118,7 +119,6 @@ impl TripletLossBuilder {
 
     /// A registered miner (see [`Self::registered_distance`]).
     pub fn registered_miner(mut self, miner: Arc<dyn RegisteredMiner>) -> Self {
-        self.strategies = None;
         self.miner = miner.clone();
         self.registered.miner = Some(miner);
         self
@@ -194,7 +194,6 @@ impl TripletLossBuilder {
             distance: self.distance,
             miner: self.miner,
             reducer: self.reducer,
-            strategies: self.strategies,
             registered: self.registered,
             margin,
             name: self.name,

@@ -54,8 +54,6 @@ pub struct TripletLoss {
     pub(crate) distance: Arc<dyn AnyDistance>,
     pub(crate) miner: Arc<dyn AnyMiner>,
     pub(crate) reducer: Arc<dyn AnyReducer>,
-    /// The miner's strategies when it is the built-in one.
-    pub(crate) strategies: Option<StrategyMiner>,
     /// The parts a config file names by class name.
     pub(crate) registered: RegisteredParts,
     pub(crate) margin: Margin,
@@ -148,7 +146,7 @@ impl TripletLoss {
                 ))
             }
         };
-        let (strategies, miner) = match (&self.registered.miner, self.strategies) {
+        let (strategies, miner) = match (&self.registered.miner, self.strategies()) {
             (Some(part), _) => (
                 StrategyMiner::default(),
                 Some(PartConfig::Registered(part.clone())),
@@ -199,6 +197,11 @@ impl TripletLoss {
             .copied()
     }
 
+    /// The miner's strategies when it is the built-in one.
+    fn strategies(&self) -> Option<StrategyMiner> {
+        self.miner.as_any().downcast_ref::<StrategyMiner>().copied()
+    }
+
     /// The miner.
     pub fn miner(&self) -> &dyn AnyMiner {
         &*self.miner
@@ -211,12 +214,12 @@ impl TripletLoss {
 
     /// The positive mining strategy, if the miner is TF Similarity's.
     pub fn positive_mining_strategy(&self) -> Option<PositiveStrategy> {
-        self.strategies.map(|s| s.positive)
+        self.strategies().map(|s| s.positive)
     }
 
     /// The negative mining strategy, if the miner is TF Similarity's.
     pub fn negative_mining_strategy(&self) -> Option<NegativeStrategy> {
-        self.strategies.map(|s| s.negative)
+        self.strategies().map(|s| s.negative)
     }
 
     /// The margin rule.
@@ -229,7 +232,6 @@ impl TripletLoss {
     /// other parts are shared, not copied.
     pub fn with_miner(&self, miner: impl AnyMiner) -> TripletLoss {
         TripletLoss {
-            strategies: miner.as_any().downcast_ref::<StrategyMiner>().copied(),
             miner: Arc::new(miner),
             ..self.clone()
         }
@@ -336,7 +338,7 @@ impl TripletLoss {
             };
             miner.mine(view, workspace, &mut scratch.mined)?;
         }
-        if self.strategies.is_none() {
+        if self.strategies().is_none() {
             check_user_mined(miner.name(), &scratch.mined, m)?;
         }
         scratch.slopes.clear();
