@@ -1,167 +1,75 @@
-//! A loss of your own, written outside the workspace's loss crates against the core
-//! `MetricLoss` trait, registered with `metric-loss-registry`, read from a config file and
-//! run.
+//! A loss of your own on mined anchors: its formula, its derivative and a registration.
 //!
-//! The loss is a batch "center loss": ℓᵢ = scale · ‖xᵢ − cᵧᵢ‖², where cᵧ is the mean of the
-//! batch's embeddings with label y, treated as a constant (as center loss does), so
-//! ∂ℓᵢ/∂xᵢ = 2 · scale · (xᵢ − cᵧᵢ).
+//! The loss is Hoffer & Ailon's distance-ratio loss (*Deep metric learning using triplet
+//! network*, 2015): with pᵢ and qᵢ the mined positive and negative distances,
+//! d⁺ = e^p / (e^p + e^q) = σ(p − q) and ℓᵢ = (d⁺)², or d⁺ itself with `squared = false`.
+//! Everything else (validation, the distance matrix and its fast paths, mining, the
+//! reduction, routing the gradient through ties and the distance, threads, finite checks,
+//! the config keys of the distance, miner and reducer) is the shared [`MinedLoss`] driver's.
 //!
 //! Run with `cargo run -p metric-loss-examples --example custom_loss [CONFIG]`; the default
-//! config is `examples/configs/center_loss.toml`.
+//! config is `examples/configs/distance_ratio.toml`.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use metric_loss_core::{
-    reduce, Float, LossError, LossInput, LossOutput, MetricLoss, MetricLossExt, Reduction,
-    Workspace,
-};
-use metric_loss_registry::{ConfigExt, Format, RegisteredLoss};
+use metric_loss_core::{Float, LossError, MetricLoss, MetricLossExt};
+use metric_loss_registry::{Format, RegisteredLoss};
+use metric_loss_triplet::{mined_metric_loss, AnchorScore, AnchorView, MinedLoss, MinedParts};
 use serde::{Deserialize, Serialize};
 
-/// The config: the key names a config file uses, with their defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct CenterLossConfig {
-    /// Multiplies every per-example loss (finite and positive).
-    scale: f64,
-    /// Keras's reduction name.
-    reduction: String,
-    /// The loss's name.
-    name: String,
+/// The loss: TF Similarity's part keys (flattened) and its own.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct DistanceRatioLoss {
+    /// The distance, miner and reducer (`distance`, `positive_mining_strategy`, ...).
+    #[serde(flatten)]
+    pub(crate) parts: MinedParts,
+    /// ℓ = (d⁺)² when `true` (the paper's form), d⁺ otherwise.
+    pub(crate) squared: Squared,
 }
 
-impl Default for CenterLossConfig {
+/// Whether the ratio is squared (default `true`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Squared(pub bool);
+
+impl Default for Squared {
     fn default() -> Self {
-        Self {
-            scale: 0.5,
-            reduction: "auto".into(),
-            name: "center_loss".into(),
-        }
+        Squared(true)
     }
 }
 
-/// The validated loss. It (de)serialises as its config; invalid configs are errors.
-#[derive(Debug, Clone)]
-struct CenterLoss {
-    config: CenterLossConfig,
-    reduction: Reduction,
-}
-
-impl TryFrom<CenterLossConfig> for CenterLoss {
-    type Error = LossError;
-
-    fn try_from(config: CenterLossConfig) -> Result<Self, LossError> {
-        if !(config.scale.is_finite() && config.scale > 0.0) {
-            return Err(LossError::InvalidParameter {
-                name: "scale",
-                value: config.scale,
-                expected: "a finite positive number",
-            });
-        }
-        let reduction = config.reduction.parse()?;
-        Ok(Self { config, reduction })
-    }
-}
-
-impl Serialize for CenterLoss {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.config.serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for CenterLoss {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // `invalid_config` keeps the typed LossError for the registry's error.
-        CenterLoss::try_from(CenterLossConfig::deserialize(deserializer)?)
-            .map_err(metric_loss_registry::invalid_config)
-    }
-}
-
-impl CenterLoss {
-    /// One implementation, generic over the precision.
-    fn run<T: Float>(
-        &self,
-        input: &LossInput<'_, T>,
-        out: &mut LossOutput<T>,
-    ) -> Result<(), LossError> {
-        input.validate()?;
-        let batch = input.queries();
-        let (x, labels) = (batch.embeddings(), batch.labels());
-        let (n, dims) = (x.rows(), x.cols());
-        out.reset(n, 0, dims, input.wants_gradient());
-
-        // Class centroids of the batch (in f64).
-        let mut sums: HashMap<i64, (Vec<f64>, usize)> = HashMap::new();
-        for (i, label) in labels.iter().enumerate() {
-            let (sum, count) = sums.entry(*label).or_insert_with(|| (vec![0.0; dims], 0));
-            for (s, v) in sum.iter_mut().zip(x.row(i)) {
-                *s += v.to_f64();
-            }
-            *count += 1;
-        }
-
-        let scale = self.config.scale;
-        let batch_scale = self.reduction.example_scale(n);
-        for i in 0..n {
-            let (sum, count) = &sums[&labels[i]];
-            let diff: Vec<f64> = x
-                .row(i)
-                .iter()
-                .zip(sum)
-                .map(|(v, s)| v.to_f64() - s / *count as f64)
-                .collect();
-            out.per_example[i] = T::from_f64(scale * diff.iter().map(|d| d * d).sum::<f64>());
-            if input.wants_gradient() {
-                let g = 2.0 * scale * input.sample_weight().get(i).to_f64() * batch_scale;
-                for (o, d) in out.grad_queries[i * dims..(i + 1) * dims]
-                    .iter_mut()
-                    .zip(&diff)
-                {
-                    *o = T::from_f64(g * d);
-                }
-            }
-        }
-        out.loss = reduce(&out.per_example, &input.sample_weight(), self.reduction);
-        Ok(())
-    }
-}
-
-impl MetricLoss for CenterLoss {
+impl MinedLoss for DistanceRatioLoss {
     fn name(&self) -> &str {
-        &self.config.name
+        "distance_ratio"
     }
 
-    fn compute_f32(
-        &self,
-        input: &LossInput<'_, f32>,
-        _: &mut Workspace,
-        out: &mut LossOutput<f32>,
-    ) -> Result<(), LossError> {
-        self.run(input, out)
+    fn parts(&self) -> &MinedParts {
+        &self.parts
     }
 
-    fn compute_f64(
-        &self,
-        input: &LossInput<'_, f64>,
-        _: &mut Workspace,
-        out: &mut LossOutput<f64>,
-    ) -> Result<(), LossError> {
-        self.run(input, out)
-    }
-
-    fn reduction(&self) -> Reduction {
-        self.reduction
+    /// d⁺ = σ(p − q), so ∂d⁺/∂p = d⁺(1 − d⁺) = −∂d⁺/∂q; squaring multiplies it by 2d⁺.
+    fn anchor<T: Float>(&self, a: &mut AnchorView<'_, T>) -> Result<AnchorScore<T>, LossError> {
+        let d = T::ONE / (T::ONE + (a.mined.negative - a.mined.positive).exp());
+        let slope = d * (T::ONE - d);
+        Ok(if self.squared.0 {
+            let slope = T::from_f64(2.0) * d * slope;
+            AnchorScore::new(d * d, slope, -slope)
+        } else {
+            AnchorScore::new(d, slope, -slope)
+        })
     }
 }
 
-// The registration: `class_name = "CenterLoss"` in a config file now builds a CenterLoss.
-#[typetag::serde(name = "CenterLoss")]
-impl RegisteredLoss for CenterLoss {}
+mined_metric_loss!(DistanceRatioLoss);
+
+// The registration: `class_name = "DistanceRatioLoss"` in a config file builds this loss.
+#[typetag::serde(name = "DistanceRatioLoss")]
+impl RegisteredLoss for DistanceRatioLoss {}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args_os().nth(1).map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/center_loss.toml"),
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/distance_ratio.toml"),
         PathBuf::from,
     );
     run(&path)
@@ -169,49 +77,76 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Loads the loss from `path`, runs it, writes its config back.
 pub(crate) fn run(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    println!(
-        "registered losses: {:?}",
-        metric_loss_registry::registered_names()
-    );
-
-    // Read the loss from the file, through the same call as the built-in losses.
     let loss = metric_loss_registry::load(path)?;
     println!("loaded {} from {}", loss.name(), path.display());
-
-    // Run it: two classes in 2-D.
-    let labels = [0, 0, 0, 1, 1];
-    let x = [1.0f32, 0.0, 0.8, 0.6, 0.9, -0.1, -1.0, 0.2, -0.6, -0.8];
+    let labels = [0, 0, 1, 1, 2];
+    let x = [1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8, 0.3, -0.9];
     let out = loss.evaluate(&labels, &x, 2)?;
     println!("per-example losses: {:?}", out.per_example);
     println!("loss ({}): {}", loss.reduction(), out.loss);
-    for i in 0..labels.len() {
-        println!("  d loss / d x{i} = {:?}", out.grad_query_row(i, 2));
-    }
-
-    // The same numbers as the loss built in code from the same arguments.
-    let in_code = CenterLoss::try_from(CenterLossConfig {
-        scale: 0.25,
-        reduction: "sum".into(),
-        name: "center_loss".into(),
-    })?;
-    if path.ends_with("configs/center_loss.toml") {
-        let expected = in_code.evaluate(&labels, &x, 2)?;
-        assert_eq!(out, expected, "the config and the code disagree");
-        println!("same numbers as CenterLoss built in code");
-    }
-
-    // get_config writes it back; a bad config is a typed error.
     println!("get_config:\n{}", loss.to_config_string(Format::Json)?);
-    println!("in TOML:\n{}", in_code.to_config_string(Format::Toml)?);
-    let err = metric_loss_registry::from_str(
-        "class_name = \"CenterLoss\"\n[config]\nscale = -1.0\n",
-        Format::Toml,
-    )
-    .unwrap_err();
-    println!("a bad config: {err}");
-    assert!(matches!(
-        err.loss_error(),
-        Some(LossError::InvalidParameter { name: "scale", .. })
-    ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metric_loss_core::{NegativeStrategy, Reduction};
+    use metric_loss_distances::DistanceKind;
+    use metric_loss_testkit::{check_gradient, GradientPoint};
+
+    fn in_code() -> DistanceRatioLoss {
+        DistanceRatioLoss {
+            parts: MinedParts::default()
+                .distance(DistanceKind::Euclidean)
+                .negative_mining(NegativeStrategy::Hard)
+                .reducer(Reduction::Sum),
+            squared: Squared(true),
+        }
+    }
+
+    #[test]
+    fn the_config_file_builds_the_loss_written_in_code() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/distance_ratio.toml");
+        run(&path).unwrap();
+        let x = [1.0f64, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8, 0.3, -0.9];
+        let labels = [0, 0, 1, 1, 2];
+        let from_file = metric_loss_registry::load(&path).unwrap();
+        assert_eq!(
+            from_file.evaluate(&labels, &x, 2).unwrap(),
+            in_code().evaluate(&labels, &x, 2).unwrap()
+        );
+        // Written back and read again: the same loss.
+        let text = from_file.to_config_string(Format::Json).unwrap();
+        let back = metric_loss_registry::from_str(&text, Format::Json).unwrap();
+        assert_eq!(back.to_config_string(Format::Json).unwrap(), text);
+        let bad = r#"{"class_name": "DistanceRatioLoss", "config": {"distance": "nope"}}"#;
+        assert!(metric_loss_registry::from_str(bad, Format::Json).is_err());
+    }
+
+    #[test]
+    fn the_formula_is_the_paper_s_and_its_gradient_matches_finite_differences() {
+        // One anchor with p = 0 and q = ln 3: d⁺ = 1/(1 + 3) = 0.25.
+        let loss = in_code();
+        let x = [0.0f64, 0.0, 0.0, 0.0, 3f64.ln(), 0.0];
+        let out = loss.evaluate(&[0, 0, 1], &x, 2).unwrap();
+        assert!((out.per_example[0] - 0.0625).abs() < 1e-15, "{out:?}");
+        let x = [
+            1.0, 0.2, 0.8, 0.6, 0.1, 1.0, -0.6, -0.8, 0.3, -0.9, 0.5, 0.5,
+        ];
+        for squared in [true, false] {
+            let loss = DistanceRatioLoss {
+                squared: Squared(squared),
+                ..in_code()
+            };
+            let point = GradientPoint {
+                labels: &[0, 0, 1, 1, 2, 2],
+                queries: &x,
+                dims: 2,
+                keys: None,
+                weights: None,
+            };
+            check_gradient(&loss, point, 1e-7, 1e-6).unwrap();
+        }
+    }
 }

@@ -693,10 +693,10 @@ fn loss_from_bytes(b: &mut Bytes<'_>) -> Result<(Box<dyn MetricLoss>, bool), Los
         }
         1 => {
             let mut c = l::PNLoss::builder();
-            c.distance = distance;
+            c.distance = distance.into();
             c.positive_mining_strategy = pos;
             c.negative_mining_strategy = neg;
-            c.reduction = reduction;
+            c.reduction = reduction.into();
             c.margin = if flags & 2 != 0 { None } else { Some(margin) };
             c.remove_diagonal = flags & 16 == 0;
             (Box::new(c.build()?), flags & 2 != 0)

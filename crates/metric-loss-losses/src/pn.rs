@@ -1,25 +1,27 @@
 //! `PNLoss`: triplet mining plus the positive-to-negative distance (Ivis's PN loss).
 
-use metric_loss_core::{
-    reduce, AllowNonFinite, Distance, Embeddings, Float, LossError, LossInput, LossOutput,
-    NegativeStrategy, PositiveStrategy, Reduction, Workspace,
-};
-use metric_loss_distances::DistanceKind;
-use metric_loss_mining::{mine_row, route_gradient, Mined, RowContext};
-use metric_loss_triplet::Margin;
+use std::sync::Arc;
 
-use crate::common::{check_size, finite, impl_metric_loss};
+use metric_loss_core::{
+    Float, LossError, PartConfig, Reduction, RegisteredDistance, RegisteredMiner, RegisteredReducer,
+};
+use metric_loss_triplet::{
+    mined_metric_loss, AnchorScore, AnchorView, Margin, MinedLoss, MinedParts, MinedPartsConfig,
+};
+
+use crate::common::finite;
 
 /// `PNLoss`'s arguments with TF Similarity 0.17.1's names and defaults, not yet validated.
 ///
 /// | key | default | meaning |
 /// | --- | --- | --- |
-/// | `distance` | `"cosine"` | a distance name or alias |
+/// | `distance` | `"cosine"` | a distance name or alias, or a registered distance |
 /// | `positive_mining_strategy` | `"hard"` | `"easy"` or `"hard"` |
 /// | `negative_mining_strategy` | `"semi-hard"` | `"easy"`, `"hard"` or `"semi-hard"` |
 /// | `margin` | `None` (soft margin) | a number gives the hinge max(z + m, 0) |
 /// | `name` | `"PNLoss"` | |
-/// | `reduction` | `"auto"` | Keras's reduction name |
+/// | `reduction` | `"auto"` | Keras's reduction name, `"mean_over_non_zero"`, or a registered reducer |
+/// | `miner` | none | a registered miner, replacing the two strategies |
 /// | `remove_diagonal` | `true` | TF's hidden keyword: the self-pair is not a positive |
 ///
 /// There is no `soft_margin` key (0.17.1 rejects it too).
@@ -27,7 +29,7 @@ use crate::common::{check_size, finite, impl_metric_loss};
 /// ```
 /// use metric_loss_losses::PNLossConfig;
 /// let loss = PNLossConfig::default().negative_mining_strategy("hard").margin(0.5).build()?;
-/// assert_eq!(loss.config().margin, Some(0.5));
+/// assert_eq!(loss.config()?.margin, Some(0.5));
 /// assert!(PNLossConfig::default().positive_mining_strategy("semi-hard").build().is_err());
 /// # Ok::<(), metric_loss_core::LossError>(())
 /// ```
@@ -35,20 +37,25 @@ use crate::common::{check_size, finite, impl_metric_loss};
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct PNLossConfig {
-    /// A distance name or alias (default `"cosine"`).
-    pub distance: String,
+    /// A distance name or alias (default `"cosine"`), or a registered user distance.
+    pub distance: PartConfig<dyn RegisteredDistance>,
     /// `"easy"` or `"hard"` (default).
     pub positive_mining_strategy: String,
     /// `"easy"`, `"hard"` or `"semi-hard"` (default).
     pub negative_mining_strategy: String,
+    /// A registered user miner, which replaces the two strategies (default none: not
+    /// written to a config, as TF Similarity has no such key).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub miner: Option<PartConfig<dyn RegisteredMiner>>,
     /// The hinge margin; `None` (default) is the soft margin. Serialised only when set
     /// (a missing key is the soft margin; TOML has no `null`); `null` is read as `None`.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub margin: Option<f64>,
     /// The loss's name (default `"PNLoss"`).
     pub name: String,
-    /// Keras's reduction name (default `"auto"`).
-    pub reduction: String,
+    /// Keras's reduction name (default `"auto"`), `"mean_over_non_zero"`, or a registered
+    /// user reducer.
+    pub reduction: PartConfig<dyn RegisteredReducer>,
     /// Whether the self-pair is removed from the positives (default `true`).
     #[cfg_attr(
         feature = "serde",
@@ -63,6 +70,7 @@ impl Default for PNLossConfig {
             distance: "cosine".into(),
             positive_mining_strategy: "hard".into(),
             negative_mining_strategy: "semi-hard".into(),
+            miner: None,
             margin: None,
             name: "PNLoss".into(),
             reduction: "auto".into(),
@@ -72,9 +80,9 @@ impl Default for PNLossConfig {
 }
 
 impl PNLossConfig {
-    /// Sets `distance`.
-    pub fn distance(mut self, name: impl Into<String>) -> Self {
-        self.distance = name.into();
+    /// Sets `distance` (a name, or a registered part).
+    pub fn distance(mut self, distance: impl Into<PartConfig<dyn RegisteredDistance>>) -> Self {
+        self.distance = distance.into();
         self
     }
 
@@ -114,6 +122,18 @@ impl PNLossConfig {
         self
     }
 
+    /// Sets `reduction` to a registered user reducer.
+    pub fn registered_reducer(mut self, reducer: Arc<dyn RegisteredReducer>) -> Self {
+        self.reduction = PartConfig::Registered(reducer);
+        self
+    }
+
+    /// Sets `miner` to a registered user miner.
+    pub fn registered_miner(mut self, miner: Arc<dyn RegisteredMiner>) -> Self {
+        self.miner = Some(PartConfig::Registered(miner));
+        self
+    }
+
     /// Sets `remove_diagonal`.
     pub fn remove_diagonal(mut self, remove: bool) -> Self {
         self.remove_diagonal = remove;
@@ -128,21 +148,22 @@ impl PNLossConfig {
     /// [`LossError::UnknownReduction`], [`LossError::InvalidParameter`] (non-finite margin;
     /// TF Similarity does not check it).
     pub fn build(&self) -> Result<PNLoss, LossError> {
-        let distance = DistanceKind::from_name(&self.distance)?;
-        let positive: PositiveStrategy = self.positive_mining_strategy.parse()?;
-        let negative: NegativeStrategy = self.negative_mining_strategy.parse()?;
-        let reduction: Reduction = self.reduction.parse()?;
+        let parts = MinedPartsConfig {
+            distance: self.distance.clone(),
+            positive_mining_strategy: self.positive_mining_strategy.clone(),
+            negative_mining_strategy: self.negative_mining_strategy.clone(),
+            miner: self.miner.clone(),
+            reduction: self.reduction.clone(),
+        }
+        .build(&self.name)?;
         let margin = match self.margin {
             Some(m) => Margin::Hinge(finite("margin", m)?),
             None => Margin::Soft,
         };
         Ok(PNLoss {
-            distance,
-            positive,
-            negative,
+            parts,
             margin,
             name: self.name.clone(),
-            reduction,
             remove_diagonal: self.remove_diagonal,
         })
     }
@@ -154,7 +175,8 @@ impl PNLossConfig {
 ///
 /// # Arguments
 /// See [`PNLossConfig`] (TF Similarity's names and defaults); `Default` is TF's defaults and
-/// `config()` gives the arguments back.
+/// `config()` gives the arguments back. In code, [`PNLoss::with_parts`] takes any
+/// distance, miner and reducer ([`MinedParts`]), yours included.
 ///
 /// # Formula
 /// For anchor i with distance row Dᵢ·:
@@ -216,12 +238,9 @@ impl PNLossConfig {
 /// `n x m` matrix in the workspace.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PNLoss {
-    distance: DistanceKind,
-    positive: PositiveStrategy,
-    negative: NegativeStrategy,
+    parts: MinedParts,
     margin: Margin,
     name: String,
-    reduction: Reduction,
     remove_diagonal: bool,
 }
 
@@ -240,226 +259,106 @@ impl PNLoss {
     }
 
     /// The loss's arguments (`get_config`): building them again gives an identical loss.
-    pub fn config(&self) -> PNLossConfig {
-        PNLossConfig {
-            distance: self.distance.name().into(),
-            positive_mining_strategy: self.positive.name().into(),
-            negative_mining_strategy: self.negative.name().into(),
+    ///
+    /// # Errors
+    /// [`LossError::Unsupported`] when a part is neither built-in nor registered: a config
+    /// could not name it.
+    pub fn config(&self) -> Result<PNLossConfig, LossError> {
+        let parts = self.parts.config(&self.name)?;
+        Ok(PNLossConfig {
+            distance: parts.distance,
+            positive_mining_strategy: parts.positive_mining_strategy,
+            negative_mining_strategy: parts.negative_mining_strategy,
+            miner: parts.miner,
             margin: match self.margin {
                 Margin::Hinge(m) => Some(m),
                 Margin::Soft | Margin::SoftStable => None,
             },
             name: self.name.clone(),
-            reduction: self.reduction.name().into(),
+            reduction: parts.reduction,
             remove_diagonal: self.remove_diagonal,
+        })
+    }
+
+    /// The same loss with other parts: any distance, miner and reducer, yours included.
+    ///
+    /// ```
+    /// use metric_loss_core::{MeanOverNonZero, MetricLossExt, NegativeStrategy};
+    /// use metric_loss_distances::DistanceKind;
+    /// use metric_loss_losses::PNLoss;
+    /// use metric_loss_triplet::MinedParts;
+    ///
+    /// let parts = MinedParts::default()
+    ///     .distance(DistanceKind::Euclidean)
+    ///     .negative_mining(NegativeStrategy::Hard)
+    ///     .reducer(MeanOverNonZero);
+    /// let loss = PNLoss::default().with_parts(parts);
+    /// let x = [1.0f64, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
+    /// assert!(loss.evaluate(&[0, 0, 1, 1], &x, 2)?.loss.is_finite());
+    /// # Ok::<(), metric_loss_core::LossError>(())
+    /// ```
+    pub fn with_parts(&self, parts: MinedParts) -> PNLoss {
+        PNLoss {
+            parts,
+            ..self.clone()
         }
     }
 
-    /// The distance.
-    pub fn distance(&self) -> DistanceKind {
-        self.distance
+    /// The distance, miner and reducer (each readable there: `loss.parts().distance_kind()`).
+    pub fn parts(&self) -> &MinedParts {
+        &self.parts
     }
 
     /// The margin rule.
     pub fn margin(&self) -> Margin {
         self.margin
     }
+}
 
-    fn apply_margin<T: Float>(&self, z: T) -> (T, T) {
-        let (v, slope) = self.margin.apply(z);
-        if v.is_finite() {
-            (v, slope)
+impl MinedLoss for PNLoss {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn parts(&self) -> &MinedParts {
+        &self.parts
+    }
+
+    /// zᵢ = pᵢ − min(rᵢ, qᵢ) with rᵢ the distance between the mined positive and the mined
+    /// negative; the negative side's gradient goes to whichever distance gave the minimum.
+    fn anchor<T: Float>(&self, view: &mut AnchorView<'_, T>) -> Result<AnchorScore<T>, LossError> {
+        let mined = view.mined;
+        let (a, b) = (mined.pos.index, mined.neg.index);
+        let r = view.key_distance(a, b)?;
+        let use_r = r <= mined.negative;
+        let q_prime = if use_r { r } else { mined.negative };
+        let (value, slope) = match self.margin.apply(mined.positive - q_prime) {
+            (v, s) if v.is_finite() => (v, s),
+            // TF's soft-plus overflows exactly where the stable form is ~0.
+            _ => Margin::SoftStable.apply(mined.positive - q_prime),
+        };
+        if !(value.is_finite() && slope.is_finite()) {
+            return Err(LossError::Unsupported {
+                loss: self.name.clone(),
+                message: format!(
+                    "the loss of anchor {} overflows {} (p = {}, q' = {q_prime}); rescale the embeddings",
+                    view.index,
+                    T::DTYPE,
+                    mined.positive
+                ),
+            });
+        }
+        Ok(if use_r {
+            AnchorScore::new(value, slope, T::ZERO).with_key_pair(a, b, r, -slope)
         } else {
-            Margin::SoftStable.apply(z)
-        }
+            AnchorScore::new(value, slope, -slope)
+        })
     }
 
-    fn run<T: Float>(
-        &self,
-        input: &LossInput<'_, T>,
-        workspace: &mut Workspace,
-        out: &mut LossOutput<T>,
-    ) -> Result<(), LossError> {
-        input.validate()?;
-        let (queries, keys) = (input.queries(), input.keys());
-        let (n, m, dims) = (queries.len(), keys.len(), queries.embeddings().cols());
-        let same = input.keys_are_queries();
-        let gradient = input.wants_gradient();
-        out.reset(n, if same { 0 } else { m }, dims, gradient);
-        if n == 0 {
-            return Ok(());
-        }
-        check_size::<T>(n, m, 1)?;
-        let scratch = workspace.get::<Scratch<T>>();
-        scratch.distances.clear();
-        scratch.distances.resize(n * m, T::ZERO);
-        let (q, k) = (queries.embeddings(), keys.embeddings());
-        self.distance
-            .matrix(q, k, same, &mut scratch.row_stats, &mut scratch.distances)?;
-
-        scratch.anchors.clear();
-        for i in 0..n {
-            let row = &scratch.distances[i * m..(i + 1) * m];
-            let ctx = self.context(input, i);
-            let mined = mine_row(row, &ctx, self.positive, self.negative)
-                .map_err(|e| e.into_loss_error::<T>(self.distance.name(), i, n))?;
-            let (a, b) = (mined.pos.index, mined.neg.index);
-            let r = if same {
-                scratch.distances[a * m + b]
-            } else {
-                let mut r = [T::ZERO];
-                self.distance.matrix(
-                    key_row(k, a),
-                    key_row(k, b),
-                    false,
-                    &mut scratch.row_stats,
-                    &mut r,
-                )?;
-                r[0]
-            };
-            if !r.is_finite() {
-                return Err(LossError::NonFiniteDistance {
-                    distance: self.distance.name(),
-                    row: a,
-                    col: b,
-                    value: r.to_f64(),
-                    dtype: T::DTYPE,
-                });
-            }
-            let use_r = r <= mined.negative;
-            let q_prime = if use_r { r } else { mined.negative };
-            let (loss, slope) = self.apply_margin(mined.positive - q_prime);
-            if !(loss.is_finite() && slope.is_finite()) {
-                return Err(LossError::Unsupported {
-                    loss: self.name.clone(),
-                    message: format!(
-                        "the loss of anchor {i} overflows {} (p = {}, q' = {q_prime}); rescale the embeddings",
-                        T::DTYPE,
-                        mined.positive
-                    ),
-                });
-            }
-            out.per_example[i] = loss;
-            scratch.anchors.push(Anchor {
-                mined,
-                r,
-                use_r,
-                slope,
-            });
-        }
-        out.loss = reduce(&out.per_example, &input.sample_weight(), self.reduction);
-        if gradient {
-            self.gradient(input, scratch, out);
-        }
-        // Each anchor's loss is finite, but a sample weight times it, the reduced sum or a
-        // gradient entry can still overflow: an error, never a silent ±∞ or NaN. (The soft
-        // margin never gives +∞ here: see `apply_margin`.)
-        out.check_finite(AllowNonFinite::Never)
-    }
-
-    /// Routes each anchor's weighted slope to the mined entries of `out`'s gradients.
-    fn gradient<T: Float>(
-        &self,
-        input: &LossInput<'_, T>,
-        scratch: &mut Scratch<T>,
-        out: &mut LossOutput<T>,
-    ) {
-        let (q, k) = (input.queries().embeddings(), input.keys().embeddings());
-        let (n, m, dims) = (q.rows(), k.rows(), q.cols());
-        let same = input.keys_are_queries();
-        let scale = T::from_f64(self.reduction.example_scale(n));
-        scratch.buf_a.clear();
-        scratch.buf_a.resize(dims, T::ZERO);
-        scratch.buf_b.clear();
-        scratch.buf_b.resize(dims, T::ZERO);
-        let Scratch {
-            distances,
-            anchors,
-            buf_a,
-            buf_b,
-            ..
-        } = scratch;
-        for (i, anchor) in anchors.iter().enumerate() {
-            let g = input.sample_weight().get(i) * scale * anchor.slope;
-            if g == T::ZERO {
-                continue;
-            }
-            let row = &distances[i * m..(i + 1) * m];
-            let ctx = self.context(input, i);
-            let mut add = |qi: usize, kj: usize, value: T, g: T| {
-                buf_a.fill(T::ZERO);
-                buf_b.fill(T::ZERO);
-                self.distance
-                    .pair_vjp(q.row(qi), k.row(kj), value, g, buf_a, buf_b);
-                add_row(&mut out.grad_queries, qi, buf_a);
-                let target = if same {
-                    &mut out.grad_queries
-                } else {
-                    &mut out.grad_keys
-                };
-                add_row(target, kj, buf_b);
-            };
-            route_gradient(row, &ctx, &anchor.mined.pos, g, |j, share| {
-                add(i, j, row[j], share);
-            });
-            if anchor.use_r {
-                let (a, b) = (anchor.mined.pos.index, anchor.mined.neg.index);
-                // D[a, b]: key a plays the query's part.
-                buf_a.fill(T::ZERO);
-                buf_b.fill(T::ZERO);
-                self.distance
-                    .pair_vjp(k.row(a), k.row(b), anchor.r, -g, buf_a, buf_b);
-                let target = if same {
-                    &mut out.grad_queries
-                } else {
-                    &mut out.grad_keys
-                };
-                add_row(target, a, buf_a);
-                add_row(target, b, buf_b);
-            } else {
-                route_gradient(row, &ctx, &anchor.mined.neg, -g, |j, share| {
-                    add(i, j, row[j], share);
-                });
-            }
-        }
-    }
-
-    fn context<'a, T: Float>(&self, input: &LossInput<'a, T>, anchor: usize) -> RowContext<'a> {
-        RowContext {
-            anchor,
-            anchor_label: input.queries().labels()[anchor],
-            key_labels: input.keys().labels(),
-            remove_diagonal: input.removes_diagonal() && self.remove_diagonal,
-        }
+    /// TF's hidden `remove_diagonal` keyword.
+    fn remove_diagonal(&self) -> bool {
+        self.remove_diagonal
     }
 }
 
-fn key_row<T: Float>(k: Embeddings<'_, T>, j: usize) -> Embeddings<'_, T> {
-    Embeddings::from_row_major(k.row(j), 1, k.cols()).expect("one row of the keys")
-}
-
-fn add_row<T: Float>(target: &mut [T], row: usize, values: &[T]) {
-    let dims = values.len();
-    for (t, v) in target[row * dims..(row + 1) * dims].iter_mut().zip(values) {
-        *t += *v;
-    }
-}
-
-#[derive(Debug, Default)]
-struct Scratch<T> {
-    distances: Vec<T>,
-    row_stats: Vec<T>,
-    anchors: Vec<Anchor<T>>,
-    buf_a: Vec<T>,
-    buf_b: Vec<T>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Anchor<T> {
-    mined: Mined<T>,
-    r: T,
-    use_r: bool,
-    slope: T,
-}
-
-impl_metric_loss!(PNLoss);
+mined_metric_loss!(PNLoss);

@@ -15,10 +15,10 @@ const X: [f32; 8] = [1.0, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
 
 #[test]
 fn defaults_are_tf_similarity_0_17_1() {
-    let pn = PNLoss::default().config();
+    let pn = PNLoss::default().config().unwrap();
     assert_eq!(
         (
-            pn.distance.as_str(),
+            pn.distance.name().unwrap(),
             pn.positive_mining_strategy.as_str(),
             pn.negative_mining_strategy.as_str(),
             pn.margin,
@@ -64,7 +64,10 @@ fn configs_use_tf_keys_and_reject_unknown_ones() {
         r#"{"distance": "L2", "positive_mining_strategy": "easy", "margin": null}"#,
     )
     .unwrap();
-    assert_eq!(pn.build().unwrap().config().distance, "euclidean");
+    assert_eq!(
+        pn.build().unwrap().config().unwrap().distance.name(),
+        Some("euclidean")
+    );
     assert!(serde_json::from_str::<PNLossConfig>(r#"{"soft_margin": true}"#).is_err());
     let ms: MultiSimilarityLossConfig =
         serde_json::from_str(r#"{"alpha": 1, "beta": 20, "lmda": 0.7}"#).unwrap();
@@ -87,8 +90,8 @@ fn get_config_round_trips() {
         .name("pn")
         .reduction(Reduction::Sum);
     let built = pn.build().unwrap();
-    assert_eq!(built.config().build().unwrap(), built);
-    let json = serde_json::to_string(&built.config()).unwrap();
+    assert_eq!(built.config().unwrap().build().unwrap(), built);
+    let json = serde_json::to_string(&built.config().unwrap()).unwrap();
     let back: PNLossConfig = serde_json::from_str(&json).unwrap();
     assert_eq!(back.build().unwrap(), built);
     assert!(!json.contains("remove_diagonal"), "{json}");

@@ -3,14 +3,11 @@
 use std::sync::Arc;
 
 use metric_loss_core::{
-    AnyDistance, AnyMiner, AnyReducer, LossError, NegativeStrategy, PositiveStrategy, Reduction,
+    AnyDistance, AnyMiner, AnyReducer, LossError, NegativeStrategy, PositiveStrategy,
     RegisteredDistance, RegisteredMiner, RegisteredReducer,
 };
-use metric_loss_distances::DistanceKind;
-use metric_loss_mining::StrategyMiner;
 
-use crate::loss::RegisteredParts;
-use crate::{Margin, TripletLoss};
+use crate::{Margin, MinedParts, TripletLoss};
 
 /// Builds a [`TripletLoss`] from typed parts: any distance, miner and reducer, built-in or
 /// your own. Start from [`TripletLoss::builder`] (TF Similarity's defaults); strings are
@@ -33,10 +30,7 @@ use crate::{Margin, TripletLoss};
 /// ```
 #[derive(Debug, Clone)]
 pub struct TripletLossBuilder {
-    distance: Arc<dyn AnyDistance>,
-    miner: Arc<dyn AnyMiner>,
-    reducer: Arc<dyn AnyReducer>,
-    registered: RegisteredParts,
+    parts: MinedParts,
     margin: Option<f64>,
     stable_soft_margin: bool,
     name: String,
@@ -48,10 +42,7 @@ impl Default for TripletLossBuilder {
     /// Keras's `auto` reduction, named `"TripletLoss"`.
     fn default() -> Self {
         Self {
-            distance: Arc::new(DistanceKind::Cosine),
-            miner: Arc::new(StrategyMiner::default()),
-            reducer: Arc::new(Reduction::Auto),
-            registered: RegisteredParts::default(),
+            parts: MinedParts::default(),
             margin: Some(1.0),
             stable_soft_margin: false,
             name: "TripletLoss".into(),
@@ -60,84 +51,51 @@ impl Default for TripletLossBuilder {
     }
 }
 
+/// Each part setter replaces that part of the [`MinedParts`].
+macro_rules! part_setters {
+    ($($(#[$doc:meta])* $setter:ident($arg:ty);)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $setter(mut self, part: $arg) -> Self {
+                self.parts = self.parts.$setter(part);
+                self
+            }
+        )*
+    };
+}
+
 impl TripletLossBuilder {
-    /// The distance between embeddings: a [`DistanceKind`] or your own
-    /// [`Distance`](metric_loss_core::Distance) (implemented for `f32` and `f64`).
-    pub fn distance(mut self, distance: impl AnyDistance) -> Self {
-        self.distance = Arc::new(distance);
-        self.registered.distance = None;
+    /// All three parts at once (for instance parts shared with another loss).
+    pub fn parts(mut self, parts: MinedParts) -> Self {
+        self.parts = parts;
         self
     }
 
-    /// A distance shared with other losses.
-    pub fn shared_distance(mut self, distance: Arc<dyn AnyDistance>) -> Self {
-        self.distance = distance;
-        self.registered.distance = None;
-        self
-    }
-
-    /// A registered distance: the loss's config names it, so a config file written from
-    /// the loss reads back to it (see `metric-loss-registry`).
-    pub fn registered_distance(mut self, distance: Arc<dyn RegisteredDistance>) -> Self {
-        self.distance = distance.clone();
-        self.registered.distance = Some(distance);
-        self
-    }
-
-    /// TF Similarity's positive strategy (replaces a miner set with [`Self::miner`]).
-    pub fn positive_mining(self, positive: PositiveStrategy) -> Self {
-        let mut s = self.strategies().unwrap_or_default();
-        s.positive = positive;
-        self.set_strategies(s)
-    }
-
-    /// TF Similarity's negative strategy (replaces a miner set with [`Self::miner`]).
-    pub fn negative_mining(self, negative: NegativeStrategy) -> Self {
-        let mut s = self.strategies().unwrap_or_default();
-        s.negative = negative;
-        self.set_strategies(s)
-    }
-
-    /// The miner's strategies when it is the built-in one.
-    fn strategies(&self) -> Option<StrategyMiner> {
-        self.miner.as_any().downcast_ref::<StrategyMiner>().copied()
-    }
-
-    fn set_strategies(mut self, strategies: StrategyMiner) -> Self {
-        self.miner = Arc::new(strategies);
-        self.registered.miner = None;
-        self
-    }
-
-    /// Any [`Miner`](metric_loss_core::Miner): your own, or
-    /// [`GivenTriplets`](metric_loss_mining::GivenTriplets) for triplets you formed.
-    pub fn miner(mut self, miner: impl AnyMiner) -> Self {
-        self.miner = Arc::new(miner);
-        self.registered.miner = None;
-        self
-    }
-
-    /// A registered miner (see [`Self::registered_distance`]).
-    pub fn registered_miner(mut self, miner: Arc<dyn RegisteredMiner>) -> Self {
-        self.miner = miner.clone();
-        self.registered.miner = Some(miner);
-        self
-    }
-
-    /// Any [`Reducer`](metric_loss_core::Reducer): a Keras [`Reduction`],
-    /// [`MeanOverNonZero`](metric_loss_core::MeanOverNonZero),
-    /// [`Threshold`](metric_loss_core::Threshold) or your own.
-    pub fn reducer(mut self, reducer: impl AnyReducer) -> Self {
-        self.reducer = Arc::new(reducer);
-        self.registered.reducer = None;
-        self
-    }
-
-    /// A registered reducer (see [`Self::registered_distance`]).
-    pub fn registered_reducer(mut self, reducer: Arc<dyn RegisteredReducer>) -> Self {
-        self.reducer = reducer.clone();
-        self.registered.reducer = Some(reducer);
-        self
+    part_setters! {
+        /// The distance between embeddings: a [`DistanceKind`](metric_loss_distances::DistanceKind)
+        /// or your own [`Distance`](metric_loss_core::Distance) (implemented for `f32` and `f64`).
+        distance(impl AnyDistance);
+        /// A distance shared with other losses.
+        shared_distance(Arc<dyn AnyDistance>);
+        /// A registered distance: the loss's config names it, so a config file written from
+        /// the loss reads back to it (see `metric-loss-registry`).
+        registered_distance(Arc<dyn RegisteredDistance>);
+        /// TF Similarity's positive strategy (replaces a miner set with [`Self::miner`]).
+        positive_mining(PositiveStrategy);
+        /// TF Similarity's negative strategy (replaces a miner set with [`Self::miner`]).
+        negative_mining(NegativeStrategy);
+        /// Any [`Miner`](metric_loss_core::Miner): your own, or
+        /// [`GivenTriplets`](metric_loss_mining::GivenTriplets) for triplets you formed.
+        miner(impl AnyMiner);
+        /// A registered miner (see [`Self::registered_distance`]).
+        registered_miner(Arc<dyn RegisteredMiner>);
+        /// Any [`Reducer`](metric_loss_core::Reducer): a Keras
+        /// [`Reduction`](metric_loss_core::Reduction),
+        /// [`MeanOverNonZero`](metric_loss_core::MeanOverNonZero),
+        /// [`Threshold`](metric_loss_core::Threshold) or your own.
+        reducer(impl AnyReducer);
+        /// A registered reducer (see [`Self::registered_distance`]).
+        registered_reducer(Arc<dyn RegisteredReducer>);
     }
 
     /// The hinge ℓ = max(p − q + margin, 0) with this margin (default 1.0).
@@ -191,10 +149,7 @@ impl TripletLossBuilder {
             None => Margin::Soft,
         };
         Ok(TripletLoss {
-            distance: self.distance,
-            miner: self.miner,
-            reducer: self.reducer,
-            registered: self.registered,
+            parts: self.parts,
             margin,
             name: self.name,
             exclude_degenerate_anchors: self.exclude_degenerate_anchors,

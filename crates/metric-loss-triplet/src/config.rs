@@ -2,12 +2,10 @@
 //! them; `build` validates them once into a [`TripletLoss`].
 
 use metric_loss_core::{
-    LossError, MeanOverNonZero, NegativeStrategy, PartConfig, PositiveStrategy, Reduction,
-    RegisteredDistance, RegisteredMiner, RegisteredReducer,
+    LossError, PartConfig, Reduction, RegisteredDistance, RegisteredMiner, RegisteredReducer,
 };
-use metric_loss_distances::DistanceKind;
 
-use crate::TripletLoss;
+use crate::{MinedPartsConfig, TripletLoss};
 
 /// TripletLoss's arguments with TF Similarity's names and defaults, not yet validated:
 /// the config-file edge, where parts are strings. In code, prefer the typed
@@ -26,7 +24,7 @@ use crate::TripletLoss;
 ///     .margin(0.2)
 ///     .build()
 ///     .unwrap();
-/// assert_eq!(loss.distance_kind(), Some(DistanceKind::Euclidean));
+/// assert_eq!(loss.parts().distance_kind(), Some(DistanceKind::Euclidean));
 /// assert!(TripletLossConfig::default().soft_margin(true).margin(0.2).build().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -154,34 +152,15 @@ impl TripletLossConfig {
     /// [`LossError::UnknownReduction`], [`LossError::MarginWithSoftMargin`] (soft margin
     /// with a margin other than 1.0), [`LossError::InvalidParameter`] (non-finite margin).
     pub fn build(&self) -> Result<TripletLoss, LossError> {
-        let mut builder = TripletLoss::builder();
-        builder = match &self.distance {
-            PartConfig::Name(name) => builder.distance(DistanceKind::from_name(name)?),
-            PartConfig::Registered(part) => builder.registered_distance(part.clone()),
-        };
-        let positive: PositiveStrategy = self.positive_mining_strategy.parse()?;
-        let negative: NegativeStrategy = self.negative_mining_strategy.parse()?;
-        builder = match &self.miner {
-            None => builder.positive_mining(positive).negative_mining(negative),
-            Some(PartConfig::Registered(part)) => builder.registered_miner(part.clone()),
-            Some(PartConfig::Name(name)) => {
-                return Err(LossError::Unsupported {
-                    loss: self.name.clone(),
-                    message: format!(
-                    "`miner` names a registered miner ({{\"class_name\": ..., \"config\": ...}}), \
-                         not a string like `{name}`; TF Similarity's strategies are \
-                         `positive_mining_strategy` and `negative_mining_strategy`"
-                ),
-                })
-            }
-        };
-        builder = match &self.reduction {
-            PartConfig::Name(name) if name == MeanOverNonZero::NAME => {
-                builder.reducer(MeanOverNonZero)
-            }
-            PartConfig::Name(name) => builder.reducer(name.parse::<Reduction>()?),
-            PartConfig::Registered(part) => builder.registered_reducer(part.clone()),
-        };
+        let parts = MinedPartsConfig {
+            distance: self.distance.clone(),
+            positive_mining_strategy: self.positive_mining_strategy.clone(),
+            negative_mining_strategy: self.negative_mining_strategy.clone(),
+            miner: self.miner.clone(),
+            reduction: self.reduction.clone(),
+        }
+        .build(&self.name)?;
+        let builder = TripletLoss::builder().parts(parts);
         if let (true, Some(m)) = (self.soft_margin, self.margin) {
             if m != 1.0 {
                 return Err(LossError::MarginWithSoftMargin { margin: m });

@@ -50,8 +50,20 @@ mod config;
 mod gradient;
 mod loss;
 mod margin;
+mod parts;
+mod pipeline;
 
 pub use builder::TripletLossBuilder;
 pub use config::TripletLossConfig;
-pub use loss::{TripletLoss, MAX_DISTANCE_MATRIX_BYTES};
+pub use loss::TripletLoss;
 pub use margin::Margin;
+pub use parts::{MinedParts, MinedPartsConfig};
+pub use pipeline::{compute_mined, AnchorScore, AnchorView, MinedLoss, MAX_DISTANCE_MATRIX_BYTES};
+
+/// What [`mined_metric_loss!`] expands to refers to; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use metric_loss_core::{
+        LossError, LossInput, LossOutput, MetricLoss, Reduction, Workspace,
+    };
+}

@@ -98,7 +98,7 @@ fn gradient_matches_finite_differences_with_keys_equal_to_queries() {
             100 + c as u64,
             n,
             dims,
-            loss.distance_kind().expect("a built-in distance"),
+            loss.parts().distance_kind().expect("a built-in distance"),
         );
         let q = Batch::new(&labels, Embeddings::from_row_major(&x, n, dims).unwrap()).unwrap();
         let out = loss
@@ -123,13 +123,13 @@ fn gradient_matches_finite_differences_for_separate_keys() {
             500 + c as u64,
             n,
             dims,
-            loss.distance_kind().expect("a built-in distance"),
+            loss.parts().distance_kind().expect("a built-in distance"),
         );
         let (_, kx, _) = batch(
             900 + c as u64,
             m,
             dims,
-            loss.distance_kind().expect("a built-in distance"),
+            loss.parts().distance_kind().expect("a built-in distance"),
         );
         let labels: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
         let key_labels: Vec<i64> = (0..m as i64).map(|j| j % 3).collect();

@@ -30,7 +30,7 @@
 //! | the crate root, [`prelude`] | `metric-loss-core` | the [`MetricLoss`] trait, [`LossInput`], [`LossOutput`], [`Workspace`], [`LossError`], and the parts a loss composes: the [`Distance`], [`Miner`] and [`Reducer`] traits ([`Reduction`], [`MeanOverNonZero`], [`Threshold`]) |
 //! | `distances` | `metric-loss-distances` | TF Similarity's six distances (`DistanceKind`), L2 normalisation, the row splitting of the `threads` feature |
 //! | `mining` | `metric-loss-mining` | TF Similarity's mining (`StrategyMiner`: easy, hard, semi-hard) and `GivenTriplets` |
-//! | `triplet` | `metric-loss-triplet` | `TripletLoss`, its typed `TripletLossBuilder` and its `TripletLossConfig` |
+//! | `triplet` | `metric-loss-triplet` | `TripletLoss`, its typed `TripletLossBuilder` and its `TripletLossConfig`; the driver of every loss on mined anchors (`MinedLoss`, `MinedParts`, `mined_metric_loss!`) |
 //! | `losses` | `metric-loss-losses` | `PNLoss`, `MultiSimilarityLoss`, `CircleLoss`, `SoftNearestNeighborLoss`, `XBM` |
 //! | `registry` | `metric-loss-registry` | any loss, yours included, from a config file (`load`, `from_str`) and back (`get_config`) |
 //! | `candle` | `metric-loss-candle` | any loss as a candle operation with its backward pass |
@@ -106,7 +106,10 @@ pub mod prelude {
     pub use metric_loss_mining::{GivenTriplets, StrategyMiner};
 
     #[cfg(feature = "triplet")]
-    pub use metric_loss_triplet::{Margin, TripletLoss, TripletLossBuilder, TripletLossConfig};
+    pub use metric_loss_triplet::{
+        mined_metric_loss, AnchorScore, AnchorView, Margin, MinedLoss, MinedParts, TripletLoss,
+        TripletLossBuilder, TripletLossConfig,
+    };
 
     #[cfg(feature = "losses")]
     pub use metric_loss_losses::{
