@@ -198,6 +198,7 @@ mod tests {
                 dims: 3,
                 keys,
                 weights: Some(&weights),
+                remove_diagonal: true,
             };
             check_gradient(&loss, point, 1e-6, 1e-6).unwrap();
         }

@@ -139,13 +139,7 @@ mod tests {
                 squared: Squared(squared),
                 ..in_code()
             };
-            let point = GradientPoint {
-                labels: &[0, 0, 1, 1, 2, 2],
-                queries: &x,
-                dims: 2,
-                keys: None,
-                weights: None,
-            };
+            let point = GradientPoint::new(&[0, 0, 1, 1, 2, 2], &x, 2);
             check_gradient(&loss, point, 1e-7, 1e-6).unwrap();
         }
     }

@@ -199,13 +199,7 @@ mod tests {
             .miner(HardNegativeAmongNearest::new(4).unwrap())
             .build()
             .unwrap();
-        let point = GradientPoint {
-            labels: &labels,
-            queries: &x,
-            dims: 3,
-            keys: None,
-            weights: None,
-        };
+        let point = GradientPoint::new(&labels, &x, 3);
         check_gradient(&loss, point, 1e-7, 1e-6).unwrap();
     }
 
@@ -229,13 +223,7 @@ mod tests {
             );
         }
         assert_ne!(out.loss, full.loss);
-        let point = GradientPoint {
-            labels: &labels,
-            queries: &x,
-            dims: 3,
-            keys: None,
-            weights: None,
-        };
+        let point = GradientPoint::new(&labels, &x, 3);
         check_gradient(&given, point, 1e-7, 1e-6).unwrap();
     }
 

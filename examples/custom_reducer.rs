@@ -159,13 +159,7 @@ mod tests {
         let mut sorted = out.per_example.clone();
         sorted.sort_by(|a, b| b.partial_cmp(a).unwrap());
         assert!((out.loss - sorted[..3].iter().sum::<f64>() / 3.0).abs() < 1e-12);
-        let point = GradientPoint {
-            labels: &labels,
-            queries: &x,
-            dims: 3,
-            keys: None,
-            weights: Some(&w),
-        };
+        let point = GradientPoint::new(&labels, &x, 3).with_weights(&w);
         check_gradient(&hardest, point, 1e-7, 1e-6).unwrap();
     }
 

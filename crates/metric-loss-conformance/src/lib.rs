@@ -17,7 +17,7 @@
 
 mod compare;
 mod fixture;
-pub mod other_losses;
+mod other_losses;
 mod triplet;
 
 use std::path::Path;
@@ -137,32 +137,18 @@ pub fn run_case(
     file_cases: &[serde_json::Value],
     float32: &[serde_json::Value],
 ) -> Outcome {
-    use crate::other_losses as other;
     match case["config"]["class_name"].as_str() {
         None | Some("TripletLoss") => triplet::run_case(case, dtype, file_cases, float32),
-        Some(_) => match other::run_case(case).outcome {
-            other::Outcome::Passed => Outcome::Passed,
-            // That runner's "skipped": agrees, with the loose tolerance on ulp-sensitive rows.
-            other::Outcome::Skipped(_) => Outcome::PassedLoose,
-            other::Outcome::Deviation(why) => Outcome::Deviation(why),
-            other::Outcome::Failed(why) => Outcome::Failed(why),
-        },
+        Some(_) => other_losses::run_case(case),
     }
 }
 
-/// The triplet fixture files vendored in this crate.
-pub fn vendored_triplet_fixtures() -> Vec<std::path::PathBuf> {
+/// Every fixture file vendored in this crate (`fixtures/`, gzip-compressed).
+pub fn vendored_fixtures() -> Vec<std::path::PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    ["triplet_public.json.gz", "triplet_public_f64.json.gz"]
-        .iter()
-        .map(|f| dir.join(f))
-        .collect()
-}
-
-/// The other losses' fixture files, vendored in `metric-loss-losses`.
-pub fn vendored_other_fixtures() -> Vec<std::path::PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../metric-loss-losses/tests/fixtures");
     [
+        "triplet_public.json.gz",
+        "triplet_public_f64.json.gz",
         "pn_public.json.gz",
         "multisim_public.json.gz",
         "circle_public.json.gz",
@@ -172,11 +158,4 @@ pub fn vendored_other_fixtures() -> Vec<std::path::PathBuf> {
     .iter()
     .map(|f| dir.join(f))
     .collect()
-}
-
-/// Every vendored fixture file.
-pub fn vendored_fixtures() -> Vec<std::path::PathBuf> {
-    let mut all = vendored_triplet_fixtures();
-    all.extend(vendored_other_fixtures());
-    all
 }

@@ -1,12 +1,11 @@
 //! Finite-difference checks (f64, central differences) of every loss's analytic gradient,
 //! with respect to the queries and, for separate keys, the keys.
 
-use metric_loss_core::{
-    Batch, Embeddings, LossInput, MetricLoss, MetricLossExt, Reduction, SampleWeight,
-};
+use metric_loss_core::{MetricLoss, MetricLossExt, Reduction};
 use metric_loss_losses::{
     CircleLossConfig, MultiSimilarityLossConfig, PNLossConfig, SoftNearestNeighborLossConfig, XBM,
 };
+use metric_loss_testkit::{check_gradient, GradientPoint};
 use metric_loss_triplet::TripletLossConfig;
 
 struct Rng(u64);
@@ -49,54 +48,16 @@ struct Case<'a> {
     dims: usize,
 }
 
-fn evaluate(
-    loss: &dyn MetricLoss,
-    c: &Case<'_>,
-    x: &[f64],
-    k: Option<&[f64]>,
-) -> (f64, Vec<f64>, Vec<f64>) {
-    let n = c.labels.len();
-    let q = Batch::new(c.labels, Embeddings::from_row_major(x, n, c.dims).unwrap()).unwrap();
-    let mut input = LossInput::new(q);
-    if let (Some((kl, _)), Some(k)) = (&c.keys, k) {
-        let kb = Batch::new(kl, Embeddings::from_row_major(k, kl.len(), c.dims).unwrap()).unwrap();
-        input = input.with_keys(kb).remove_diagonal(false);
+/// The test kit's finite-difference check at the case's point.
+fn check(loss: &dyn MetricLoss, c: &Case<'_>) {
+    let mut point = GradientPoint::new(c.labels, &c.x, c.dims);
+    if let Some((labels, k)) = &c.keys {
+        point = point.with_keys(labels, k);
     }
     if let Some(w) = &c.weights {
-        input = input.with_sample_weight(SampleWeight::PerExample(w));
+        point = point.with_weights(w);
     }
-    let out = loss.compute(&input).unwrap();
-    (out.loss, out.grad_queries, out.grad_keys)
-}
-
-fn check(loss: &dyn MetricLoss, c: &Case<'_>) {
-    let keys = c.keys.as_ref().map(|(_, k)| k.as_slice());
-    let (_, gq, gk) = evaluate(loss, c, &c.x, keys);
-    let h = 1e-6;
-    let mut worst = 0.0f64;
-    let scale = 1.0 + gq.iter().chain(&gk).fold(0.0f64, |m, v| m.max(v.abs()));
-    for t in 0..c.x.len() {
-        let (mut p, mut m) = (c.x.clone(), c.x.clone());
-        p[t] += h;
-        m[t] -= h;
-        let fd = (evaluate(loss, c, &p, keys).0 - evaluate(loss, c, &m, keys).0) / (2.0 * h);
-        worst = worst.max((fd - gq[t]).abs());
-    }
-    if let Some((_, k)) = &c.keys {
-        for t in 0..k.len() {
-            let (mut p, mut m) = (k.clone(), k.clone());
-            p[t] += h;
-            m[t] -= h;
-            let fd = (evaluate(loss, c, &c.x, Some(&p)).0 - evaluate(loss, c, &c.x, Some(&m)).0)
-                / (2.0 * h);
-            worst = worst.max((fd - gk[t]).abs());
-        }
-    }
-    assert!(
-        worst <= 2e-6 * scale,
-        "{}: max |analytic - finite difference| = {worst:e} (scale {scale})",
-        loss.name()
-    );
+    check_gradient(loss, point, 1e-6, 1e-5).unwrap();
 }
 
 const LABELS: [i64; 10] = [0, 1, 2, 0, 1, 2, 0, 3, 1, 4];
@@ -211,7 +172,7 @@ fn soft_nn_rows_recomputed_after_underflow() {
         weights: None,
         dims,
     };
-    let (value, _, _) = evaluate(&loss, &c, &c.x, None);
+    let value = loss.evaluate(c.labels, &c.x, c.dims).unwrap().loss;
     assert!(value.is_finite());
     check(&loss, &c);
 }

@@ -18,15 +18,47 @@ pub struct GradientPoint<'a> {
     pub keys: Option<(&'a [i64], &'a [f64])>,
     /// One weight per query, if any.
     pub weights: Option<&'a [f64]>,
+    /// Whether the pair (i, i) is kept out of the positives
+    /// ([`LossInput::remove_diagonal`]; `true` unless the keys do not start with the
+    /// queries).
+    pub remove_diagonal: bool,
 }
 
-impl GradientPoint<'_> {
-    fn loss(
+impl<'a> GradientPoint<'a> {
+    /// The queries `queries` (row-major, width `dims`) with their labels, as their own keys,
+    /// without weights.
+    pub fn new(labels: &'a [i64], queries: &'a [f64], dims: usize) -> Self {
+        Self {
+            labels,
+            queries,
+            dims,
+            keys: None,
+            weights: None,
+            remove_diagonal: true,
+        }
+    }
+
+    /// Separate keys, which do not contain the queries (so the diagonal is not removed).
+    pub fn with_keys(mut self, labels: &'a [i64], keys: &'a [f64]) -> Self {
+        self.keys = Some((labels, keys));
+        self.remove_diagonal = false;
+        self
+    }
+
+    /// One weight per query.
+    pub fn with_weights(mut self, weights: &'a [f64]) -> Self {
+        self.weights = Some(weights);
+        self
+    }
+
+    fn input<'b>(
         &self,
-        loss: &dyn MetricLoss,
-        queries: &[f64],
-        keys: Option<&[f64]>,
-    ) -> Result<f64, LossError> {
+        queries: &'b [f64],
+        keys: Option<&'b [f64]>,
+    ) -> Result<LossInput<'b, f64>, LossError>
+    where
+        'a: 'b,
+    {
         let q = Embeddings::from_row_major(queries, self.labels.len(), self.dims)?;
         let mut input = LossInput::new(Batch::new(self.labels, q)?);
         if let (Some((key_labels, _)), Some(k)) = (self.keys, keys) {
@@ -36,7 +68,18 @@ impl GradientPoint<'_> {
         if let Some(w) = self.weights {
             input = input.with_sample_weight(SampleWeight::PerExample(w));
         }
-        Ok(loss.compute(&input.without_gradient())?.loss)
+        Ok(input.remove_diagonal(self.remove_diagonal))
+    }
+
+    fn loss(
+        &self,
+        loss: &dyn MetricLoss,
+        queries: &[f64],
+        keys: Option<&[f64]>,
+    ) -> Result<f64, LossError> {
+        Ok(loss
+            .compute(&self.input(queries, keys)?.without_gradient())?
+            .loss)
     }
 }
 
@@ -52,7 +95,7 @@ impl GradientPoint<'_> {
 /// use metric_loss_triplet::TripletLoss;
 ///
 /// let x = [1.0, 0.1, 0.7, 0.6, 0.1, 1.0, -0.6, -0.7];
-/// let point = GradientPoint { labels: &[0, 0, 1, 1], queries: &x, dims: 2, keys: None, weights: None };
+/// let point = GradientPoint::new(&[0, 0, 1, 1], &x, 2);
 /// check_gradient(&TripletLoss::default(), point, 1e-6, 1e-6).unwrap();
 /// ```
 ///
@@ -65,18 +108,10 @@ pub fn check_gradient(
     tolerance: f64,
 ) -> Result<(), String> {
     let fail = |e: LossError| format!("{}: {e}", loss.name());
-    let q =
-        Embeddings::from_row_major(point.queries, point.labels.len(), point.dims).map_err(fail)?;
-    let mut input = LossInput::new(Batch::new(point.labels, q).map_err(fail)?);
-    if let Some((key_labels, k)) = point.keys {
-        let k = Embeddings::from_row_major(k, key_labels.len(), point.dims).map_err(fail)?;
-        input = input.with_keys(Batch::new(key_labels, k).map_err(fail)?);
-    }
-    if let Some(w) = point.weights {
-        input = input.with_sample_weight(SampleWeight::PerExample(w));
-    }
-    let analytic = loss.compute(&input).map_err(fail)?;
     let keys = point.keys.map(|(_, k)| k);
+    let analytic = loss
+        .compute(&point.input(point.queries, keys).map_err(fail)?)
+        .map_err(fail)?;
     let compare = |side: &str, at: usize, got: f64, plus: f64, minus: f64| {
         let numeric = (plus - minus) / (2.0 * step);
         if (got - numeric).abs() > tolerance * (1.0 + numeric.abs()) {

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{unit_rows, Rng};
-use metric_loss_core::{Batch, Embeddings, LossInput, MetricLossExt, SampleWeight};
 use metric_loss_distances::DistanceKind;
+use metric_loss_testkit::{check_gradient, GradientPoint};
 use metric_loss_triplet::{TripletLoss, TripletLossConfig};
 
 const STEP: f64 = 1e-6;
@@ -50,43 +50,11 @@ fn batch(
     (labels, x, weights)
 }
 
-fn loss_value(
-    loss: &TripletLoss,
-    labels: &[i64],
-    x: &[f64],
-    keys: Option<(&[i64], &[f64])>,
-    w: &[f64],
-    dims: usize,
-) -> f64 {
-    let q = Batch::new(
-        labels,
-        Embeddings::from_row_major(x, labels.len(), dims).unwrap(),
-    )
-    .unwrap();
-    let mut input = LossInput::new(q).with_sample_weight(SampleWeight::PerExample(w));
-    if let Some((kl, kx)) = keys {
-        let k = Batch::new(kl, Embeddings::from_row_major(kx, kl.len(), dims).unwrap()).unwrap();
-        input = input.with_keys(k).remove_diagonal(false);
+/// The test kit's check, with the tolerance these smooth random batches allow.
+fn check(name: &str, loss: &TripletLoss, point: GradientPoint<'_>) {
+    if let Err(e) = check_gradient(loss, point, STEP, 1e-6) {
+        panic!("{name}: {e}");
     }
-    loss.compute(&input).unwrap().loss
-}
-
-fn check(name: &str, analytic: &[f64], f: impl Fn(&[f64]) -> f64, x: &[f64]) {
-    let mut worst = 0.0f64;
-    for i in 0..x.len() {
-        let (mut up, mut down) = (x.to_vec(), x.to_vec());
-        up[i] += STEP;
-        down[i] -= STEP;
-        let numeric = (f(&up) - f(&down)) / (2.0 * STEP);
-        let err = (numeric - analytic[i]).abs() / (1.0 + analytic[i].abs());
-        worst = worst.max(err);
-        assert!(
-            err < 1e-6,
-            "{name}: coordinate {i}: analytic {} vs numeric {numeric}",
-            analytic[i]
-        );
-    }
-    assert!(worst.is_finite());
 }
 
 #[test]
@@ -100,17 +68,8 @@ fn gradient_matches_finite_differences_with_keys_equal_to_queries() {
             dims,
             loss.parts().distance_kind().expect("a built-in distance"),
         );
-        let q = Batch::new(&labels, Embeddings::from_row_major(&x, n, dims).unwrap()).unwrap();
-        let out = loss
-            .compute(&LossInput::new(q).with_sample_weight(SampleWeight::PerExample(&w)))
-            .unwrap();
-        let name = format!("{config:?}");
-        check(
-            &name,
-            &out.grad_queries,
-            |x| loss_value(&loss, &labels, x, None, &w, dims),
-            &x,
-        );
+        let point = GradientPoint::new(&labels, &x, dims).with_weights(&w);
+        check(&format!("{config:?}"), &loss, point);
     }
 }
 
@@ -133,34 +92,10 @@ fn gradient_matches_finite_differences_for_separate_keys() {
         );
         let labels: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
         let key_labels: Vec<i64> = (0..m as i64).map(|j| j % 3).collect();
-        let q = Batch::new(&labels, Embeddings::from_row_major(&x, n, dims).unwrap()).unwrap();
-        let k = Batch::new(
-            &key_labels,
-            Embeddings::from_row_major(&kx, m, dims).unwrap(),
-        )
-        .unwrap();
-        let input = LossInput::new(q)
-            .with_keys(k)
-            .remove_diagonal(false)
-            .with_sample_weight(SampleWeight::PerExample(&w));
-        let out = loss.compute(&input).unwrap();
-        assert_eq!(
-            (out.grad_queries.len(), out.grad_keys.len()),
-            (n * dims, m * dims)
-        );
-        let name = format!("{config:?}");
-        check(
-            &format!("{name} (queries)"),
-            &out.grad_queries,
-            |x| loss_value(&loss, &labels, x, Some((&key_labels, &kx)), &w, dims),
-            &x,
-        );
-        check(
-            &format!("{name} (keys)"),
-            &out.grad_keys,
-            |kx| loss_value(&loss, &labels, &x, Some((&key_labels, kx)), &w, dims),
-            &kx,
-        );
+        let point = GradientPoint::new(&labels, &x, dims)
+            .with_keys(&key_labels, &kx)
+            .with_weights(&w);
+        check(&format!("{config:?}"), &loss, point);
     }
 }
 
@@ -180,18 +115,8 @@ fn degenerate_anchors_route_the_gradient_to_the_row_extreme() {
             .filter(|c| c.distance.name() == Some("cosine"))
         {
             let loss = config.build().unwrap();
-            let q = Batch::new(
-                &labels,
-                Embeddings::from_row_major(&x, labels.len(), dims).unwrap(),
-            )
-            .unwrap();
-            let out = loss.compute(&LossInput::new(q)).unwrap();
-            check(
-                &format!("{labels:?} {config:?}"),
-                &out.grad_queries,
-                |x| loss_value(&loss, &labels, x, None, &w, dims),
-                &x,
-            );
+            let point = GradientPoint::new(&labels, &x, dims).with_weights(&w);
+            check(&format!("{labels:?} {config:?}"), &loss, point);
         }
     }
 }
