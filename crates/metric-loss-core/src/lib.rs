@@ -23,6 +23,7 @@
 //! - [`SampleWeight`], [`reduce`]: Keras's sample weights and reduction arithmetic.
 //! - [`Workspace`], [`LossOutput`]: reusable buffers, so that training allocates nothing in
 //!   steady state.
+//! - [`config_setters!`]: a config struct's chained setters, written once.
 //! - [`LossError`]: the one error type; [`LossOutput::check_finite`] turns a result that
 //!   overflowed into [`LossError::NonFiniteResult`].
 //!
@@ -52,6 +53,7 @@ mod output;
 mod part_config;
 mod reducer;
 mod reduction;
+mod setters;
 mod strategy;
 mod workspace;
 

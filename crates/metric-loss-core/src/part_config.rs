@@ -85,6 +85,19 @@ impl<P: ?Sized> From<&str> for PartConfig<P> {
     }
 }
 
+impl<P: ?Sized> From<Arc<P>> for PartConfig<P> {
+    fn from(part: Arc<P>) -> Self {
+        PartConfig::Registered(part)
+    }
+}
+
+/// A Keras reduction by its name.
+impl From<crate::Reduction> for PartConfig<dyn RegisteredReducer> {
+    fn from(reduction: crate::Reduction) -> Self {
+        PartConfig::Name(reduction.name().into())
+    }
+}
+
 impl<P: ?Sized> From<String> for PartConfig<P> {
     fn from(name: String) -> Self {
         PartConfig::Name(name)

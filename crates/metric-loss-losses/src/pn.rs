@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use metric_loss_core::{
-    Float, LossError, PartConfig, Reduction, RegisteredDistance, RegisteredMiner, RegisteredReducer,
+    config_setters, Float, LossError, PartConfig, RegisteredDistance, RegisteredMiner,
+    RegisteredReducer,
 };
 use metric_loss_triplet::{
     mined_metric_loss, AnchorScore, AnchorView, Margin, MinedLoss, MinedParts, MinedPartsConfig,
@@ -80,28 +81,21 @@ impl Default for PNLossConfig {
 }
 
 impl PNLossConfig {
-    /// Sets `distance` (a name, or a registered part).
-    pub fn distance(mut self, distance: impl Into<PartConfig<dyn RegisteredDistance>>) -> Self {
-        self.distance = distance.into();
-        self
-    }
-
-    /// Sets `positive_mining_strategy`.
-    pub fn positive_mining_strategy(mut self, name: impl Into<String>) -> Self {
-        self.positive_mining_strategy = name.into();
-        self
-    }
-
-    /// Sets `negative_mining_strategy`.
-    pub fn negative_mining_strategy(mut self, name: impl Into<String>) -> Self {
-        self.negative_mining_strategy = name.into();
-        self
-    }
-
-    /// Sets the hinge margin.
-    pub fn margin(mut self, margin: f64) -> Self {
-        self.margin = Some(margin);
-        self
+    config_setters! {
+        /// Sets `distance` (a name, or a registered part).
+        distance: impl Into<PartConfig<dyn RegisteredDistance>>,
+        /// Sets `positive_mining_strategy`.
+        positive_mining_strategy: impl Into<String>,
+        /// Sets `negative_mining_strategy`.
+        negative_mining_strategy: impl Into<String>,
+        /// Sets the hinge margin.
+        margin: f64,
+        /// Sets `name`.
+        name: impl Into<String>,
+        /// Sets `reduction` (a Keras reduction, or a registered user reducer's `Arc`).
+        reduction: impl Into<PartConfig<dyn RegisteredReducer>>,
+        /// Sets `remove_diagonal`.
+        remove_diagonal: bool,
     }
 
     /// Uses the soft margin (`margin = None`).
@@ -110,33 +104,9 @@ impl PNLossConfig {
         self
     }
 
-    /// Sets `name`.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    /// Sets `reduction`.
-    pub fn reduction(mut self, reduction: Reduction) -> Self {
-        self.reduction = reduction.name().into();
-        self
-    }
-
-    /// Sets `reduction` to a registered user reducer.
-    pub fn registered_reducer(mut self, reducer: Arc<dyn RegisteredReducer>) -> Self {
-        self.reduction = PartConfig::Registered(reducer);
-        self
-    }
-
     /// Sets `miner` to a registered user miner.
     pub fn registered_miner(mut self, miner: Arc<dyn RegisteredMiner>) -> Self {
         self.miner = Some(PartConfig::Registered(miner));
-        self
-    }
-
-    /// Sets `remove_diagonal`.
-    pub fn remove_diagonal(mut self, remove: bool) -> Self {
-        self.remove_diagonal = remove;
         self
     }
 

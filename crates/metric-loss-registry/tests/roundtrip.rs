@@ -80,7 +80,7 @@ fn in_code(case: &Case) -> TripletLoss {
         .distance(case.distance)
         .positive_mining_strategy(case.positive)
         .negative_mining_strategy(case.negative)
-        .reduction(case.reduction.parse().unwrap())
+        .reduction(case.reduction.parse::<Reduction>().unwrap())
         .exclude_degenerate_anchors(case.exclude)
         .name("case");
     config = match case.margin {
@@ -361,7 +361,7 @@ mod random {
                 .distance(DistanceKind::ALL[distance].name())
                 .positive_mining_strategy(PositiveStrategy::NAMES[positive])
                 .negative_mining_strategy(NegativeStrategy::NAMES[negative])
-                .reduction(Reduction::NAMES[reduction].parse().unwrap())
+                .reduction(Reduction::NAMES[reduction].parse::<Reduction>().unwrap())
                 .exclude_degenerate_anchors(exclude)
                 .stable_soft_margin(stable)
                 .name(name);

@@ -2,7 +2,7 @@
 //! them; `build` validates them once into a [`TripletLoss`].
 
 use metric_loss_core::{
-    LossError, PartConfig, Reduction, RegisteredDistance, RegisteredMiner, RegisteredReducer,
+    config_setters, LossError, PartConfig, RegisteredDistance, RegisteredMiner, RegisteredReducer,
 };
 
 use crate::{MinedPartsConfig, TripletLoss};
@@ -78,69 +78,30 @@ impl Default for TripletLossConfig {
 }
 
 impl TripletLossConfig {
-    /// Sets `distance` (a name, or a registered part).
-    pub fn distance(mut self, distance: impl Into<PartConfig<dyn RegisteredDistance>>) -> Self {
-        self.distance = distance.into();
-        self
-    }
-
-    /// Sets `positive_mining_strategy`.
-    pub fn positive_mining_strategy(mut self, name: impl Into<String>) -> Self {
-        self.positive_mining_strategy = name.into();
-        self
-    }
-
-    /// Sets `negative_mining_strategy`.
-    pub fn negative_mining_strategy(mut self, name: impl Into<String>) -> Self {
-        self.negative_mining_strategy = name.into();
-        self
-    }
-
-    /// Sets `soft_margin`.
-    pub fn soft_margin(mut self, soft: bool) -> Self {
-        self.soft_margin = soft;
-        self
-    }
-
-    /// Sets the hinge `margin`.
-    pub fn margin(mut self, margin: f64) -> Self {
-        self.margin = Some(margin);
-        self
-    }
-
-    /// Sets `name`.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    /// Sets `reduction`.
-    pub fn reduction(mut self, reduction: Reduction) -> Self {
-        self.reduction = reduction.name().into();
-        self
-    }
-
-    /// Sets `reduction` to a registered user reducer.
-    pub fn registered_reducer(mut self, reducer: std::sync::Arc<dyn RegisteredReducer>) -> Self {
-        self.reduction = PartConfig::Registered(reducer);
-        self
+    config_setters! {
+        /// Sets `distance` (a name, or a registered part).
+        distance: impl Into<PartConfig<dyn RegisteredDistance>>,
+        /// Sets `positive_mining_strategy`.
+        positive_mining_strategy: impl Into<String>,
+        /// Sets `negative_mining_strategy`.
+        negative_mining_strategy: impl Into<String>,
+        /// Sets `soft_margin`.
+        soft_margin: bool,
+        /// Sets the hinge `margin`.
+        margin: f64,
+        /// Sets `name`.
+        name: impl Into<String>,
+        /// Sets `reduction` (a Keras reduction, or a registered user reducer's `Arc`).
+        reduction: impl Into<PartConfig<dyn RegisteredReducer>>,
+        /// Sets `exclude_degenerate_anchors`.
+        exclude_degenerate_anchors: bool,
+        /// Sets `stable_soft_margin`.
+        stable_soft_margin: bool,
     }
 
     /// Sets `miner` to a registered user miner.
     pub fn registered_miner(mut self, miner: std::sync::Arc<dyn RegisteredMiner>) -> Self {
         self.miner = Some(PartConfig::Registered(miner));
-        self
-    }
-
-    /// Sets `exclude_degenerate_anchors`.
-    pub fn exclude_degenerate_anchors(mut self, exclude: bool) -> Self {
-        self.exclude_degenerate_anchors = exclude;
-        self
-    }
-
-    /// Sets `stable_soft_margin`.
-    pub fn stable_soft_margin(mut self, stable: bool) -> Self {
-        self.stable_soft_margin = stable;
         self
     }
 
@@ -220,6 +181,7 @@ impl<'de> serde::Deserialize<'de> for TripletLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use metric_loss_core::Reduction;
 
     #[test]
     fn get_config_round_trips() {
