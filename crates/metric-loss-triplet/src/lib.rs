@@ -57,7 +57,7 @@ pub use builder::TripletLossBuilder;
 pub use config::TripletLossConfig;
 pub use loss::TripletLoss;
 pub use margin::Margin;
-pub use parts::{MinedParts, MinedPartsConfig};
+pub use parts::{DenseParts, MinedParts, MinedPartsConfig};
 pub use pipeline::{compute_mined, AnchorScore, AnchorView, MinedLoss, MAX_DISTANCE_MATRIX_BYTES};
 
 /// What [`mined_metric_loss!`] expands to refers to; not part of the API.

@@ -12,6 +12,190 @@ use metric_loss_core::{
 use metric_loss_distances::DistanceKind;
 use metric_loss_mining::StrategyMiner;
 
+/// One part as a loss holds it: the value both precisions run, and the registered part it
+/// came from, if any (so that the loss's config can name it).
+#[derive(Debug)]
+struct Slot<A: ?Sized, R: ?Sized> {
+    value: Arc<A>,
+    registered: Option<Arc<R>>,
+}
+
+impl<A: ?Sized, R: ?Sized> Clone for Slot<A, R> {
+    fn clone(&self) -> Self {
+        Self {
+            value: Arc::clone(&self.value),
+            registered: self.registered.clone(),
+        }
+    }
+}
+
+impl<A: ?Sized, R: ?Sized> Slot<A, R> {
+    fn plain(value: Arc<A>) -> Self {
+        Self {
+            value,
+            registered: None,
+        }
+    }
+}
+
+type DistanceSlot = Slot<dyn AnyDistance, dyn RegisteredDistance>;
+type MinerSlot = Slot<dyn AnyMiner, dyn RegisteredMiner>;
+type ReducerSlot = Slot<dyn AnyReducer, dyn RegisteredReducer>;
+
+/// Two parts are the same: one value, or equal built-ins.
+fn same_part(a: &dyn Any, b: &dyn Any, one_value: bool) -> bool {
+    fn equal<K: PartialEq + 'static>(a: &dyn Any, b: &dyn Any) -> Option<bool> {
+        Some(a.downcast_ref::<K>()? == b.downcast_ref::<K>()?)
+    }
+    one_value
+        || equal::<DistanceKind>(a, b)
+            .or_else(|| equal::<StrategyMiner>(a, b))
+            .or_else(|| equal::<Reduction>(a, b))
+            .or_else(|| equal::<MeanOverNonZero>(a, b))
+            .or_else(|| equal::<Threshold>(a, b))
+            .unwrap_or(false)
+}
+
+fn not_built_in(loss: &str, part: &str, name: &str) -> LossError {
+    LossError::Unsupported {
+        loss: loss.to_owned(),
+        message: format!(
+            "the {part} `{name}` is not a built-in one and has no config-file spelling here"
+        ),
+    }
+}
+
+fn distance_config(
+    slot: &DistanceSlot,
+    loss: &str,
+) -> Result<PartConfig<dyn RegisteredDistance>, LossError> {
+    let kind = slot.value.as_any().downcast_ref::<DistanceKind>();
+    match (&slot.registered, kind) {
+        (Some(part), _) => Ok(PartConfig::Registered(part.clone())),
+        (None, Some(kind)) => Ok(DistanceKind::name(*kind).into()),
+        (None, None) => Err(not_built_in(
+            loss,
+            "distance",
+            Distance::<f32>::name(&*slot.value),
+        )),
+    }
+}
+
+fn distance_from_config(
+    config: &PartConfig<dyn RegisteredDistance>,
+) -> Result<DistanceSlot, LossError> {
+    Ok(match config {
+        PartConfig::Name(name) => Slot::plain(Arc::new(DistanceKind::from_name(name)?)),
+        PartConfig::Registered(part) => Slot {
+            value: part.clone(),
+            registered: Some(part.clone()),
+        },
+    })
+}
+
+fn reducer_config(
+    slot: &ReducerSlot,
+    loss: &str,
+) -> Result<PartConfig<dyn RegisteredReducer>, LossError> {
+    if let Some(part) = &slot.registered {
+        return Ok(PartConfig::Registered(part.clone()));
+    }
+    let any = slot.value.as_any();
+    if let Some(reduction) = any.downcast_ref::<Reduction>() {
+        Ok(Reduction::name(*reduction).into())
+    } else if any.is::<MeanOverNonZero>() {
+        Ok(MeanOverNonZero::NAME.into())
+    } else {
+        Err(not_built_in(
+            loss,
+            "reducer",
+            Reducer::<f32>::name(&*slot.value),
+        ))
+    }
+}
+
+fn reducer_from_config(
+    config: &PartConfig<dyn RegisteredReducer>,
+) -> Result<ReducerSlot, LossError> {
+    Ok(match config {
+        PartConfig::Name(name) if name == MeanOverNonZero::NAME => {
+            Slot::plain(Arc::new(MeanOverNonZero))
+        }
+        PartConfig::Name(name) => Slot::plain(Arc::new(name.parse::<Reduction>()?)),
+        PartConfig::Registered(part) => Slot {
+            value: part.clone(),
+            registered: Some(part.clone()),
+        },
+    })
+}
+
+/// The distance and reducer setters and accessors both kinds of parts have.
+macro_rules! distance_and_reducer {
+    () => {
+        /// The distance between embeddings: a [`DistanceKind`] or your own [`Distance`]
+        /// (implemented for `f32` and `f64`).
+        pub fn distance(self, distance: impl AnyDistance) -> Self {
+            self.shared_distance(Arc::new(distance))
+        }
+
+        /// A distance shared with other losses.
+        pub fn shared_distance(mut self, distance: Arc<dyn AnyDistance>) -> Self {
+            self.distance = Slot::plain(distance);
+            self
+        }
+
+        /// A registered distance: the loss's config names it, so a config file written
+        /// from the loss reads back to it (see `metric-loss-registry`).
+        pub fn registered_distance(mut self, distance: Arc<dyn RegisteredDistance>) -> Self {
+            self.distance = Slot {
+                value: distance.clone(),
+                registered: Some(distance),
+            };
+            self
+        }
+
+        /// Any [`Reducer`]: a Keras [`Reduction`], [`MeanOverNonZero`], [`Threshold`] or
+        /// your own.
+        pub fn reducer(mut self, reducer: impl AnyReducer) -> Self {
+            self.reducer = Slot::plain(Arc::new(reducer));
+            self
+        }
+
+        /// A registered reducer (see [`Self::registered_distance`]).
+        pub fn registered_reducer(mut self, reducer: Arc<dyn RegisteredReducer>) -> Self {
+            self.reducer = Slot {
+                value: reducer.clone(),
+                registered: Some(reducer),
+            };
+            self
+        }
+
+        /// The distance.
+        pub fn distance_part(&self) -> &dyn AnyDistance {
+            &*self.distance.value
+        }
+
+        /// The distance, if it is one of TF Similarity's.
+        pub fn distance_kind(&self) -> Option<DistanceKind> {
+            self.distance
+                .value
+                .as_any()
+                .downcast_ref::<DistanceKind>()
+                .copied()
+        }
+
+        /// The reducer.
+        pub fn reducer_part(&self) -> &dyn AnyReducer {
+            &*self.reducer.value
+        }
+
+        /// The reducer as a Keras reduction, if it is one.
+        pub fn keras_reduction(&self) -> Option<Reduction> {
+            Reducer::<f32>::as_keras(&*self.reducer.value)
+        }
+    };
+}
+
 /// The three parts of a loss on mined anchors ([`TripletLoss`](crate::TripletLoss),
 /// `PNLoss`, or a [`MinedLoss`](crate::MinedLoss) of your own): any [`Distance`], any
 /// [`Miner`] and any [`Reducer`], built-in or yours, each shared behind an `Arc`.
@@ -37,86 +221,38 @@ use metric_loss_mining::StrategyMiner;
 /// (the same `Arc`).
 #[derive(Debug, Clone)]
 pub struct MinedParts {
-    distance: Arc<dyn AnyDistance>,
-    miner: Arc<dyn AnyMiner>,
-    reducer: Arc<dyn AnyReducer>,
-    /// The user parts given as registered parts, kept to write a config back.
-    registered: RegisteredParts,
-}
-
-#[derive(Debug, Clone, Default)]
-struct RegisteredParts {
-    distance: Option<Arc<dyn RegisteredDistance>>,
-    miner: Option<Arc<dyn RegisteredMiner>>,
-    reducer: Option<Arc<dyn RegisteredReducer>>,
+    distance: DistanceSlot,
+    miner: MinerSlot,
+    reducer: ReducerSlot,
 }
 
 impl Default for MinedParts {
     fn default() -> Self {
         Self {
-            distance: Arc::new(DistanceKind::Cosine),
-            miner: Arc::new(StrategyMiner::default()),
-            reducer: Arc::new(Reduction::Auto),
-            registered: RegisteredParts::default(),
+            distance: Slot::plain(Arc::new(DistanceKind::Cosine)),
+            miner: Slot::plain(Arc::new(StrategyMiner::default())),
+            reducer: Slot::plain(Arc::new(Reduction::Auto)),
         }
     }
 }
 
 impl PartialEq for MinedParts {
     fn eq(&self, other: &Self) -> bool {
-        same_part(
-            self.distance.as_any(),
-            other.distance.as_any(),
-            Arc::ptr_eq(&self.distance, &other.distance),
+        DenseParts::same(
+            &self.distance,
+            &self.reducer,
+            &other.distance,
+            &other.reducer,
         ) && same_part(
-            self.miner.as_any(),
-            other.miner.as_any(),
-            Arc::ptr_eq(&self.miner, &other.miner),
-        ) && same_part(
-            self.reducer.as_any(),
-            other.reducer.as_any(),
-            Arc::ptr_eq(&self.reducer, &other.reducer),
+            self.miner.value.as_any(),
+            other.miner.value.as_any(),
+            Arc::ptr_eq(&self.miner.value, &other.miner.value),
         )
     }
 }
 
-/// Two parts are the same: one value, or equal built-ins.
-fn same_part(a: &dyn Any, b: &dyn Any, one_value: bool) -> bool {
-    fn equal<K: PartialEq + 'static>(a: &dyn Any, b: &dyn Any) -> Option<bool> {
-        Some(a.downcast_ref::<K>()? == b.downcast_ref::<K>()?)
-    }
-    one_value
-        || equal::<DistanceKind>(a, b)
-            .or_else(|| equal::<StrategyMiner>(a, b))
-            .or_else(|| equal::<Reduction>(a, b))
-            .or_else(|| equal::<MeanOverNonZero>(a, b))
-            .or_else(|| equal::<Threshold>(a, b))
-            .unwrap_or(false)
-}
-
 impl MinedParts {
-    /// The distance between embeddings: a [`DistanceKind`] or your own [`Distance`]
-    /// (implemented for `f32` and `f64`).
-    pub fn distance(mut self, distance: impl AnyDistance) -> Self {
-        self.distance = Arc::new(distance);
-        self.registered.distance = None;
-        self
-    }
-
-    /// A distance shared with other losses.
-    pub fn shared_distance(mut self, distance: Arc<dyn AnyDistance>) -> Self {
-        self.distance = distance;
-        self.registered.distance = None;
-        self
-    }
-
-    /// A registered distance: the loss's config names it, so a config file written from
-    /// the loss reads back to it (see `metric-loss-registry`).
-    pub fn registered_distance(mut self, distance: Arc<dyn RegisteredDistance>) -> Self {
-        self.distance = distance.clone();
-        self.registered.distance = Some(distance);
-        self
-    }
+    distance_and_reducer!();
 
     /// TF Similarity's positive strategy (replaces a miner set with [`Self::miner`]).
     pub fn positive_mining(self, positive: PositiveStrategy) -> Self {
@@ -135,54 +271,31 @@ impl MinedParts {
     /// Any [`Miner`]: your own, or
     /// [`GivenTriplets`](metric_loss_mining::GivenTriplets) for triplets you formed.
     pub fn miner(mut self, miner: impl AnyMiner) -> Self {
-        self.miner = Arc::new(miner);
-        self.registered.miner = None;
+        self.miner = Slot::plain(Arc::new(miner));
         self
     }
 
     /// A registered miner (see [`Self::registered_distance`]).
     pub fn registered_miner(mut self, miner: Arc<dyn RegisteredMiner>) -> Self {
-        self.miner = miner.clone();
-        self.registered.miner = Some(miner);
+        self.miner = Slot {
+            value: miner.clone(),
+            registered: Some(miner),
+        };
         self
-    }
-
-    /// Any [`Reducer`]: a Keras [`Reduction`], [`MeanOverNonZero`], [`Threshold`] or your
-    /// own.
-    pub fn reducer(mut self, reducer: impl AnyReducer) -> Self {
-        self.reducer = Arc::new(reducer);
-        self.registered.reducer = None;
-        self
-    }
-
-    /// A registered reducer (see [`Self::registered_distance`]).
-    pub fn registered_reducer(mut self, reducer: Arc<dyn RegisteredReducer>) -> Self {
-        self.reducer = reducer.clone();
-        self.registered.reducer = Some(reducer);
-        self
-    }
-
-    /// The distance.
-    pub fn distance_part(&self) -> &dyn AnyDistance {
-        &*self.distance
-    }
-
-    /// The distance, if it is one of TF Similarity's.
-    pub fn distance_kind(&self) -> Option<DistanceKind> {
-        self.distance
-            .as_any()
-            .downcast_ref::<DistanceKind>()
-            .copied()
     }
 
     /// The miner.
     pub fn miner_part(&self) -> &dyn AnyMiner {
-        &*self.miner
+        &*self.miner.value
     }
 
     /// The miner, if it is TF Similarity's strategies.
     pub fn strategy_miner(&self) -> Option<StrategyMiner> {
-        self.miner.as_any().downcast_ref::<StrategyMiner>().copied()
+        self.miner
+            .value
+            .as_any()
+            .downcast_ref::<StrategyMiner>()
+            .copied()
     }
 
     /// The positive mining strategy, if the miner is TF Similarity's.
@@ -195,60 +308,25 @@ impl MinedParts {
         self.strategy_miner().map(|s| s.negative)
     }
 
-    /// The reducer.
-    pub fn reducer_part(&self) -> &dyn AnyReducer {
-        &*self.reducer
-    }
-
-    /// The reducer as a Keras reduction, if it is one.
-    pub fn keras_reduction(&self) -> Option<Reduction> {
-        Reducer::<f32>::as_keras(&*self.reducer)
-    }
-
     /// The parts as a config file spells them.
     ///
     /// # Errors
     /// [`LossError::Unsupported`] naming `loss` when a part is neither built-in nor
     /// registered: a config could not name it.
     pub fn config(&self, loss: &str) -> Result<MinedPartsConfig, LossError> {
-        let not_built_in = |part: &str, name: &str| LossError::Unsupported {
-            loss: loss.to_owned(),
-            message: format!(
-                "the {part} `{name}` is not a built-in one and has no config-file spelling here"
-            ),
-        };
-        let distance = match (&self.registered.distance, self.distance_kind()) {
-            (Some(part), _) => PartConfig::Registered(part.clone()),
-            (None, Some(kind)) => kind.name().into(),
-            (None, None) => {
-                return Err(not_built_in(
-                    "distance",
-                    Distance::<f32>::name(&*self.distance),
-                ))
-            }
-        };
-        let (strategies, miner) = match (&self.registered.miner, self.strategy_miner()) {
+        let distance = distance_config(&self.distance, loss)?;
+        let (strategies, miner) = match (&self.miner.registered, self.strategy_miner()) {
             (Some(part), _) => (
                 StrategyMiner::default(),
                 Some(PartConfig::Registered(part.clone())),
             ),
             (None, Some(strategies)) => (strategies, None),
-            (None, None) => return Err(not_built_in("miner", Miner::<f32>::name(&*self.miner))),
-        };
-        let reduction = match &self.registered.reducer {
-            Some(part) => PartConfig::Registered(part.clone()),
-            None => {
-                let any = self.reducer.as_any();
-                if let Some(reduction) = any.downcast_ref::<Reduction>() {
-                    Reduction::name(*reduction).into()
-                } else if any.is::<MeanOverNonZero>() {
-                    MeanOverNonZero::NAME.into()
-                } else {
-                    return Err(not_built_in(
-                        "reducer",
-                        Reducer::<f32>::name(&*self.reducer),
-                    ));
-                }
+            (None, None) => {
+                return Err(not_built_in(
+                    loss,
+                    "miner",
+                    Miner::<f32>::name(&*self.miner.value),
+                ))
             }
         };
         Ok(MinedPartsConfig {
@@ -256,7 +334,7 @@ impl MinedParts {
             positive_mining_strategy: strategies.positive.name().into(),
             negative_mining_strategy: strategies.negative.name().into(),
             miner,
-            reduction,
+            reduction: reducer_config(&self.reducer, loss)?,
         })
     }
 }
@@ -304,34 +382,121 @@ impl MinedPartsConfig {
     /// [`LossError::UnknownReduction`], or [`LossError::Unsupported`] for a `miner` given
     /// as a string.
     pub fn build(&self, loss: &str) -> Result<MinedParts, LossError> {
-        let mut parts = MinedParts::default();
-        parts = match &self.distance {
-            PartConfig::Name(name) => parts.distance(DistanceKind::from_name(name)?),
-            PartConfig::Registered(part) => parts.registered_distance(part.clone()),
-        };
+        let distance = distance_from_config(&self.distance)?;
         let positive: PositiveStrategy = self.positive_mining_strategy.parse()?;
         let negative: NegativeStrategy = self.negative_mining_strategy.parse()?;
-        parts = match &self.miner {
-            None => parts.miner(StrategyMiner::new(positive, negative)),
-            Some(PartConfig::Registered(part)) => parts.registered_miner(part.clone()),
-            Some(PartConfig::Name(name)) => {
-                return Err(LossError::Unsupported {
-                    loss: loss.to_owned(),
-                    message: format!(
+        let miner = match &self.miner {
+            None => {
+                Slot::plain(Arc::new(StrategyMiner::new(positive, negative)) as Arc<dyn AnyMiner>)
+            }
+            Some(PartConfig::Registered(part)) => Slot {
+                value: part.clone() as Arc<dyn AnyMiner>,
+                registered: Some(part.clone()),
+            },
+            Some(PartConfig::Name(name)) => return Err(LossError::Unsupported {
+                loss: loss.to_owned(),
+                message: format!(
                     "`miner` names a registered miner ({{\"class_name\": ..., \"config\": ...}}), \
                          not a string like `{name}`; TF Similarity's strategies are \
                          `positive_mining_strategy` and `negative_mining_strategy`"
                 ),
-                })
-            }
+            }),
         };
-        Ok(match &self.reduction {
-            PartConfig::Name(name) if name == MeanOverNonZero::NAME => {
-                parts.reducer(MeanOverNonZero)
-            }
-            PartConfig::Name(name) => parts.reducer(name.parse::<Reduction>()?),
-            PartConfig::Registered(part) => parts.registered_reducer(part.clone()),
+        Ok(MinedParts {
+            distance,
+            miner,
+            reducer: reducer_from_config(&self.reduction)?,
         })
+    }
+}
+
+/// The two parts of a dense loss (MultiSimilarity, Circle, SoftNearestNeighbor, or one of
+/// your own): any [`Distance`] and any [`Reducer`], built-in or yours. `Default` is cosine
+/// with Keras's `auto` reduction.
+///
+/// ```
+/// use metric_loss_core::Reduction;
+/// use metric_loss_distances::DistanceKind;
+/// use metric_loss_triplet::DenseParts;
+///
+/// let parts = DenseParts::default().distance(DistanceKind::SquaredEuclidean).reducer(Reduction::Sum);
+/// assert_eq!(parts.keras_reduction(), Some(Reduction::Sum));
+/// ```
+#[derive(Debug, Clone)]
+pub struct DenseParts {
+    distance: DistanceSlot,
+    reducer: ReducerSlot,
+}
+
+impl Default for DenseParts {
+    fn default() -> Self {
+        Self {
+            distance: Slot::plain(Arc::new(DistanceKind::Cosine)),
+            reducer: Slot::plain(Arc::new(Reduction::Auto)),
+        }
+    }
+}
+
+impl PartialEq for DenseParts {
+    fn eq(&self, other: &Self) -> bool {
+        Self::same(
+            &self.distance,
+            &self.reducer,
+            &other.distance,
+            &other.reducer,
+        )
+    }
+}
+
+impl DenseParts {
+    distance_and_reducer!();
+
+    fn same(d1: &DistanceSlot, r1: &ReducerSlot, d2: &DistanceSlot, r2: &ReducerSlot) -> bool {
+        same_part(
+            d1.value.as_any(),
+            d2.value.as_any(),
+            Arc::ptr_eq(&d1.value, &d2.value),
+        ) && same_part(
+            r1.value.as_any(),
+            r2.value.as_any(),
+            Arc::ptr_eq(&r1.value, &r2.value),
+        )
+    }
+
+    /// Validates a config's `distance` and `reduction` (in that order).
+    ///
+    /// # Errors
+    /// [`LossError::UnknownDistance`], [`LossError::UnknownReduction`].
+    pub fn from_config(
+        distance: &PartConfig<dyn RegisteredDistance>,
+        reduction: &PartConfig<dyn RegisteredReducer>,
+    ) -> Result<Self, LossError> {
+        Ok(Self {
+            distance: distance_from_config(distance)?,
+            reducer: reducer_from_config(reduction)?,
+        })
+    }
+
+    /// The `distance` and `reduction` a config file spells.
+    ///
+    /// # Errors
+    /// [`LossError::Unsupported`] naming `loss` when a part is neither built-in nor
+    /// registered.
+    #[allow(clippy::type_complexity)]
+    pub fn config(
+        &self,
+        loss: &str,
+    ) -> Result<
+        (
+            PartConfig<dyn RegisteredDistance>,
+            PartConfig<dyn RegisteredReducer>,
+        ),
+        LossError,
+    > {
+        Ok((
+            distance_config(&self.distance, loss)?,
+            reducer_config(&self.reducer, loss)?,
+        ))
     }
 }
 
