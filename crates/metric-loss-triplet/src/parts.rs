@@ -393,14 +393,16 @@ impl MinedPartsConfig {
                 value: part.clone() as Arc<dyn AnyMiner>,
                 registered: Some(part.clone()),
             },
-            Some(PartConfig::Name(name)) => return Err(LossError::Unsupported {
-                loss: loss.to_owned(),
-                message: format!(
+            Some(PartConfig::Name(name)) => {
+                return Err(LossError::Unsupported {
+                    loss: loss.to_owned(),
+                    message: format!(
                     "`miner` names a registered miner ({{\"class_name\": ..., \"config\": ...}}), \
                          not a string like `{name}`; TF Similarity's strategies are \
                          `positive_mining_strategy` and `negative_mining_strategy`"
                 ),
-            }),
+                })
+            }
         };
         Ok(MinedParts {
             distance,
