@@ -42,20 +42,7 @@ pub(crate) fn finite_nonzero(
     Ok(v)
 }
 
-/// Errors when `n x m` matrices of `T`, `count` of them, would exceed [`MAX_MATRIX_BYTES`].
-pub(crate) fn check_size<T>(n: usize, m: usize, count: u128) -> Result<(), LossError> {
-    let bytes = (n as u128) * (m as u128) * std::mem::size_of::<T>() as u128 * count;
-    if bytes > MAX_MATRIX_BYTES {
-        return Err(LossError::TooLarge {
-            what: "the distance matrix",
-            rows: n,
-            cols: m,
-            bytes,
-            limit: MAX_MATRIX_BYTES,
-        });
-    }
-    Ok(())
-}
+pub(crate) use metric_loss_triplet::check_matrix_size as check_size;
 
 /// `e^x` with results below the smallest normal number flushed to 0, as TensorFlow's CPU
 /// kernels do (e^x is 0 below x ≈ −87.34 in f32, not a subnormal).

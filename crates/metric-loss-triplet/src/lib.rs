@@ -58,7 +58,9 @@ pub use config::TripletLossConfig;
 pub use loss::TripletLoss;
 pub use margin::Margin;
 pub use parts::{DenseParts, MinedParts, MinedPartsConfig};
-pub use pipeline::{compute_mined, AnchorScore, AnchorView, MinedLoss, MAX_DISTANCE_MATRIX_BYTES};
+pub use pipeline::{
+    check_matrix_size, compute_mined, AnchorScore, AnchorView, MinedLoss, MAX_DISTANCE_MATRIX_BYTES,
+};
 
 /// What [`mined_metric_loss!`] expands to refers to; not part of the API.
 #[doc(hidden)]

@@ -232,7 +232,21 @@ pub fn compute_mined<T: Float, L: MinedLoss + ?Sized>(
     if n == 0 {
         return Ok(());
     }
-    let bytes = (n as u128) * (m as u128) * std::mem::size_of::<T>() as u128;
+    check_matrix_size::<T>(n, m, 1)?;
+    // The scratch leaves the workspace while the parts use it.
+    let mut scratch = std::mem::take(workspace.get::<Scratch<T>>());
+    let result = run(loss, input, workspace, &mut scratch, out);
+    *workspace.get::<Scratch<T>>() = scratch;
+    result
+}
+
+/// Errors with [`LossError::TooLarge`] when `count` matrices of `n x m` entries of `T`
+/// would exceed [`MAX_DISTANCE_MATRIX_BYTES`] (checked before allocating them).
+///
+/// # Errors
+/// [`LossError::TooLarge`].
+pub fn check_matrix_size<T>(n: usize, m: usize, count: u128) -> Result<(), LossError> {
+    let bytes = (n as u128) * (m as u128) * std::mem::size_of::<T>() as u128 * count;
     if bytes > MAX_DISTANCE_MATRIX_BYTES {
         return Err(LossError::TooLarge {
             what: "the distance matrix",
@@ -242,11 +256,7 @@ pub fn compute_mined<T: Float, L: MinedLoss + ?Sized>(
             limit: MAX_DISTANCE_MATRIX_BYTES,
         });
     }
-    // The scratch leaves the workspace while the parts use it.
-    let mut scratch = std::mem::take(workspace.get::<Scratch<T>>());
-    let result = run(loss, input, workspace, &mut scratch, out);
-    *workspace.get::<Scratch<T>>() = scratch;
-    result
+    Ok(())
 }
 
 fn run<T: Float, L: MinedLoss + ?Sized>(
