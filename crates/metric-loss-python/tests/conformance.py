@@ -24,7 +24,7 @@ TRIPLET_FILES = [
     ROOT / "crates/metric-loss-conformance/fixtures/triplet_public_f64.json.gz",
 ]
 OTHER_FILES = [
-    ROOT / f"crates/metric-loss-losses/tests/fixtures/{n}_public.json.gz"
+    ROOT / f"crates/metric-loss-conformance/fixtures/{n}_public.json.gz"
     for n in ("pn", "multisim", "circle", "softnn", "xbm")
 ]
 
