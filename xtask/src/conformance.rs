@@ -21,7 +21,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     if report.deviations() > 0 {
         println!(
-            "{} of the skipped cases are documented deviations from TF Similarity's NaN / inf",
+            "{} of the skipped cases are documented deviations from a reference's NaN, inf or failure",
             report.deviations()
         );
     }

@@ -1,4 +1,5 @@
-//! Runs fixture files produced by the real TF Similarity package against this workspace's
+//! Runs fixture files produced by the real TF Similarity and pytorch-metric-learning
+//! packages against this workspace's
 //! losses, through their public API: one harness for `cargo test` and for
 //! `cargo xtask conformance FILE...`.
 //!
@@ -18,6 +19,7 @@
 mod compare;
 mod fixture;
 mod other_losses;
+mod pml;
 mod triplet;
 
 use std::path::Path;
@@ -139,6 +141,7 @@ pub fn run_case(
 ) -> Outcome {
     match case["config"]["class_name"].as_str() {
         None | Some("TripletLoss") => triplet::run_case(case, dtype, file_cases, float32),
+        Some(class) if pml::CLASSES.contains(&class) => pml::run_case(case, dtype),
         Some(_) => other_losses::run_case(case),
     }
 }
@@ -154,6 +157,12 @@ pub fn vendored_fixtures() -> Vec<std::path::PathBuf> {
         "circle_public.json.gz",
         "softnn_public.json.gz",
         "xbm_public.json.gz",
+        "contrastive_public.json.gz",
+        "contrastive_public_f64.json.gz",
+        "ntxent_public.json.gz",
+        "ntxent_public_f64.json.gz",
+        "supcon_public.json.gz",
+        "supcon_public_f64.json.gz",
     ]
     .iter()
     .map(|f| dir.join(f))

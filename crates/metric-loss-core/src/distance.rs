@@ -137,6 +137,14 @@ pub trait Distance<T: Float>: Debug + Send + Sync {
             }
         }
     }
+
+    /// Whether larger values mean closer (a similarity, such as a cosine similarity)
+    /// rather than farther (a distance). Losses written for distances reject a similarity;
+    /// losses that take either (pytorch-metric-learning's) flip their comparisons.
+    /// Default: `false`.
+    fn is_similarity(&self) -> bool {
+        false
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

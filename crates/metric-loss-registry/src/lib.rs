@@ -43,6 +43,9 @@
 //! | `CircleLoss` | [`CircleLoss`] | [`metric_loss_losses::CircleLossConfig`] |
 //! | `SoftNearestNeighborLoss` | [`SoftNearestNeighborLoss`] | [`metric_loss_losses::SoftNearestNeighborLossConfig`] |
 //! | `XBM` | [`XBM`] | [`metric_loss_losses::XBMConfig`] |
+//! | `ContrastiveLoss` | [`ContrastiveLoss`] | [`metric_loss_pml::ContrastiveLossConfig`] (pytorch-metric-learning's keywords) |
+//! | `NTXentLoss` | [`NTXentLoss`] | [`metric_loss_pml::NTXentLossConfig`] |
+//! | `SupConLoss` | [`SupConLoss`] | [`metric_loss_pml::SupConLossConfig`] |
 //!
 //! Each is read through its config's `build()`, so an invalid value is a
 //! [`RegistryError::InvalidValue`] carrying the loss's [`LossError`], and `get_config`
@@ -176,6 +179,7 @@ mod names;
 
 use metric_loss_core::{LossError, LossInput, LossOutput, MetricLoss, Reduction, Workspace};
 use metric_loss_losses::{CircleLoss, MultiSimilarityLoss, PNLoss, SoftNearestNeighborLoss, XBM};
+use metric_loss_pml::{ContrastiveLoss, NTXentLoss, SupConLoss};
 use metric_loss_triplet::TripletLoss;
 
 pub use error::RegistryError;
@@ -236,6 +240,22 @@ impl RegisteredLoss for SoftNearestNeighborLoss {}
 /// [`RegistryError::Write`].
 #[typetag::serde(name = "XBM")]
 impl RegisteredLoss for XBM {}
+
+/// pytorch-metric-learning's `ContrastiveLoss`; its config is
+/// [`metric_loss_pml::ContrastiveLossConfig`] (PML's keyword arguments, its distances and
+/// reducers named as PML's classes).
+#[typetag::serde(name = "ContrastiveLoss")]
+impl RegisteredLoss for ContrastiveLoss {}
+
+/// pytorch-metric-learning's `NTXentLoss`; its config is
+/// [`metric_loss_pml::NTXentLossConfig`].
+#[typetag::serde(name = "NTXentLoss")]
+impl RegisteredLoss for NTXentLoss {}
+
+/// pytorch-metric-learning's `SupConLoss`; its config is
+/// [`metric_loss_pml::SupConLossConfig`].
+#[typetag::serde(name = "SupConLoss")]
+impl RegisteredLoss for SupConLoss {}
 
 impl dyn RegisteredLoss {
     /// The loss as a plain `Box<dyn MetricLoss>`, for APIs that take one (the same as the

@@ -52,9 +52,12 @@ fn duplicates_are_listed_and_refused() {
         registered_names(),
         vec![
             "CircleLoss",
+            "ContrastiveLoss",
             "MultiSimilarityLoss",
+            "NTXentLoss",
             "PNLoss",
             "SoftNearestNeighborLoss",
+            "SupConLoss",
             "TripletLoss",
             "Twin",
             "XBM"

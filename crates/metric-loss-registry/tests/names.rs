@@ -3,11 +3,14 @@
 use metric_loss_registry::{catalog, duplicate_names, registered_names};
 
 /// The losses this crate registers itself, sorted: TF Similarity's class names.
-const BUILT_IN: [&str; 6] = [
+const BUILT_IN: [&str; 9] = [
     "CircleLoss",
+    "ContrastiveLoss",
     "MultiSimilarityLoss",
+    "NTXentLoss",
     "PNLoss",
     "SoftNearestNeighborLoss",
+    "SupConLoss",
     "TripletLoss",
     "XBM",
 ];

@@ -20,10 +20,13 @@ fn the_other_crates_loss_is_registered_once() {
         registered_names(),
         vec![
             "CircleLoss",
+            "ContrastiveLoss",
             "MultiSimilarityLoss",
+            "NTXentLoss",
             "PNLoss",
             "ScaledNorm",
             "SoftNearestNeighborLoss",
+            "SupConLoss",
             "TripletLoss",
             "XBM"
         ]

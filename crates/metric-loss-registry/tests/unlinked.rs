@@ -11,9 +11,12 @@ fn a_crate_that_is_never_named_registers_nothing() {
         registered_names(),
         vec![
             "CircleLoss",
+            "ContrastiveLoss",
             "MultiSimilarityLoss",
+            "NTXentLoss",
             "PNLoss",
             "SoftNearestNeighborLoss",
+            "SupConLoss",
             "TripletLoss",
             "XBM"
         ]

@@ -233,6 +233,16 @@ pub fn compute_mined<T: Float, L: MinedLoss + ?Sized>(
         return Ok(());
     }
     check_matrix_size::<T>(n, m, 1)?;
+    let distance = T::distance(loss.parts().distance_part());
+    if distance.is_similarity() {
+        return Err(LossError::Unsupported {
+            loss: loss.name().to_owned(),
+            message: format!(
+                "`{}` is a similarity (larger is closer), but this loss mines and compares distances; use a distance, such as TF Similarity's \"cosine\" (1 − cos) or LpDistance",
+                distance.name()
+            ),
+        });
+    }
     // The scratch leaves the workspace while the parts use it.
     let mut scratch = std::mem::take(workspace.get::<Scratch<T>>());
     let result = run(loss, input, workspace, &mut scratch, out);

@@ -32,6 +32,7 @@
 //! | `mining` | `metric-loss-mining` | TF Similarity's mining (`StrategyMiner`: easy, hard, semi-hard) and `GivenTriplets` |
 //! | `triplet` | `metric-loss-triplet` | `TripletLoss`, its typed `TripletLossBuilder` and its `TripletLossConfig`; the driver of every loss on mined anchors (`MinedLoss`, `MinedParts`, `mined_metric_loss!`) |
 //! | `losses` | `metric-loss-losses` | `PNLoss`, `MultiSimilarityLoss`, `CircleLoss`, `SoftNearestNeighborLoss`, `XBM` |
+//! | `pml` | `metric-loss-pml` | pytorch-metric-learning's `ContrastiveLoss`, `NTXentLoss`, `SupConLoss`, its distances and reducers |
 //! | `registry` | `metric-loss-registry` | any loss, yours included, from a config file (`load`, `from_str`) and back (`get_config`) |
 //! | `candle` | `metric-loss-candle` | any loss as a candle operation with its backward pass |
 //!
@@ -46,7 +47,8 @@
 //! | `mining` | yes (through `triplet`) | `metric_loss::mining` |
 //! | `triplet` | yes | `metric_loss::triplet` (`TripletLoss`); turns on `distances` and `mining` |
 //! | `losses` | yes | `metric_loss::losses`; turns on `triplet` |
-//! | `registry` | yes | `metric_loss::registry`, JSON configs; turns on `losses` and `serde` |
+//! | `pml` | yes | `metric_loss::pml`; turns on `triplet` and `serde` |
+//! | `registry` | yes | `metric_loss::registry`, JSON configs; turns on `losses`, `pml` and `serde` |
 //! | `serde` | yes | `Serialize` / `Deserialize` for the loss configs and the losses |
 //! | `toml` | yes | TOML configs in the registry |
 //! | `yaml` | yes | YAML configs in the registry |
@@ -82,6 +84,10 @@ pub use metric_loss_triplet::{TripletLoss, TripletLossConfig};
 #[doc(inline)]
 pub use metric_loss_losses as losses;
 
+#[cfg(feature = "pml")]
+#[doc(inline)]
+pub use metric_loss_pml as pml;
+
 #[cfg(feature = "registry")]
 #[doc(inline)]
 pub use metric_loss_registry as registry;
@@ -116,6 +122,9 @@ pub mod prelude {
         CircleLoss, MultiSimilarityLoss, PNLoss, SoftNearestNeighborLoss, XBM,
     };
 
+    #[cfg(feature = "pml")]
+    pub use metric_loss_pml::{ContrastiveLoss, NTXentLoss, SupConLoss};
+
     #[cfg(feature = "registry")]
     pub use metric_loss_registry::{ConfigExt, Format, RegisteredLoss};
 
@@ -144,6 +153,8 @@ mod workspace_readmes {
     struct Triplet;
     #[doc = include_str!("../../metric-loss-losses/README.md")]
     struct Losses;
+    #[doc = include_str!("../../metric-loss-pml/README.md")]
+    struct Pml;
     #[doc = include_str!("../../metric-loss-registry/README.md")]
     struct Registry;
 }

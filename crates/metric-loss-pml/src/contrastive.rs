@@ -1,0 +1,95 @@
+//! [`ContrastiveLoss`]: pytorch-metric-learning's pairwise contrastive loss.
+
+use metric_loss_core::Float;
+
+use crate::loss_config::pair_loss;
+use crate::pairs::{margin, Elements, PairFormula, Scores};
+use crate::{AvgNonZeroReducer, LpDistance};
+
+/// The hinges of the contrastive loss.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Contrastive {
+    pos_margin: f64,
+    neg_margin: f64,
+}
+
+/// `relu(a − b)` for a distance, `relu(b − a)` for a similarity: PML's `margin(a, b)`
+/// hinge, whose derivative in `a` is ±1 where it is positive.
+fn hinge<T: Float>(similarity: bool, a: T, b: T) -> T {
+    let v = if similarity { b - a } else { a - b };
+    v.max(T::ZERO)
+}
+
+impl PairFormula for Contrastive {
+    const SUB_LOSSES: usize = 2;
+
+    fn forward<T: Float>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool {
+        let (pos, neg) = subs.split_at_mut(1);
+        let (pm, nm) = (T::from_f64(self.pos_margin), T::from_f64(self.neg_margin));
+        for i in 0..s.rows() {
+            for (j, &d) in s.row(i).iter().enumerate() {
+                if s.positive(i, j) {
+                    pos[0].push(i, j, hinge(s.similarity, d, pm), [T::ZERO; 2]);
+                } else if s.negative(i, j) {
+                    neg[0].push(i, j, hinge(s.similarity, nm, d), [T::ZERO; 2]);
+                }
+            }
+        }
+        true
+    }
+
+    fn backward<T: Float>(&self, s: &Scores<'_, T>, subs: &[Elements<T>], grad: &mut [T]) {
+        // ∂hinge/∂d: +1 / −1 for a positive pair of a distance / similarity, the opposite
+        // for a negative pair; 0 where the hinge is not positive (relu'(0) = 0).
+        let up = if s.similarity { -T::ONE } else { T::ONE };
+        for (sub, sign) in subs.iter().zip([up, -up]) {
+            for (i, j, value, _, scale) in sub.iter() {
+                if value > T::ZERO {
+                    grad[i * s.cols + j] += sign * scale;
+                }
+            }
+        }
+    }
+}
+
+pair_loss! {
+    /// pytorch-metric-learning's `ContrastiveLoss(pos_margin=0, neg_margin=1)`: every
+    /// positive pair is pulled within `pos_margin`, every negative pair pushed beyond
+    /// `neg_margin`, each set reduced on its own and the two summed:
+    ///
+    /// L = reduce{relu(dᵢⱼ − pos_margin) : (i, j) positive} + reduce{relu(neg_margin − dᵢⱼ) : (i, j) negative}
+    ///
+    /// (the hinges flip for a similarity, such as [`CosineSimilarity`](crate::CosineSimilarity)).
+    /// Defaults: [`LpDistance`] (normalised euclidean) and [`AvgNonZeroReducer`] for each
+    /// part. A batch with at most one positive and one negative pair has loss 0.
+    ///
+    /// ```
+    /// use metric_loss_core::{Batch, Embeddings, LossInput, MetricLossExt};
+    /// use metric_loss_pml::ContrastiveLoss;
+    ///
+    /// let x = [1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
+    /// let labels = [0, 0, 1, 1];
+    /// let batch = Batch::new(&labels, Embeddings::from_row_major(&x, 4, 2)?)?;
+    /// let out = ContrastiveLoss::new().compute(&LossInput::new(batch))?;
+    /// assert!((out.loss - 1.3704839).abs() < 1e-6); // pytorch-metric-learning's value
+    /// # Ok::<(), metric_loss_core::LossError>(())
+    /// ```
+    loss: ContrastiveLoss,
+    /// [`ContrastiveLoss`]'s arguments, with PML's keyword names.
+    config: ContrastiveLossConfig,
+    class: "ContrastiveLoss",
+    distance: LpDistance::default(),
+    reducer: AvgNonZeroReducer {},
+    fields: {
+        /// The distance below which a positive pair costs nothing (default 0).
+        pos_margin: f64 = 0.0,
+        /// The distance beyond which a negative pair costs nothing (default 1).
+        neg_margin: f64 = 1.0,
+    },
+    build: |c| -> Contrastive {
+        Contrastive {
+            pos_margin: margin("pos_margin", c.pos_margin)?,
+            neg_margin: margin("neg_margin", c.neg_margin)?,
+        }
+    }
+}

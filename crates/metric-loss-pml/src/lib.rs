@@ -1,0 +1,57 @@
+//! pytorch-metric-learning 2.9.0's pair-based losses — [`ContrastiveLoss`],
+//! [`NTXentLoss`] and [`SupConLoss`] — with its distances ([`LpDistance`],
+//! [`CosineSimilarity`], [`DotProductSimilarity`]) and reducers ([`MeanReducer`],
+//! [`SumReducer`], [`AvgNonZeroReducer`], [`ThresholdReducer`]).
+//!
+//! The distances and reducers are parts like any other: every loss of the workspace takes
+//! them (a `TripletLoss` on [`LpDistance`], a `ContrastiveLoss` on TF Similarity's
+//! `"cosine"` distance), and configs name them as PML's constructors are called:
+//!
+//! ```
+//! use metric_loss_pml::{ContrastiveLossConfig, CosineSimilarity, MeanReducer};
+//!
+//! let config: ContrastiveLossConfig = serde_json::from_str(r#"{
+//!     "pos_margin": 1.0, "neg_margin": 0.0,
+//!     "distance": {"class_name": "CosineSimilarity", "config": {}},
+//!     "reducer": {"class_name": "MeanReducer", "config": {}}
+//! }"#)?;
+//! let in_code = ContrastiveLossConfig::default()
+//!     .pos_margin(1.0)
+//!     .neg_margin(0.0)
+//!     .distance(CosineSimilarity::default())
+//!     .reducer(MeanReducer {});
+//! assert_eq!(config.build()?.config().pos_margin, in_code.build()?.config().pos_margin);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Semantics
+//! Each loss computes what PML's does on the same call, to float rounding: pairs are
+//! (anchor, key) with equal labels (positives, the anchor itself excluded when the keys are
+//! the batch) or different labels (negatives). Keys given separately (`LossInput::with_keys`)
+//! play PML's `ref_emb` with `ref_labels`; call `remove_diagonal(false)` then, as PML
+//! removes nothing once ref labels are passed.
+//!
+//! Beyond PML: sample weights multiply every element (pair or row) of their anchor, and
+//! `per_example[i]` is anchor i's share of the loss (its elements times their reducer
+//! scales), so the per-example values sum to the loss. Where PML returns NaN (a
+//! temperature of 0) the config is rejected instead.
+//!
+//! # Feature flags
+//! None: serde and the config registration are always on (the parts are named in configs).
+//!
+//! # Supported Rust versions
+//! The workspace's MSRV, Rust 1.89.
+
+mod contrastive;
+mod distance;
+mod loss_config;
+mod ntxent;
+mod pairs;
+mod reducer;
+mod supcon;
+
+pub use contrastive::{ContrastiveLoss, ContrastiveLossConfig};
+pub use distance::{CosineSimilarity, DotProductSimilarity, LpDistance};
+pub use ntxent::{NTXentLoss, NTXentLossConfig};
+pub use reducer::{AvgNonZeroReducer, MeanReducer, SumReducer, ThresholdReducer};
+pub use supcon::{SupConLoss, SupConLossConfig};

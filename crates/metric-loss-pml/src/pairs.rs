@@ -1,0 +1,320 @@
+//! The driver every pair-based loss of this crate runs on: validate → distance matrix →
+//! the loss's elements (per pair or per row) → one reducer per sub-loss → ∂/∂M → the
+//! distance's vector-Jacobian product. A loss supplies its [`PairFormula`].
+
+use metric_loss_core::{
+    AllowNonFinite, Float, LossError, LossInput, LossOutput, SampleWeight, Workspace,
+};
+use metric_loss_triplet::{check_matrix_size, DenseParts};
+
+/// The smallest normal number of `T`: PML's `tiny`, added where it divides or takes a log.
+pub(crate) fn tiny<T: Float>() -> T {
+    if T::DTYPE == "f32" {
+        T::from_f64(f64::from(f32::MIN_POSITIVE))
+    } else {
+        T::from_f64(f64::MIN_POSITIVE)
+    }
+}
+
+/// The distance matrix and the pair masks of one call.
+pub(crate) struct Scores<'a, T> {
+    /// The `n x m` distance (or similarity) matrix, row-major.
+    pub(crate) m: &'a [T],
+    /// Its number of columns (keys).
+    pub(crate) cols: usize,
+    /// Whether larger entries mean closer.
+    pub(crate) similarity: bool,
+    query_labels: &'a [i64],
+    key_labels: &'a [i64],
+    remove_diagonal: bool,
+}
+
+impl<T: Float> Scores<'_, T> {
+    /// Number of anchors.
+    pub(crate) fn rows(&self) -> usize {
+        self.query_labels.len()
+    }
+
+    /// Row `i` of the matrix.
+    pub(crate) fn row(&self, i: usize) -> &[T] {
+        &self.m[i * self.cols..(i + 1) * self.cols]
+    }
+
+    /// (i, j) is a positive pair: same label, and not the anchor itself when the keys are
+    /// the batch.
+    pub(crate) fn positive(&self, i: usize, j: usize) -> bool {
+        self.query_labels[i] == self.key_labels[j] && !(self.remove_diagonal && i == j)
+    }
+
+    /// (i, j) is a negative pair: different labels.
+    pub(crate) fn negative(&self, i: usize, j: usize) -> bool {
+        self.query_labels[i] != self.key_labels[j]
+    }
+
+    /// The numbers of positive and of negative pairs, each counted up to 2.
+    fn pair_counts(&self) -> (usize, usize) {
+        let (mut pos, mut neg) = (0, 0);
+        for i in 0..self.rows() {
+            for j in 0..self.cols {
+                pos += usize::from(self.positive(i, j));
+                neg += usize::from(self.negative(i, j));
+                if pos >= 2 && neg >= 2 {
+                    return (pos, neg);
+                }
+            }
+        }
+        (pos, neg)
+    }
+
+    /// Whether the batch has a positive pair and a negative pair (the losses that need
+    /// both are 0 without them).
+    pub(crate) fn has_both(&self) -> bool {
+        let (pos, neg) = self.pair_counts();
+        pos > 0 && neg > 0
+    }
+
+    /// The score a softmax runs over: the entry for a similarity, its negation for a
+    /// distance, divided by `temperature`.
+    pub(crate) fn logit(&self, v: T, temperature: T) -> T {
+        (if self.similarity { v } else { -v }) / temperature
+    }
+}
+
+/// The elements of one sub-loss: one per pair or per anchor row, each with the row it
+/// belongs to, a column and two numbers the formula keeps for its gradient.
+#[derive(Debug, Default)]
+pub(crate) struct Elements<T> {
+    pub(crate) values: Vec<T>,
+    pub(crate) anchors: Vec<usize>,
+    pub(crate) cols: Vec<usize>,
+    pub(crate) aux: Vec<[T; 2]>,
+    /// ∂L/∂element, written by the reducer.
+    pub(crate) scales: Vec<T>,
+    weights: Vec<T>,
+}
+
+impl<T: Float> Elements<T> {
+    fn clear(&mut self) {
+        self.values.clear();
+        self.anchors.clear();
+        self.cols.clear();
+        self.aux.clear();
+        self.scales.clear();
+        self.weights.clear();
+    }
+
+    /// Adds an element of anchor `anchor`.
+    pub(crate) fn push(&mut self, anchor: usize, col: usize, value: T, aux: [T; 2]) {
+        self.values.push(value);
+        self.anchors.push(anchor);
+        self.cols.push(col);
+        self.aux.push(aux);
+    }
+
+    /// The elements with their reducer scales: `(anchor, col, value, aux, scale)`.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, usize, T, [T; 2], T)> + '_ {
+        (0..self.values.len()).map(|e| {
+            (
+                self.anchors[e],
+                self.cols[e],
+                self.values[e],
+                self.aux[e],
+                self.scales[e],
+            )
+        })
+    }
+}
+
+/// What a pair-based loss computes. The driver handles everything around it.
+pub(crate) trait PairFormula {
+    /// How many sub-losses (each reduced by its own copy of the reducer, then summed).
+    const SUB_LOSSES: usize;
+
+    /// Pushes the elements of each sub-loss into `subs` (`SUB_LOSSES` of them, empty).
+    /// Returns `false` for PML's zero path: the loss is 0 with no gradient.
+    fn forward<T: Float>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool;
+
+    /// Adds Σₑ scaleₑ · ∂elementₑ/∂M into `grad` (`n x m`, zeroed beforehand).
+    fn backward<T: Float>(&self, s: &Scores<'_, T>, subs: &[Elements<T>], grad: &mut [T]);
+}
+
+/// Reusable memory of [`run_pairs`].
+#[derive(Default)]
+struct PairScratch<T> {
+    matrix: Vec<T>,
+    stats: Vec<T>,
+    grad: Vec<T>,
+    key_grad: Vec<T>,
+    subs: [Elements<T>; 2],
+}
+
+/// Runs `formula` on `parts` (its distance and reducer). `per_example[i]` is anchor i's
+/// share of the loss (its elements times their reducer scales), so the per-example values
+/// sum to the loss. A sample weight multiplies each element of its anchor.
+///
+/// # Errors
+/// Invalid input ([`LossInput::validate`]), [`LossError::TooLarge`],
+/// [`LossError::NonFiniteDistance`], or [`LossError::NonFiniteResult`] when the result
+/// overflows.
+pub(crate) fn run_pairs<T: Float, F: PairFormula>(
+    formula: &F,
+    parts: &DenseParts,
+    input: &LossInput<'_, T>,
+    workspace: &mut Workspace,
+    out: &mut LossOutput<T>,
+) -> Result<(), LossError> {
+    input.validate()?;
+    let (queries, keys) = (input.queries(), input.keys());
+    let (n, m, dims) = (queries.len(), keys.len(), queries.embeddings().cols());
+    let same = input.keys_are_queries();
+    let gradient = input.wants_gradient();
+    out.reset(n, if same { 0 } else { m }, dims, gradient);
+    if n == 0 {
+        return Ok(());
+    }
+    check_matrix_size::<T>(n, m, 2)?;
+    let distance = T::distance(parts.distance_part());
+    let reducer = T::reducer(parts.reducer_part());
+    let scratch = workspace.get::<PairScratch<T>>();
+    let (q, k) = (queries.embeddings(), keys.embeddings());
+    scratch.matrix.clear();
+    scratch.matrix.resize(n * m, T::ZERO);
+    distance.matrix(q, k, same, &mut scratch.stats, &mut scratch.matrix)?;
+    if let Some(at) = scratch.matrix.iter().position(|v| !v.is_finite()) {
+        return Err(LossError::NonFiniteDistance {
+            distance: distance.name(),
+            row: at / m,
+            col: at % m,
+            value: scratch.matrix[at].to_f64(),
+            dtype: T::DTYPE,
+        });
+    }
+    let scores = Scores {
+        m: &scratch.matrix,
+        cols: m,
+        similarity: distance.is_similarity(),
+        query_labels: queries.labels(),
+        key_labels: keys.labels(),
+        remove_diagonal: same || input.removes_diagonal(),
+    };
+    let subs = &mut scratch.subs[..F::SUB_LOSSES];
+    subs.iter_mut().for_each(Elements::clear);
+    // PML's shortcut for every pair loss: at most one positive and one negative pair is
+    // no loss at all.
+    let (positives, negatives) = scores.pair_counts();
+    if (positives <= 1 && negatives <= 1) || !formula.forward(&scores, subs) {
+        return Ok(());
+    }
+    let weights = input.sample_weight();
+    out.loss = T::ZERO;
+    for sub in subs.iter_mut() {
+        if sub.values.is_empty() {
+            continue;
+        }
+        sub.weights
+            .extend(sub.anchors.iter().map(|&a| weights.get(a)));
+        sub.scales.resize(sub.values.len(), T::ZERO);
+        out.loss += reducer.reduce(
+            &sub.values,
+            &SampleWeight::PerExample(&sub.weights),
+            &mut sub.scales,
+        );
+        for (anchor, _, value, _, scale) in sub.iter() {
+            if scale != T::ZERO {
+                out.per_example[anchor] += scale * value;
+            }
+        }
+    }
+    if gradient {
+        scratch.grad.clear();
+        scratch.grad.resize(n * m, T::ZERO);
+        formula.backward(&scores, subs, &mut scratch.grad);
+        if same {
+            scratch.key_grad.clear();
+            scratch.key_grad.resize(n * dims, T::ZERO);
+            distance.dense_vjp(
+                q,
+                k,
+                &scratch.matrix,
+                &mut scratch.grad,
+                &mut out.grad_queries,
+                &mut scratch.key_grad,
+            );
+            for (o, v) in out.grad_queries.iter_mut().zip(&scratch.key_grad) {
+                *o += *v;
+            }
+        } else {
+            distance.dense_vjp(
+                q,
+                k,
+                &scratch.matrix,
+                &mut scratch.grad,
+                &mut out.grad_queries,
+                &mut out.grad_keys,
+            );
+        }
+    }
+    out.check_finite(AllowNonFinite::Never)
+}
+
+/// A finite, non-zero temperature (the losses divide by it).
+pub(crate) fn temperature(value: f64) -> Result<f64, LossError> {
+    if value.is_finite() && value != 0.0 {
+        Ok(value)
+    } else {
+        Err(LossError::InvalidParameter {
+            name: "temperature",
+            value,
+            expected: "a finite, non-zero number (the similarities are divided by it)",
+        })
+    }
+}
+
+/// A finite margin.
+pub(crate) fn margin(name: &'static str, value: f64) -> Result<f64, LossError> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(LossError::InvalidParameter {
+            name,
+            value,
+            expected: "a finite number",
+        })
+    }
+}
+
+/// Implements `MetricLoss` for a loss with a `formula()` and `parts`, run by
+/// [`run_pairs`].
+macro_rules! impl_pair_loss {
+    ($ty:ty) => {
+        impl metric_loss_core::MetricLoss for $ty {
+            fn name(&self) -> &str {
+                &self.name
+            }
+
+            fn compute_f32(
+                &self,
+                input: &metric_loss_core::LossInput<'_, f32>,
+                workspace: &mut metric_loss_core::Workspace,
+                out: &mut metric_loss_core::LossOutput<f32>,
+            ) -> Result<(), metric_loss_core::LossError> {
+                $crate::pairs::run_pairs(&self.formula, &self.parts, input, workspace, out)
+            }
+
+            fn compute_f64(
+                &self,
+                input: &metric_loss_core::LossInput<'_, f64>,
+                workspace: &mut metric_loss_core::Workspace,
+                out: &mut metric_loss_core::LossOutput<f64>,
+            ) -> Result<(), metric_loss_core::LossError> {
+                $crate::pairs::run_pairs(&self.formula, &self.parts, input, workspace, out)
+            }
+
+            /// PML's reducers weigh pairs, not examples: not a Keras reduction.
+            fn keras_reduction(&self) -> Option<metric_loss_core::Reduction> {
+                None
+            }
+        }
+    };
+}
+pub(crate) use impl_pair_loss;
