@@ -138,6 +138,24 @@ pub trait Distance<T: Float>: Debug + Send + Sync {
         }
     }
 
+    /// [`Distance::dense_vjp`] with reusable memory: a distance whose gradient needs
+    /// intermediates (normalised copies of the rows, say) keeps them in `scratch` instead
+    /// of allocating on every call. The default ignores `scratch`.
+    #[allow(clippy::too_many_arguments)]
+    fn dense_vjp_with_scratch(
+        &self,
+        q: Embeddings<'_, T>,
+        k: Embeddings<'_, T>,
+        dist: &[T],
+        dist_grad: &mut [T],
+        grad_q: &mut [T],
+        grad_k: &mut [T],
+        scratch: &mut Vec<T>,
+    ) {
+        let _ = scratch;
+        self.dense_vjp(q, k, dist, dist_grad, grad_q, grad_k);
+    }
+
     /// Whether larger values mean closer (a similarity, such as a cosine similarity)
     /// rather than farther (a distance). Losses written for distances reject a similarity;
     /// losses that take either (pytorch-metric-learning's) flip their comparisons.

@@ -119,14 +119,8 @@ impl Geometry {
         scratch.resize((n + m) * dims + n + m, T::ZERO);
         let (qh, rest) = scratch.split_at_mut(n * dims);
         let (kh, sq) = rest.split_at_mut(m * dims);
-        for (side, rows, dst) in [(q, n, &mut *qh), (k, m, &mut *kh)] {
-            for i in 0..rows {
-                let (_, s) = self.scale(side.row(i));
-                for (d, v) in dst[i * dims..(i + 1) * dims].iter_mut().zip(side.row(i)) {
-                    *d = *v / s;
-                }
-            }
-        }
+        self.normalize_into(q, qh);
+        self.normalize_into(k, kh);
         let alpha = if self.form == Form::Dot {
             T::ONE
         } else {
@@ -160,6 +154,132 @@ impl Geometry {
             out.iter_mut().for_each(|v| *v = *v * *v);
         }
         Ok(())
+    }
+
+    /// Writes the rows of `x` divided by their [`Geometry::scale`] into `out`.
+    fn normalize_into<T: Float>(&self, x: Embeddings<'_, T>, out: &mut [T]) {
+        let dims = x.cols();
+        for (i, dst) in out.chunks_exact_mut(dims.max(1)).take(x.rows()).enumerate() {
+            let (_, s) = self.scale(x.row(i));
+            for (d, v) in dst.iter_mut().zip(x.row(i)) {
+                *d = *v / s;
+            }
+        }
+    }
+
+    /// Adds `v` (a gradient with respect to the normalised row x̂) to `grad`, through the
+    /// normalisation x̂ = x / max(‖x‖₂, 1e-12).
+    fn normalize_vjp<T: Float>(&self, x: &[T], v: &[T], grad: &mut [T]) {
+        let floor = T::from_f64(NORM_FLOOR);
+        let (norm, _) = self.scale(x);
+        if !self.normalize {
+            grad.iter_mut().zip(v).for_each(|(o, v)| *o += *v);
+        } else if norm <= floor {
+            grad.iter_mut().zip(v).for_each(|(o, v)| *o += *v / floor);
+        } else {
+            let xv = x
+                .iter()
+                .zip(v)
+                .fold(T::ZERO, |s, (a, b)| s + *a / norm * *b);
+            for ((o, a), b) in grad.iter_mut().zip(x).zip(v) {
+                *o += (*b - *a / norm * xv) / norm;
+            }
+        }
+    }
+
+    /// The gradient of Σᵢⱼ Gᵢⱼ Dᵢⱼ for the dot and euclidean forms through products: with
+    /// A the derivative of each entry with respect to its un-squared dot product or
+    /// distance (written over `dist_grad`), ∂/∂x̂ᵢ is (A K̂)ᵢ for a dot product and
+    /// (Σⱼ Aᵢⱼ) x̂ᵢ − (A K̂)ᵢ for the euclidean distance, and the same with Aᵀ for the keys.
+    #[allow(clippy::too_many_arguments)]
+    fn dense_vjp<T: Float>(
+        &self,
+        q: Embeddings<'_, T>,
+        k: Embeddings<'_, T>,
+        dist: &[T],
+        a: &mut [T],
+        grad_q: &mut [T],
+        grad_k: &mut [T],
+        scratch: &mut Vec<T>,
+    ) {
+        let (n, m, dims) = (q.rows(), k.rows(), q.cols());
+        let dot = self.form == Form::Dot;
+        scratch.clear();
+        let base_len = if dot && self.squared { n * m } else { 0 };
+        scratch.resize(2 * (n + m) * dims + base_len, T::ZERO);
+        let (qh, rest) = scratch.split_at_mut(n * dims);
+        let (kh, rest) = rest.split_at_mut(m * dims);
+        let (v, rest) = rest.split_at_mut(n * dims);
+        let (w, base) = rest.split_at_mut(m * dims);
+        self.normalize_into(q, qh);
+        self.normalize_into(k, kh);
+        let two = T::from_f64(2.0);
+        match (dot, self.squared) {
+            (true, false) => {}
+            (true, true) => {
+                // d(s²)/ds = 2s needs the sign of s: the dot products again.
+                T::gemm(
+                    n,
+                    dims,
+                    m,
+                    T::ONE,
+                    (qh, dims, 1),
+                    (kh, 1, dims),
+                    T::ZERO,
+                    (base, m, 1),
+                );
+                a.iter_mut()
+                    .zip(base.iter())
+                    .for_each(|(g, s)| *g = *g * two * *s);
+            }
+            // A zero distance has the zero subgradient.
+            (false, false) => a.iter_mut().zip(dist).for_each(|(g, d)| {
+                *g = if *d > T::ZERO { *g / *d } else { T::ZERO };
+            }),
+            (false, true) => a.iter_mut().for_each(|g| *g = *g * two),
+        }
+        let sign = if dot { T::ONE } else { -T::ONE };
+        T::gemm(
+            n,
+            m,
+            dims,
+            sign,
+            (a, m, 1),
+            (kh, dims, 1),
+            T::ZERO,
+            (v, dims, 1),
+        );
+        T::gemm(
+            m,
+            n,
+            dims,
+            sign,
+            (a, 1, m),
+            (qh, dims, 1),
+            T::ZERO,
+            (w, dims, 1),
+        );
+        if !dot {
+            for (i, row) in a.chunks_exact(m.max(1)).take(n).enumerate() {
+                let total = row.iter().fold(T::ZERO, |s, x| s + *x);
+                for (o, x) in v[i * dims..(i + 1) * dims].iter_mut().zip(&qh[i * dims..]) {
+                    *o += total * *x;
+                }
+                for (j, x) in row.iter().enumerate() {
+                    for (o, y) in w[j * dims..(j + 1) * dims].iter_mut().zip(&kh[j * dims..]) {
+                        *o += *x * *y;
+                    }
+                }
+            }
+        }
+        for i in 0..n {
+            let at = i * dims..(i + 1) * dims;
+            self.normalize_vjp(q.row(i), &v[at.clone()], &mut grad_q[at]);
+        }
+        for j in 0..m {
+            let at = j * dims..(j + 1) * dims;
+            self.normalize_vjp(k.row(j), &w[at.clone()], &mut grad_k[at]);
+        }
     }
 
     /// Adds `g · ∂value(a, b)/∂a` to `grad`, `value` being this geometry's (powered)
@@ -246,6 +366,24 @@ macro_rules! pml_distance {
 
             fn pair_vjp_key(&self, q: &[T], k: &[T], _value: T, g: T, grad_k: &mut [T]) {
                 self.geometry().pair_grad(k, q, g, grad_k);
+            }
+
+            fn dense_vjp_with_scratch(
+                &self,
+                q: Embeddings<'_, T>,
+                k: Embeddings<'_, T>,
+                dist: &[T],
+                dist_grad: &mut [T],
+                grad_q: &mut [T],
+                grad_k: &mut [T],
+                scratch: &mut Vec<T>,
+            ) {
+                let geometry = self.geometry();
+                if geometry.form == Form::Manhattan {
+                    self.dense_vjp(q, k, dist, dist_grad, grad_q, grad_k);
+                } else {
+                    geometry.dense_vjp(q, k, dist, dist_grad, grad_q, grad_k, scratch);
+                }
             }
 
             fn is_similarity(&self) -> bool {
@@ -587,6 +725,51 @@ mod tests {
             check_gradient(&CosineSimilarity::default(), n, dims);
             check_gradient(&CosineSimilarity::new(2).unwrap(), n, dims);
             check_gradient(&DotProductSimilarity::new(false, 1).unwrap(), n, dims);
+        }
+    }
+
+    #[test]
+    fn the_product_vjp_equals_the_sum_of_pair_vjps() {
+        let (n, m, dims) = (7, 5, 3);
+        let x: Vec<f64> = (0..n * dims)
+            .map(|i| ((i as f64 + 1.0) * 0.7548).fract() - 0.5)
+            .collect();
+        let y: Vec<f64> = (0..m * dims)
+            .map(|i| ((i as f64 + 3.0) * 0.5698).fract() - 0.5)
+            .collect();
+        let (q, k) = (
+            Embeddings::from_row_major(&x, n, dims).unwrap(),
+            Embeddings::from_row_major(&y, m, dims).unwrap(),
+        );
+        let g: Vec<f64> = (0..n * m)
+            .map(|i| ((i * 7 % 5) as f64 - 2.0) / 2.0)
+            .collect();
+        let parts: [&dyn Distance<f64>; 6] = [
+            &LpDistance::default(),
+            &LpDistance::new(false, 2, 1).unwrap(),
+            &LpDistance::new(true, 2, 2).unwrap(),
+            &CosineSimilarity::default(),
+            &CosineSimilarity::new(2).unwrap(),
+            &DotProductSimilarity::new(false, 1).unwrap(),
+        ];
+        for d in parts {
+            let mut dist = vec![0.0; n * m];
+            d.matrix(q, k, false, &mut Vec::new(), &mut dist).unwrap();
+            let (mut gq, mut gk) = (vec![0.0; n * dims], vec![0.0; m * dims]);
+            d.dense_vjp(q, k, &dist, &mut g.clone(), &mut gq, &mut gk);
+            let (mut fq, mut fk) = (vec![0.0; n * dims], vec![0.0; m * dims]);
+            d.dense_vjp_with_scratch(
+                q,
+                k,
+                &dist,
+                &mut g.clone(),
+                &mut fq,
+                &mut fk,
+                &mut Vec::new(),
+            );
+            for (a, b) in gq.iter().zip(&fq).chain(gk.iter().zip(&fk)) {
+                assert!((a - b).abs() < 1e-12, "{d:?}: {a} vs {b}");
+            }
         }
     }
 

@@ -232,25 +232,27 @@ pub(crate) fn run_pairs<T: Float, F: PairFormula>(
         if same {
             scratch.key_grad.clear();
             scratch.key_grad.resize(n * dims, T::ZERO);
-            distance.dense_vjp(
+            distance.dense_vjp_with_scratch(
                 q,
                 k,
                 &scratch.matrix,
                 &mut scratch.grad,
                 &mut out.grad_queries,
                 &mut scratch.key_grad,
+                &mut scratch.stats,
             );
             for (o, v) in out.grad_queries.iter_mut().zip(&scratch.key_grad) {
                 *o += *v;
             }
         } else {
-            distance.dense_vjp(
+            distance.dense_vjp_with_scratch(
                 q,
                 k,
                 &scratch.matrix,
                 &mut scratch.grad,
                 &mut out.grad_queries,
                 &mut out.grad_keys,
+                &mut scratch.stats,
             );
         }
     }

@@ -35,3 +35,32 @@ fn pml_configs_round_trip_to_the_same_numbers() {
         assert!(a.loss > 0.0, "{text}");
     }
 }
+
+#[test]
+fn shipped_pml_configs_are_the_defaults_built_in_code() {
+    use metric_loss_pml::{ContrastiveLoss, NTXentLoss, SupConLoss};
+    use metric_loss_registry::load;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/configs");
+    let x = [
+        0.3f32, -0.2, 0.9, 0.1, -0.5, 0.4, 0.2, 0.8, -0.7, -0.3, 0.6, -0.1,
+    ];
+    let labels = [0, 1, 0, 1, 2, 2];
+    let defaults: [(&str, Box<dyn metric_loss_registry::RegisteredLoss>); 3] = [
+        ("supcon.yaml", Box::new(SupConLoss::default())),
+        ("ntxent.yaml", Box::new(NTXentLoss::default())),
+        ("contrastive.json", Box::new(ContrastiveLoss::default())),
+    ];
+    for (file, in_code) in defaults {
+        let loaded = load(dir.join(file)).unwrap();
+        assert_eq!(
+            loaded.get_config().unwrap(),
+            in_code.get_config().unwrap(),
+            "{file}"
+        );
+        let (a, b) = (
+            loaded.evaluate(&labels, &x, 2).unwrap(),
+            in_code.evaluate(&labels, &x, 2).unwrap(),
+        );
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{file}");
+    }
+}
