@@ -236,7 +236,7 @@ impl Geometry {
             (false, false) => a.iter_mut().zip(dist).for_each(|(g, d)| {
                 *g = if *d > T::ZERO { *g / *d } else { T::ZERO };
             }),
-            (false, true) => a.iter_mut().for_each(|g| *g = *g * two),
+            (false, true) => a.iter_mut().for_each(|g| *g *= two),
         }
         let sign = if dot { T::ONE } else { -T::ONE };
         T::gemm(
