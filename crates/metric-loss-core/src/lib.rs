@@ -68,7 +68,7 @@ pub use miner::{
 };
 pub use output::{AllowNonFinite, LossOutput};
 pub use part_config::{PartConfig, RegisteredDistance, RegisteredMiner, RegisteredReducer};
-pub use reducer::{AnyReducer, MeanOverNonZero, Reducer, Threshold};
+pub use reducer::{reduce_checked, AnyReducer, MeanOverNonZero, Reducer, Threshold};
 pub use reduction::{reduce, Reduction, SampleWeight};
 pub use strategy::{NegativeStrategy, PositiveStrategy};
 pub use workspace::Workspace;

@@ -2,9 +2,9 @@
 //! workspace, the dense-loss driver and numerically careful exponentials.
 
 use metric_loss_core::{
-    reduce, AllowNonFinite, Distance, Float, LossError, LossInput, LossOutput, Reduction, Workspace,
+    reduce_checked, AllowNonFinite, Distance, Float, LossError, LossInput, LossOutput, Reducer,
+    Workspace,
 };
-use metric_loss_distances::DistanceKind;
 use metric_loss_mining::RowContext;
 
 /// The largest distance matrix a call may allocate, in bytes (16 GiB, as for `TripletLoss`):
@@ -122,23 +122,25 @@ struct DenseScratch<T> {
     row_stats: Vec<T>,
     dist_grad: Vec<T>,
     key_grad: Vec<T>,
+    scales: Vec<T>,
     rows: RowScratch<T>,
 }
 
-/// What the dense driver needs to know about a loss.
-pub(crate) struct DenseSpec<'a> {
+/// What the dense driver needs to know about a loss: its name (for errors) and its parts
+/// in the embedding precision.
+pub(crate) struct DenseSpec<'a, T: Float> {
     /// The loss's name, for errors.
     pub(crate) name: &'a str,
-    pub(crate) distance: DistanceKind,
-    pub(crate) reduction: Reduction,
+    pub(crate) distance: &'a dyn Distance<T>,
+    pub(crate) reducer: &'a dyn Reducer<T>,
     /// The config's `remove_diagonal` (combined with the input's rule).
     pub(crate) remove_diagonal: bool,
 }
 
 /// The dense losses' driver: validates, fills D (`n x m`), calls
-/// `row(view, grad_row, scratch)` for each anchor (returning ℓᵢ and writing ∂ℓᵢ/∂Dᵢ· into `grad_row`, zeroed beforehand),
-/// reduces, scales each gradient row by wᵢ times the reduction's factor and pushes the
-/// whole matrix through [`Distance::dense_vjp`].
+/// `row(view, grad_row, scratch)` for each anchor (returning ℓᵢ and writing ∂ℓᵢ/∂Dᵢ· into
+/// `grad_row`, zeroed beforehand), reduces with the reducer, scales each gradient row by the
+/// reducer's ∂L/∂ℓᵢ and pushes the whole matrix through [`Distance::dense_vjp`].
 ///
 /// A row whose loss or gradient is not finite (scores overflowing the dtype, or a
 /// hyper-parameter that rounds to 0 in f32) is [`LossError::Unsupported`] naming the
@@ -148,13 +150,13 @@ pub(crate) fn run_dense<T: Float>(
     input: &LossInput<'_, T>,
     workspace: &mut Workspace,
     out: &mut LossOutput<T>,
-    spec: DenseSpec<'_>,
+    spec: DenseSpec<'_, T>,
     mut row: impl FnMut(&RowView<'_, T>, &mut [T], &mut RowScratch<T>) -> T,
 ) -> Result<(), LossError> {
     let DenseSpec {
         name,
         distance,
-        reduction,
+        reducer,
         remove_diagonal,
     } = spec;
     input.validate()?;
@@ -171,6 +173,7 @@ pub(crate) fn run_dense<T: Float>(
     scratch.distances.clear();
     scratch.distances.resize(n * m, T::ZERO);
     let (q, k) = (queries.embeddings(), keys.embeddings());
+    scratch.row_stats.clear();
     distance.matrix(q, k, same, &mut scratch.row_stats, &mut scratch.distances)?;
     if let Some(at) = scratch.distances.iter().position(|v| !v.is_finite()) {
         return Err(LossError::NonFiniteDistance {
@@ -209,9 +212,16 @@ pub(crate) fn run_dense<T: Float>(
         }
         out.per_example[i] = value;
     }
-    out.loss = reduce(&out.per_example, &input.sample_weight(), reduction);
+    scratch.scales.clear();
+    scratch.scales.resize(n, T::ZERO);
+    out.loss = reduce_checked(
+        reducer,
+        &out.per_example,
+        &input.sample_weight(),
+        &mut scratch.scales,
+    )?;
     if gradient {
-        dense_gradient(input, distance, reduction, scratch, out);
+        dense_gradient(input, distance, scratch, out);
     }
     // Each row is finite, but a sample weight times a row, the reduced sum or the
     // gradient (a huge weight, or a distance VJP at the edge of the dtype) can still
@@ -219,21 +229,18 @@ pub(crate) fn run_dense<T: Float>(
     out.check_finite(AllowNonFinite::Never)
 }
 
-/// Scales each row of ∂ℓ/∂D by its weight and the reduction's factor, and pushes the
-/// matrix through [`Distance::dense_vjp`] into `out` (which consumes the scaled matrix).
+/// Scales each row of ∂ℓ/∂D by the reducer's ∂L/∂ℓᵢ, and pushes the matrix through
+/// [`Distance::dense_vjp`] into `out` (which consumes the scaled matrix).
 fn dense_gradient<T: Float>(
     input: &LossInput<'_, T>,
-    distance: DistanceKind,
-    reduction: Reduction,
+    distance: &dyn Distance<T>,
     scratch: &mut DenseScratch<T>,
     out: &mut LossOutput<T>,
 ) {
     let (q, k) = (input.queries().embeddings(), input.keys().embeddings());
     let (n, m, dims) = (q.rows(), k.rows(), q.cols());
     let same = input.keys_are_queries();
-    let scale = T::from_f64(reduction.example_scale(n));
-    for (i, g_row) in scratch.dist_grad.chunks_exact_mut(m).enumerate() {
-        let g = input.sample_weight().get(i) * scale;
+    for (g_row, &g) in scratch.dist_grad.chunks_exact_mut(m).zip(&scratch.scales) {
         for v in g_row.iter_mut() {
             *v = if g == T::ZERO { T::ZERO } else { *v * g };
         }
@@ -264,6 +271,25 @@ fn dense_gradient<T: Float>(
     }
 }
 
+/// A dense loss's `with_parts` (documented by the attributes given) and `parts`.
+macro_rules! dense_parts_methods {
+    ($(#[$doc:meta])*) => {
+        $(#[$doc])*
+        pub fn with_parts(&self, parts: metric_loss_triplet::DenseParts) -> Self {
+            Self {
+                parts,
+                ..self.clone()
+            }
+        }
+
+        /// The distance and reducer (each readable there: `loss.parts().distance_kind()`).
+        pub fn parts(&self) -> &metric_loss_triplet::DenseParts {
+            &self.parts
+        }
+    };
+}
+pub(crate) use dense_parts_methods;
+
 /// Implements `MetricLoss` for a loss with a generic `run` method.
 macro_rules! impl_metric_loss {
     ($ty:ty) => {
@@ -291,7 +317,13 @@ macro_rules! impl_metric_loss {
             }
 
             fn reduction(&self) -> metric_loss_core::Reduction {
-                self.reduction
+                self.parts
+                    .keras_reduction()
+                    .unwrap_or(metric_loss_core::Reduction::Auto)
+            }
+
+            fn keras_reduction(&self) -> Option<metric_loss_core::Reduction> {
+                self.parts.keras_reduction()
             }
         }
     };
