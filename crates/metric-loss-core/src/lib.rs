@@ -57,7 +57,7 @@ mod setters;
 mod strategy;
 mod workspace;
 
-pub use distance::{AnyDistance, Distance};
+pub use distance::{dense_vjp_by_halves, AnyDistance, Distance};
 pub use embeddings::{Batch, Embeddings, RowMajorBuffer};
 pub use error::{LossError, StrategyRole};
 pub use float::Float;

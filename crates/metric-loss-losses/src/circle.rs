@@ -7,7 +7,7 @@ use metric_loss_core::{
 use metric_loss_triplet::DenseParts;
 
 use crate::common::{
-    dense_parts_methods, finite, impl_metric_loss, log1p_sum_exp, run_dense, DenseSpec,
+    dense_parts_methods, finite, impl_metric_loss, run_dense, two_log1p_sum_exp, DenseSpec, Side,
 };
 
 /// `CircleLoss`'s arguments with TF Similarity 0.17.1's names and defaults, not yet
@@ -220,51 +220,56 @@ impl CircleLoss {
                 reducer: T::reducer(self.parts.reducer_part()),
                 remove_diagonal: self.remove_diagonal,
             },
-            |row, grad, buf| {
+            |row, grad| {
                 let (d, ctx) = (row.d, &row.ctx);
                 let m = d.len();
                 if !((0..m).any(|j| ctx.is_positive(j)) && (0..m).any(|j| ctx.is_negative(j))) {
                     return T::ZERO;
                 }
-                // Scores in `c`, ∂score/∂D in `d`; softmax weights in `a` (P) and `b` (N).
-                buf.reset(m);
-                for (j, &dj) in d.iter().enumerate() {
-                    let (s, slope) = if ctx.is_positive(j) {
-                        let t = o_pos + dj;
-                        let (a, da) = if t >= T::ZERO {
-                            (t, T::ONE)
-                        } else {
-                            (T::ZERO, T::ZERO)
-                        };
-                        let s = (-gamma * a) * (delta_pos - dj);
-                        (s, -gamma * (da * (delta_pos - dj) - a))
+                let side = |j: usize| {
+                    if ctx.is_positive(j) {
+                        Side::Positive
                     } else if ctx.is_negative(j) {
-                        let t = o_neg - dj;
-                        let (a, da) = if t >= T::ZERO {
-                            (t, -T::ONE)
-                        } else {
-                            (T::ZERO, T::ZERO)
-                        };
-                        let s = (gamma * a) * (delta_neg - dj);
-                        (s, gamma * (da * (delta_neg - dj) - a))
+                        Side::Negative
                     } else {
-                        (T::ZERO, T::ZERO)
-                    };
-                    buf.c[j] = s;
-                    buf.d[j] = slope;
-                }
-                let scores = &buf.c;
-                let pos = (0..m)
-                    .filter(|&j| ctx.is_positive(j))
-                    .map(|j| (j, scores[j]));
-                let neg = (0..m)
-                    .filter(|&j| ctx.is_negative(j))
-                    .map(|j| (j, scores[j]));
-                let value = log1p_sum_exp(pos, &mut buf.a) + log1p_sum_exp(neg, &mut buf.b);
+                        Side::Neither
+                    }
+                };
+                // Entry j's score and ∂score/∂D (through the clipped weight α too).
+                let score = |j: usize| {
+                    let dj = d[j];
+                    match side(j) {
+                        Side::Positive => {
+                            let t = o_pos + dj;
+                            let (a, da) = if t >= T::ZERO {
+                                (t, T::ONE)
+                            } else {
+                                (T::ZERO, T::ZERO)
+                            };
+                            let s = (-gamma * a) * (delta_pos - dj);
+                            (s, -gamma * (da * (delta_pos - dj) - a))
+                        }
+                        Side::Negative => {
+                            let t = o_neg - dj;
+                            let (a, da) = if t >= T::ZERO {
+                                (t, -T::ONE)
+                            } else {
+                                (T::ZERO, T::ZERO)
+                            };
+                            let s = (gamma * a) * (delta_neg - dj);
+                            (s, gamma * (da * (delta_neg - dj) - a))
+                        }
+                        Side::Neither => (T::ZERO, T::ZERO),
+                    }
+                };
                 for (j, g) in grad.iter_mut().enumerate() {
-                    *g = (buf.a[j] + buf.b[j]) * buf.d[j];
+                    *g = score(j).0;
                 }
-                value
+                let (lse_p, lse_n) = two_log1p_sum_exp(grad, side);
+                for (j, g) in grad.iter_mut().enumerate() {
+                    *g *= score(j).1;
+                }
+                lse_p + lse_n
             },
         )
     }

@@ -1,15 +1,15 @@
 //! `MultiSimilarityLoss`: the multi-similarity loss of Wang et al. (2019) on distances.
 
 use metric_loss_core::{
-    config_setters, Float, LossError, LossInput, LossOutput, NegativeStrategy, PartConfig,
-    PositiveStrategy, RegisteredDistance, RegisteredReducer, Workspace,
+    config_setters, Float, LossError, LossInput, LossOutput, PartConfig, RegisteredDistance,
+    RegisteredReducer, Workspace,
 };
-use metric_loss_mining::mine_row;
+use metric_loss_mining::SENTINEL_OFFSET;
 use metric_loss_triplet::DenseParts;
 
 use crate::common::{
-    dense_parts_methods, finite, finite_nonzero, impl_metric_loss, log1p_sum_exp, run_dense,
-    DenseSpec,
+    dense_parts_methods, finite, finite_nonzero, impl_metric_loss, run_dense, two_log1p_sum_exp,
+    DenseSpec, Side,
 };
 
 /// `MultiSimilarityLoss`'s arguments with TF Similarity 0.17.1's names and defaults, not
@@ -284,35 +284,68 @@ impl MultiSimilarityLoss {
                 reducer: T::reducer(self.parts.reducer_part()),
                 remove_diagonal: self.remove_diagonal,
             },
-            |row, grad, buf| {
+            |row, grad| {
                 let (d, ctx) = (row.d, &row.ctx);
-                let mined = mine_row(d, ctx, PositiveStrategy::Hard, NegativeStrategy::Hard)
-                    .expect("distances are finite");
-                let mu = mined.negative - eps;
-                let nu = mined.positive + eps;
-                let kept_pos = |j: usize| ctx.is_positive(j) && d[j] > mu;
-                let kept_neg = |j: usize| ctx.is_negative(j) && d[j] < nu;
-                let m = d.len();
-                if !((0..m).any(kept_pos) && (0..m).any(kept_neg)) {
+                // One pass for TF's masked extrema: the row's extremes (the sentinels'
+                // offsets), the hardest positive and the hardest negative.
+                let inf = T::from_f64(f64::INFINITY);
+                let (mut lo, mut hi, mut max_pos, mut min_neg) = (inf, -inf, -inf, inf);
+                let (mut any_pos, mut any_neg) = (false, false);
+                for (j, &dj) in d.iter().enumerate() {
+                    lo = lo.min(dj);
+                    hi = hi.max(dj);
+                    if ctx.is_positive(j) {
+                        any_pos = true;
+                        max_pos = max_pos.max(dj);
+                    } else if ctx.is_negative(j) {
+                        any_neg = true;
+                        min_neg = min_neg.min(dj);
+                    }
+                }
+                if !(any_pos && any_neg) {
                     return T::ZERO;
                 }
-                let shift = |j: usize| (d[j] + lmda) - center;
-                buf.reset(m);
-                let pos_scores = (0..m)
-                    .filter(|&j| kept_pos(j))
-                    .map(|j| (j, alpha * shift(j)));
-                let neg_scores = (0..m)
-                    .filter(|&j| kept_neg(j))
-                    .map(|j| (j, neg_beta * shift(j)));
-                let lse_p = log1p_sum_exp(pos_scores, &mut buf.a);
-                let lse_n = log1p_sum_exp(neg_scores, &mut buf.b);
-                for ((g, p), q) in grad.iter_mut().zip(&buf.a).zip(&buf.b) {
-                    *g = *p - *q;
+                let mu = masked(min_neg, hi.to_f64() + SENTINEL_OFFSET) - eps;
+                let nu = masked(max_pos, lo.to_f64() - SENTINEL_OFFSET) + eps;
+                let side = |j: usize| {
+                    if ctx.is_positive(j) && d[j] > mu {
+                        Side::Positive
+                    } else if ctx.is_negative(j) && d[j] < nu {
+                        Side::Negative
+                    } else {
+                        Side::Neither
+                    }
+                };
+                let m = d.len();
+                if !((0..m).any(|j| side(j) == Side::Positive)
+                    && (0..m).any(|j| side(j) == Side::Negative))
+                {
+                    return T::ZERO;
+                }
+                for (j, g) in grad.iter_mut().enumerate() {
+                    let s = (d[j] + lmda) - center;
+                    *g = match side(j) {
+                        Side::Positive => alpha * s,
+                        Side::Negative => neg_beta * s,
+                        Side::Neither => T::ZERO,
+                    };
+                }
+                let (lse_p, lse_n) = two_log1p_sum_exp(grad, side);
+                for (j, g) in grad.iter_mut().enumerate() {
+                    if side(j) == Side::Negative {
+                        *g = -*g;
+                    }
                 }
                 lse_p / alpha + lse_n / beta
             },
         )
     }
+}
+
+/// TF's value of a masked extremum over a non-empty mask: `(d − offset) + offset` in f64,
+/// rounded to `T` (as the mining crate computes it).
+fn masked<T: Float>(d: T, offset: f64) -> T {
+    T::from_f64((d.to_f64() - offset) + offset)
 }
 
 impl_metric_loss!(MultiSimilarityLoss);

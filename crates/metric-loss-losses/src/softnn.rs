@@ -221,18 +221,16 @@ impl SoftNearestNeighborLoss {
                 reducer: T::reducer(self.parts.reducer_part()),
                 remove_diagonal: self.remove_diagonal,
             },
-            |row, grad, buf| {
+            |row, grad| {
                 let (d, ctx) = (row.d, &row.ctx);
                 let m = d.len();
                 let has_positive = (0..m).any(|j| ctx.is_positive(j));
                 let others = |j: &usize| Some(*j) != row.self_col;
-                buf.a.clear();
-                buf.a.resize(m, T::ZERO);
-                let e = &mut buf.a;
+                // Eᵢⱼ waits in `grad` (0 for the anchor itself).
                 for j in (0..m).filter(others) {
-                    e[j] = exp_ftz(-d[j] / t);
+                    grad[j] = exp_ftz(-d[j] / t);
                 }
-                let mut a: T = e.iter().copied().sum();
+                let mut a: T = grad.iter().copied().sum();
                 if !(a > T::ZERO && a.is_finite()) {
                     // TF: 0/0 (or ∞/∞). The ratio is shift-invariant: shift by the largest
                     // exponent of the row.
@@ -240,22 +238,26 @@ impl SoftNearestNeighborLoss {
                         return T::ZERO; // no key besides the anchor
                     };
                     for j in (0..m).filter(others) {
-                        e[j] = exp_ftz(-d[j] / t - c);
+                        grad[j] = exp_ftz(-d[j] / t - c);
                     }
-                    a = e.iter().copied().sum();
+                    a = grad.iter().copied().sum();
                 }
                 if !has_positive {
+                    grad.iter_mut().for_each(|g| *g = T::ZERO);
                     return T::ZERO;
                 }
-                let b: T = (0..m).filter(|&j| ctx.is_positive(j)).map(|j| e[j]).sum();
+                let b: T = (0..m)
+                    .filter(|&j| ctx.is_positive(j))
+                    .map(|j| grad[j])
+                    .sum();
                 let r = b / a;
                 let denom = tiny + r;
                 for (j, g) in grad.iter_mut().enumerate() {
-                    if e[j] != T::ZERO {
+                    if *g != T::ZERO {
                         // (Eᵢⱼ/T)/(1e-9 + r)·(Pᵢⱼ/A − B/A²), as (Eᵢⱼ/A)/T·(Pᵢⱼ − r)/(1e-9 + r):
                         // A² would underflow for rows close to the edge.
                         let p = if ctx.is_positive(j) { T::ONE } else { T::ZERO };
-                        *g = (e[j] / a) / t * (p - r) / denom;
+                        *g = (*g / a) / t * (p - r) / denom;
                     }
                 }
                 -denom.ln()
