@@ -238,6 +238,27 @@ mod tests {
     }
 
     #[test]
+    fn a_dense_loss_config_names_the_distance_and_reads_back() {
+        let config = r#"{"class_name": "MultiSimilarityLoss", "config": {
+            "distance": {"class_name": "DiagonalMahalanobis", "config": {"weights": [1.0, 4.0]}},
+            "reduction": "sum"}}"#;
+        let loss = from_str(config, Format::Json).unwrap();
+        let written = loss.get_config().unwrap();
+        assert_eq!(
+            written["config"]["distance"]["class_name"],
+            "DiagonalMahalanobis"
+        );
+        let again = metric_loss_registry::from_value(&written).unwrap();
+        let x = [1.0f64, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
+        let (a, b) = (
+            again.evaluate(&[0, 1, 0, 1], &x, 2).unwrap(),
+            loss.evaluate(&[0, 1, 0, 1], &x, 2).unwrap(),
+        );
+        assert!(b.loss > 0.0);
+        assert_eq!((a.loss, a.grad_queries), (b.loss, b.grad_queries));
+    }
+
+    #[test]
     fn a_config_with_bad_weights_is_an_error_naming_them() {
         let bad = CONFIG.replace("[1.0, 4.0]", "[1.0, -4.0]");
         let e = from_str(&bad, Format::Json).unwrap_err().to_string();

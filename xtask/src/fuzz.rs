@@ -703,8 +703,8 @@ fn loss_from_bytes(b: &mut Bytes<'_>) -> Result<(Box<dyn MetricLoss>, bool), Los
         }
         2 => {
             let mut c = l::MultiSimilarityLoss::builder();
-            c.distance = distance;
-            c.reduction = reduction;
+            c.distance = distance.into();
+            c.reduction = reduction.into();
             if flags & 32 != 0 {
                 c.alpha = margin;
                 c.beta = param;
@@ -713,8 +713,8 @@ fn loss_from_bytes(b: &mut Bytes<'_>) -> Result<(Box<dyn MetricLoss>, bool), Los
         }
         3 => {
             let mut c = l::CircleLoss::builder();
-            c.distance = distance;
-            c.reduction = reduction;
+            c.distance = distance.into();
+            c.reduction = reduction.into();
             if flags & 32 != 0 {
                 c.gamma = param;
                 c.margin = margin;
@@ -723,8 +723,8 @@ fn loss_from_bytes(b: &mut Bytes<'_>) -> Result<(Box<dyn MetricLoss>, bool), Los
         }
         4 => {
             let mut c = l::SoftNearestNeighborLoss::builder();
-            c.distance = distance;
-            c.reduction = reduction;
+            c.distance = distance.into();
+            c.reduction = reduction.into();
             if flags & 32 != 0 {
                 c.temperature = param;
             }

@@ -163,6 +163,43 @@ pub trait Distance<T: Float>: Debug + Send + Sync {
     fn is_similarity(&self) -> bool {
         false
     }
+
+    /// [`Distance::dense_vjp`] for the batch `x` against itself: adds the gradient of
+    /// Σᵢⱼ Gᵢⱼ Dᵢⱼ with respect to `x` (both sides, queries and keys) to `grad`
+    /// (`n x dims`). `dist_grad` is consumed as in `dense_vjp`; `scratch` is reusable
+    /// memory.
+    ///
+    /// The default runs `dense_vjp` with the key gradient in `scratch` and adds it;
+    /// product-form distances override it to multiply once by G + Gᵀ instead of twice.
+    fn dense_vjp_same(
+        &self,
+        x: Embeddings<'_, T>,
+        dist: &[T],
+        dist_grad: &mut [T],
+        grad: &mut [T],
+        scratch: &mut Vec<T>,
+    ) {
+        dense_vjp_by_halves(self, x, dist, dist_grad, grad, scratch);
+    }
+}
+
+/// [`Distance::dense_vjp_same`]'s default body, for implementations that override it only
+/// for some cases: [`Distance::dense_vjp`] of `x` against itself, the key half in
+/// `scratch`, added to `grad`.
+pub fn dense_vjp_by_halves<T: Float, D: Distance<T> + ?Sized>(
+    distance: &D,
+    x: Embeddings<'_, T>,
+    dist: &[T],
+    dist_grad: &mut [T],
+    grad: &mut [T],
+    scratch: &mut Vec<T>,
+) {
+    scratch.clear();
+    scratch.resize(grad.len(), T::ZERO);
+    distance.dense_vjp(x, x, dist, dist_grad, grad, scratch);
+    for (o, v) in grad.iter_mut().zip(scratch.iter()) {
+        *o += *v;
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -57,7 +57,7 @@ mod setters;
 mod strategy;
 mod workspace;
 
-pub use distance::{AnyDistance, Distance};
+pub use distance::{dense_vjp_by_halves, AnyDistance, Distance};
 pub use embeddings::{Batch, Embeddings, RowMajorBuffer};
 pub use error::{LossError, StrategyRole};
 pub use float::Float;
@@ -68,7 +68,7 @@ pub use miner::{
 };
 pub use output::{AllowNonFinite, LossOutput};
 pub use part_config::{PartConfig, RegisteredDistance, RegisteredMiner, RegisteredReducer};
-pub use reducer::{AnyReducer, MeanOverNonZero, Reducer, Threshold};
+pub use reducer::{reduce_checked, AnyReducer, MeanOverNonZero, Reducer, Threshold};
 pub use reduction::{reduce, Reduction, SampleWeight};
 pub use strategy::{NegativeStrategy, PositiveStrategy};
 pub use workspace::Workspace;

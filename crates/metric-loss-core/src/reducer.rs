@@ -58,6 +58,40 @@ pub trait Reducer<T: Float>: Debug + Send + Sync {
     }
 }
 
+/// [`Reducer::reduce`], then a check of what a user's reducer gave back: every gradient
+/// scale must be finite.
+///
+/// ```
+/// use metric_loss_core::{reduce_checked, Reduction, SampleWeight};
+/// let mut scales = [0.0f32; 2];
+/// let loss = reduce_checked(&Reduction::Sum, &[0.5, 1.0], &SampleWeight::None, &mut scales)?;
+/// assert_eq!((loss, scales), (1.5, [1.0, 1.0]));
+/// # Ok::<(), metric_loss_core::LossError>(())
+/// ```
+///
+/// # Errors
+/// [`LossError::InvalidPartOutput`] naming the reducer and the first example whose scale is
+/// not finite.
+pub fn reduce_checked<T: Float>(
+    reducer: &(impl Reducer<T> + ?Sized),
+    per_example: &[T],
+    weights: &SampleWeight<'_, T>,
+    scales: &mut [T],
+) -> Result<T, LossError> {
+    let loss = reducer.reduce(per_example, weights, scales);
+    match scales.iter().position(|s| !s.is_finite()) {
+        Some(i) => Err(LossError::InvalidPartOutput {
+            part: "reducer",
+            name: reducer.name().to_owned(),
+            problem: format!(
+                "the gradient scale of example {i} is {}; scales must be finite",
+                scales[i]
+            ),
+        }),
+        None => Ok(loss),
+    }
+}
+
 /// A reducer in both precisions: what a loss holds (`Arc<dyn AnyReducer>`), so that one
 /// value serves `compute_f32` and `compute_f64`. Implemented for every type that
 /// implements [`Reducer`] for `f32` and `f64`.

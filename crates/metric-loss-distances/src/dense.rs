@@ -85,6 +85,103 @@ pub(crate) fn dense_vjp<T: Float>(
     }
 }
 
+/// The dense VJP of `kind` for a batch against itself (keys = queries): with S = G + Gᵀ
+/// the two products G K and Gᵀ Q become one, S X. Returns `false` for the distances
+/// without a product form (manhattan, snr), leaving everything untouched.
+pub(crate) fn dense_vjp_same<T: Float>(
+    kind: DistanceKind,
+    x: Embeddings<'_, T>,
+    dist: &[T],
+    dist_grad: &mut [T],
+    grad: &mut [T],
+) -> bool {
+    let (n, dims) = (x.rows(), x.cols());
+    debug_assert_eq!(dist.len(), n * n);
+    debug_assert_eq!(dist_grad.len(), n * n);
+    if n == 0 || dims == 0 {
+        return true;
+    }
+    match kind {
+        DistanceKind::InnerProduct => symmetric_product(x, dist_grad, T::ONE, grad),
+        DistanceKind::Cosine => {
+            // The clamp fix-up reads G itself, so it runs before G becomes S.
+            for_each_clamped(dist, dist_grad, n, |i, j, g| {
+                axpy(g, x.row(j), &mut grad[i * dims..(i + 1) * dims]);
+                axpy(g, x.row(i), &mut grad[j * dims..(j + 1) * dims]);
+            });
+            symmetric_product(x, dist_grad, -T::ONE, grad);
+        }
+        DistanceKind::SquaredEuclidean => {
+            for_each_clamped(dist, dist_grad, n, |i, j, g| {
+                let two_g = T::from_f64(2.0) * g;
+                for t in 0..dims {
+                    let diff = x.row(i)[t] - x.row(j)[t];
+                    grad[i * dims + t] -= two_g * diff;
+                    grad[j * dims + t] += two_g * diff;
+                }
+            });
+            symmetric_differences(x, dist_grad, T::from_f64(2.0), grad);
+        }
+        DistanceKind::Euclidean => {
+            for (g, d) in dist_grad.iter_mut().zip(dist) {
+                *g = if *d > T::ZERO { *g / *d } else { T::ZERO };
+            }
+            symmetric_differences(x, dist_grad, T::ONE, grad);
+        }
+        DistanceKind::Manhattan | DistanceKind::Snr => return false,
+    }
+    true
+}
+
+/// Overwrites the square `n x n` matrix `g` with G + Gᵀ, in 32 x 32 tiles so that the
+/// transposed reads stay in cache.
+fn symmetrise<T: Float>(g: &mut [T], n: usize) {
+    const TILE: usize = 32;
+    for ib in (0..n).step_by(TILE) {
+        for jb in (ib..n).step_by(TILE) {
+            for i in ib..(ib + TILE).min(n) {
+                for j in jb.max(i)..(jb + TILE).min(n) {
+                    let s = g[i * n + j] + g[j * n + i];
+                    g[i * n + j] = s;
+                    g[j * n + i] = s;
+                }
+            }
+        }
+    }
+}
+
+/// grad += alpha · (G + Gᵀ) X, consuming G.
+fn symmetric_product<T: Float>(x: Embeddings<'_, T>, g: &mut [T], alpha: T, grad: &mut [T]) {
+    let (n, dims) = (x.rows(), x.cols());
+    symmetrise(g, n);
+    gemm_rows(
+        n,
+        n,
+        dims,
+        alpha,
+        (g, n, 1),
+        (x.as_slice(), dims, 1),
+        T::ONE,
+        grad,
+    );
+}
+
+/// [`differences`] with keys = queries: grad += factor (diag(S 1) X − S X), S = H + Hᵀ.
+fn symmetric_differences<T: Float>(x: Embeddings<'_, T>, h: &mut [T], factor: T, grad: &mut [T]) {
+    let (n, dims) = (x.rows(), x.cols());
+    symmetric_product(x, h, -factor, grad);
+    for (i, row) in h.chunks_exact(n).enumerate() {
+        let row_sum = row.iter().fold(T::ZERO, |a, v| a + *v);
+        if row_sum != T::ZERO {
+            axpy(
+                factor * row_sum,
+                x.row(i),
+                &mut grad[i * dims..(i + 1) * dims],
+            );
+        }
+    }
+}
+
 /// grad_q += alpha · G K and grad_k += alpha · Gᵀ Q.
 fn products<T: Float>(
     q: Embeddings<'_, T>,
@@ -216,6 +313,35 @@ mod tests {
                 ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
             })
             .collect()
+    }
+
+    #[test]
+    fn the_batch_against_itself_matches_both_halves() {
+        let (n, d) = (40, 5);
+        let mut xv = values(n * d, 4);
+        // Two identical rows exercise the clamps.
+        xv.copy_within(0..d, d);
+        let x = Embeddings::from_row_major(&xv, n, d).unwrap();
+        let g = values(n * n, 5);
+        for kind in DistanceKind::ALL {
+            let mut dist = vec![0.0; n * n];
+            kind.matrix(x, x, true, &mut Vec::new(), &mut dist).unwrap();
+            let (rq, rk) = reference(kind, x, x, &dist, &g);
+            let mut got = vec![0.0; n * d];
+            kind.dense_vjp_same(x, &dist, &mut g.clone(), &mut got, &mut Vec::new());
+            // Euclidean's H = G / D is ~1e8 on the duplicated pair (D is the square root
+            // of a rounding error there): the products cancel it only to ~1e-8, where the
+            // pairwise reference multiplies by an exact 0.
+            let tol = if kind == DistanceKind::Euclidean {
+                1e-6
+            } else {
+                1e-9
+            };
+            for (a, (q, k)) in got.iter().zip(rq.iter().zip(&rk)) {
+                let b = q + k;
+                assert!((a - b).abs() < tol * (1.0 + b.abs()), "{kind}: {a} vs {b}");
+            }
+        }
     }
 
     #[test]

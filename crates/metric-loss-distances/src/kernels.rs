@@ -258,6 +258,20 @@ impl<T: Float> Distance<T> for DistanceKind {
     ) {
         crate::dense::dense_vjp(*self, q, k, dist, dist_grad, grad_q, grad_k);
     }
+
+    fn dense_vjp_same(
+        &self,
+        x: Embeddings<'_, T>,
+        dist: &[T],
+        dist_grad: &mut [T],
+        grad: &mut [T],
+        scratch: &mut Vec<T>,
+    ) {
+        if !crate::dense::dense_vjp_same(*self, x, dist, dist_grad, grad) {
+            // Manhattan and snr: one pair at a time, through both halves.
+            metric_loss_core::dense_vjp_by_halves(self, x, dist, dist_grad, grad, scratch);
+        }
+    }
 }
 
 /// max(v, 0), with -0.0 when the clamp is active (see `Distance::matrix`).

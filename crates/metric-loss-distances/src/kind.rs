@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use metric_loss_core::LossError;
+use metric_loss_core::{LossError, PartConfig, RegisteredDistance};
 
 /// One of TF Similarity's distances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -118,6 +118,14 @@ impl FromStr for DistanceKind {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::from_name(s)
+    }
+}
+
+/// A built-in distance as a config names it, so that a config's `distance` setter takes a
+/// `DistanceKind` as well as a name.
+impl From<DistanceKind> for PartConfig<dyn RegisteredDistance> {
+    fn from(kind: DistanceKind) -> Self {
+        PartConfig::Name(kind.name().into())
     }
 }
 

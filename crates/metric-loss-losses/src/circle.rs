@@ -1,25 +1,31 @@
 //! `CircleLoss`: the circle loss of Sun et al. (2020), rewritten for distances.
 
-use metric_loss_core::{Float, LossError, LossInput, LossOutput, Reduction, Workspace};
-use metric_loss_distances::DistanceKind;
+use metric_loss_core::{
+    config_setters, Float, LossError, LossInput, LossOutput, PartConfig, RegisteredDistance,
+    RegisteredReducer, Workspace,
+};
+use metric_loss_triplet::DenseParts;
 
-use crate::common::{finite, impl_metric_loss, log1p_sum_exp, run_dense, DenseSpec};
+use crate::common::{
+    dense_parts_methods, finite, impl_metric_loss, run_dense, two_log1p_sum_exp, DenseSpec, Side,
+};
 
-/// `CircleLoss`'s arguments with TF Similarity 0.17.1's names and defaults.
+/// `CircleLoss`'s arguments with TF Similarity 0.17.1's names and defaults, not yet
+/// validated.
 ///
 /// | key | default | meaning |
 /// | --- | --- | --- |
-/// | `distance` | `"cosine"` | a distance name or alias (the loss expects distances in [0, 2]) |
+/// | `distance` | `"cosine"` | a distance name or alias, or a registered distance (the loss expects distances in [0, 2]) |
 /// | `gamma` | 80.0 | the scale γ |
 /// | `margin` | 0.4 | the relaxation m |
 /// | `name` | `"CircleLoss"` | |
-/// | `reduction` | `"auto"` | |
+/// | `reduction` | `"auto"` | Keras's reduction name, `"mean_over_non_zero"`, or a registered reducer |
 /// | `remove_diagonal` | `true` | TF's hidden keyword |
 ///
 /// ```
 /// use metric_loss_losses::CircleLossConfig;
 /// let loss = CircleLossConfig::default().gamma(32.0).margin(0.25).build()?;
-/// assert_eq!(loss.config().gamma, 32.0);
+/// assert_eq!(loss.config()?.gamma, 32.0);
 /// assert!(CircleLossConfig::default().gamma(f64::NAN).build().is_err());
 /// # Ok::<(), metric_loss_core::LossError>(())
 /// ```
@@ -27,16 +33,17 @@ use crate::common::{finite, impl_metric_loss, log1p_sum_exp, run_dense, DenseSpe
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct CircleLossConfig {
-    /// A distance name or alias (default `"cosine"`).
-    pub distance: String,
+    /// A distance name or alias (default `"cosine"`), or a registered user distance.
+    pub distance: PartConfig<dyn RegisteredDistance>,
     /// The scale γ (default 80.0).
     pub gamma: f64,
     /// The relaxation m (default 0.4).
     pub margin: f64,
     /// The loss's name (default `"CircleLoss"`).
     pub name: String,
-    /// Keras's reduction name (default `"auto"`).
-    pub reduction: String,
+    /// Keras's reduction name (default `"auto"`), `"mean_over_non_zero"`, or a registered
+    /// user reducer.
+    pub reduction: PartConfig<dyn RegisteredReducer>,
     /// Whether the self-pair is removed from the positives (default `true`).
     #[cfg_attr(
         feature = "serde",
@@ -59,40 +66,19 @@ impl Default for CircleLossConfig {
 }
 
 impl CircleLossConfig {
-    /// Sets `distance`.
-    pub fn distance(mut self, name: impl Into<String>) -> Self {
-        self.distance = name.into();
-        self
-    }
-
-    /// Sets `gamma`.
-    pub fn gamma(mut self, v: f64) -> Self {
-        self.gamma = v;
-        self
-    }
-
-    /// Sets `margin`.
-    pub fn margin(mut self, v: f64) -> Self {
-        self.margin = v;
-        self
-    }
-
-    /// Sets `name`.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    /// Sets `reduction`.
-    pub fn reduction(mut self, reduction: Reduction) -> Self {
-        self.reduction = reduction.name().into();
-        self
-    }
-
-    /// Sets `remove_diagonal`.
-    pub fn remove_diagonal(mut self, remove: bool) -> Self {
-        self.remove_diagonal = remove;
-        self
+    config_setters! {
+        /// Sets `distance` (a name, a built-in distance, or a registered part).
+        distance: impl Into<PartConfig<dyn RegisteredDistance>>,
+        /// Sets `gamma`.
+        gamma: f64,
+        /// Sets `margin`.
+        margin: f64,
+        /// Sets `name`.
+        name: impl Into<String>,
+        /// Sets `reduction` (a Keras reduction, or a registered user reducer's `Arc`).
+        reduction: impl Into<PartConfig<dyn RegisteredReducer>>,
+        /// Sets `remove_diagonal`.
+        remove_diagonal: bool,
     }
 
     /// Validates the arguments. As in TF Similarity, γ = 0 and negative margins are
@@ -103,11 +89,10 @@ impl CircleLossConfig {
     /// [`LossError::InvalidParameter`] for a non-finite γ or margin.
     pub fn build(&self) -> Result<CircleLoss, LossError> {
         Ok(CircleLoss {
-            distance: DistanceKind::from_name(&self.distance)?,
+            parts: DenseParts::from_config(&self.distance, &self.reduction)?,
             gamma: finite("gamma", self.gamma)?,
             margin: finite("margin", self.margin)?,
             name: self.name.clone(),
-            reduction: self.reduction.parse()?,
             remove_diagonal: self.remove_diagonal,
         })
     }
@@ -117,8 +102,9 @@ impl CircleLossConfig {
 /// s = 1 − D.
 ///
 /// # Arguments
-/// See [`CircleLossConfig`] (TF Similarity's names and defaults); `Default` is TF's defaults and
-/// `config()` gives the arguments back.
+/// See [`CircleLossConfig`] (TF Similarity's names and defaults); `Default` is TF's defaults
+/// and `config()` gives the arguments back. In code, [`CircleLoss::with_parts`] takes any
+/// distance and reducer ([`DenseParts`]), yours included.
 ///
 /// # Formula
 /// With m the margin (constants formed in f64, then rounded to the embedding dtype):
@@ -170,11 +156,10 @@ impl CircleLossConfig {
 /// matrix products for the gradient; two `n x m` matrices of memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CircleLoss {
-    distance: DistanceKind,
+    parts: DenseParts,
     gamma: f64,
     margin: f64,
     name: String,
-    reduction: Reduction,
     remove_diagonal: bool,
 }
 
@@ -192,21 +177,26 @@ impl CircleLoss {
         CircleLossConfig::default()
     }
 
-    /// The loss's arguments (`get_config`).
-    pub fn config(&self) -> CircleLossConfig {
-        CircleLossConfig {
-            distance: self.distance.name().into(),
+    /// The loss's arguments (`get_config`): building them again gives an identical loss.
+    ///
+    /// # Errors
+    /// [`LossError::Unsupported`] when a part is neither built-in nor registered: a config
+    /// could not name it.
+    pub fn config(&self) -> Result<CircleLossConfig, LossError> {
+        let (distance, reduction) = self.parts.config(&self.name)?;
+        Ok(CircleLossConfig {
+            distance,
             gamma: self.gamma,
             margin: self.margin,
             name: self.name.clone(),
-            reduction: self.reduction.name().into(),
+            reduction,
             remove_diagonal: self.remove_diagonal,
-        }
+        })
     }
 
-    /// The distance.
-    pub fn distance(&self) -> DistanceKind {
-        self.distance
+    dense_parts_methods! {
+        /// The same loss with other parts: any distance and reducer, yours included (see
+        /// [`crate::MultiSimilarityLoss::with_parts`]).
     }
 
     fn run<T: Float>(
@@ -226,55 +216,60 @@ impl CircleLoss {
             out,
             DenseSpec {
                 name: &self.name,
-                distance: self.distance,
-                reduction: self.reduction,
+                distance: T::distance(self.parts.distance_part()),
+                reducer: T::reducer(self.parts.reducer_part()),
                 remove_diagonal: self.remove_diagonal,
             },
-            |row, grad, buf| {
+            |row, grad| {
                 let (d, ctx) = (row.d, &row.ctx);
                 let m = d.len();
                 if !((0..m).any(|j| ctx.is_positive(j)) && (0..m).any(|j| ctx.is_negative(j))) {
                     return T::ZERO;
                 }
-                // Scores in `c`, ∂score/∂D in `d`; softmax weights in `a` (P) and `b` (N).
-                buf.reset(m);
-                for (j, &dj) in d.iter().enumerate() {
-                    let (s, slope) = if ctx.is_positive(j) {
-                        let t = o_pos + dj;
-                        let (a, da) = if t >= T::ZERO {
-                            (t, T::ONE)
-                        } else {
-                            (T::ZERO, T::ZERO)
-                        };
-                        let s = (-gamma * a) * (delta_pos - dj);
-                        (s, -gamma * (da * (delta_pos - dj) - a))
+                let side = |j: usize| {
+                    if ctx.is_positive(j) {
+                        Side::Positive
                     } else if ctx.is_negative(j) {
-                        let t = o_neg - dj;
-                        let (a, da) = if t >= T::ZERO {
-                            (t, -T::ONE)
-                        } else {
-                            (T::ZERO, T::ZERO)
-                        };
-                        let s = (gamma * a) * (delta_neg - dj);
-                        (s, gamma * (da * (delta_neg - dj) - a))
+                        Side::Negative
                     } else {
-                        (T::ZERO, T::ZERO)
-                    };
-                    buf.c[j] = s;
-                    buf.d[j] = slope;
-                }
-                let scores = &buf.c;
-                let pos = (0..m)
-                    .filter(|&j| ctx.is_positive(j))
-                    .map(|j| (j, scores[j]));
-                let neg = (0..m)
-                    .filter(|&j| ctx.is_negative(j))
-                    .map(|j| (j, scores[j]));
-                let value = log1p_sum_exp(pos, &mut buf.a) + log1p_sum_exp(neg, &mut buf.b);
+                        Side::Neither
+                    }
+                };
+                // Entry j's score and ∂score/∂D (through the clipped weight α too).
+                let score = |j: usize| {
+                    let dj = d[j];
+                    match side(j) {
+                        Side::Positive => {
+                            let t = o_pos + dj;
+                            let (a, da) = if t >= T::ZERO {
+                                (t, T::ONE)
+                            } else {
+                                (T::ZERO, T::ZERO)
+                            };
+                            let s = (-gamma * a) * (delta_pos - dj);
+                            (s, -gamma * (da * (delta_pos - dj) - a))
+                        }
+                        Side::Negative => {
+                            let t = o_neg - dj;
+                            let (a, da) = if t >= T::ZERO {
+                                (t, -T::ONE)
+                            } else {
+                                (T::ZERO, T::ZERO)
+                            };
+                            let s = (gamma * a) * (delta_neg - dj);
+                            (s, gamma * (da * (delta_neg - dj) - a))
+                        }
+                        Side::Neither => (T::ZERO, T::ZERO),
+                    }
+                };
                 for (j, g) in grad.iter_mut().enumerate() {
-                    *g = (buf.a[j] + buf.b[j]) * buf.d[j];
+                    *g = score(j).0;
                 }
-                value
+                let (lse_p, lse_n) = two_log1p_sum_exp(grad, side);
+                for (j, g) in grad.iter_mut().enumerate() {
+                    *g *= score(j).1;
+                }
+                lse_p + lse_n
             },
         )
     }

@@ -2,9 +2,10 @@
 //! workspace, the dense-loss driver and numerically careful exponentials.
 
 use metric_loss_core::{
-    reduce, AllowNonFinite, Distance, Float, LossError, LossInput, LossOutput, Reduction, Workspace,
+    reduce_checked, AllowNonFinite, Distance, Float, LossError, LossInput, LossOutput, Reducer,
+    Workspace,
 };
-use metric_loss_distances::DistanceKind;
+use metric_loss_distances::parallel::for_row_chunks;
 use metric_loss_mining::RowContext;
 
 /// The largest distance matrix a call may allocate, in bytes (16 GiB, as for `TripletLoss`):
@@ -61,28 +62,52 @@ pub(crate) fn exp_ftz<T: Float>(x: T) -> T {
     }
 }
 
-/// ln(1 + Σⱼ e^{sⱼ}) over the scores `s` selected by `keep`, shifted by
-/// c = max(0, max kept sⱼ) so that it never overflows nor underflows to −∞. Writes the
-/// softmax weights ∂/∂sⱼ = e^{sⱼ−c} / (e^{−c} + Σ e^{sₖ−c}) into `weights` (0 where not
-/// kept) and returns the value.
-pub(crate) fn log1p_sum_exp<T: Float>(
-    scores: impl Iterator<Item = (usize, T)> + Clone,
-    weights: &mut [T],
-) -> T {
-    let mut c = T::ZERO;
-    for (_, s) in scores.clone() {
-        c = c.max(s);
+/// Which of a row's two softmaxes an entry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Positive,
+    Negative,
+    Neither,
+}
+
+/// The two values ln(1 + Σ_{side} e^{sⱼ}) of a row, one per side, each shifted by
+/// c = max(0, largest score of its side) so that it never overflows nor underflows to −∞.
+/// `scores` holds each entry's score sⱼ on input and its softmax weight
+/// ∂/∂sⱼ = e^{sⱼ−c} / (e^{−c} + Σ e^{sₖ−c}) within its side on output (0 for `Neither`).
+pub(crate) fn two_log1p_sum_exp<T: Float>(
+    scores: &mut [T],
+    side: impl Fn(usize) -> Side,
+) -> (T, T) {
+    let (mut c_pos, mut c_neg) = (T::ZERO, T::ZERO);
+    for (j, s) in scores.iter().enumerate() {
+        match side(j) {
+            Side::Positive => c_pos = c_pos.max(*s),
+            Side::Negative => c_neg = c_neg.max(*s),
+            Side::Neither => {}
+        }
     }
-    let mut sum = (-c).exp();
-    for (j, s) in scores.clone() {
-        let e = (s - c).exp();
-        weights[j] = e;
-        sum += e;
+    let (mut sum_pos, mut sum_neg) = ((-c_pos).exp(), (-c_neg).exp());
+    for (j, s) in scores.iter_mut().enumerate() {
+        match side(j) {
+            Side::Positive => {
+                *s = (*s - c_pos).exp();
+                sum_pos += *s;
+            }
+            Side::Negative => {
+                *s = (*s - c_neg).exp();
+                sum_neg += *s;
+            }
+            Side::Neither => *s = T::ZERO,
+        }
     }
-    for (j, _) in scores {
-        weights[j] = weights[j] / sum;
+    for (j, s) in scores.iter_mut().enumerate() {
+        match side(j) {
+            Side::Positive => *s = *s / sum_pos,
+            Side::Negative => *s = *s / sum_neg,
+            Side::Neither => {}
+        }
     }
-    sum.ln() + c
+    (sum_pos.ln() + c_pos, sum_neg.ln() + c_neg)
 }
 
 /// One anchor's row, as a dense loss sees it.
@@ -95,26 +120,6 @@ pub(crate) struct RowView<'a, T> {
     pub(crate) self_col: Option<usize>,
 }
 
-/// Per-row buffers of the dense losses (each loss uses what it needs), reused across rows
-/// and calls.
-#[derive(Debug, Default)]
-pub(crate) struct RowScratch<T> {
-    pub(crate) a: Vec<T>,
-    pub(crate) b: Vec<T>,
-    pub(crate) c: Vec<T>,
-    pub(crate) d: Vec<T>,
-}
-
-impl<T: Float> RowScratch<T> {
-    /// Zeroes `a`, `b`, `c` and `d` to length `m`.
-    pub(crate) fn reset(&mut self, m: usize) {
-        for v in [&mut self.a, &mut self.b, &mut self.c, &mut self.d] {
-            v.clear();
-            v.resize(m, T::ZERO);
-        }
-    }
-}
-
 /// Scratch of the dense losses, kept in the [`Workspace`].
 #[derive(Debug, Default)]
 struct DenseScratch<T> {
@@ -122,23 +127,24 @@ struct DenseScratch<T> {
     row_stats: Vec<T>,
     dist_grad: Vec<T>,
     key_grad: Vec<T>,
-    rows: RowScratch<T>,
+    scales: Vec<T>,
 }
 
-/// What the dense driver needs to know about a loss.
-pub(crate) struct DenseSpec<'a> {
+/// What the dense driver needs to know about a loss: its name (for errors) and its parts
+/// in the embedding precision.
+pub(crate) struct DenseSpec<'a, T: Float> {
     /// The loss's name, for errors.
     pub(crate) name: &'a str,
-    pub(crate) distance: DistanceKind,
-    pub(crate) reduction: Reduction,
+    pub(crate) distance: &'a dyn Distance<T>,
+    pub(crate) reducer: &'a dyn Reducer<T>,
     /// The config's `remove_diagonal` (combined with the input's rule).
     pub(crate) remove_diagonal: bool,
 }
 
 /// The dense losses' driver: validates, fills D (`n x m`), calls
-/// `row(view, grad_row, scratch)` for each anchor (returning ℓᵢ and writing ∂ℓᵢ/∂Dᵢ· into `grad_row`, zeroed beforehand),
-/// reduces, scales each gradient row by wᵢ times the reduction's factor and pushes the
-/// whole matrix through [`Distance::dense_vjp`].
+/// `row(view, grad_row, scratch)` for each anchor (returning ℓᵢ and writing ∂ℓᵢ/∂Dᵢ· into
+/// `grad_row`, zeroed beforehand), reduces with the reducer, scales each gradient row by the
+/// reducer's ∂L/∂ℓᵢ and pushes the whole matrix through [`Distance::dense_vjp`].
 ///
 /// A row whose loss or gradient is not finite (scores overflowing the dtype, or a
 /// hyper-parameter that rounds to 0 in f32) is [`LossError::Unsupported`] naming the
@@ -148,13 +154,13 @@ pub(crate) fn run_dense<T: Float>(
     input: &LossInput<'_, T>,
     workspace: &mut Workspace,
     out: &mut LossOutput<T>,
-    spec: DenseSpec<'_>,
-    mut row: impl FnMut(&RowView<'_, T>, &mut [T], &mut RowScratch<T>) -> T,
+    spec: DenseSpec<'_, T>,
+    row: impl Fn(&RowView<'_, T>, &mut [T]) -> T + Sync,
 ) -> Result<(), LossError> {
     let DenseSpec {
         name,
         distance,
-        reduction,
+        reducer,
         remove_diagonal,
     } = spec;
     input.validate()?;
@@ -171,6 +177,7 @@ pub(crate) fn run_dense<T: Float>(
     scratch.distances.clear();
     scratch.distances.resize(n * m, T::ZERO);
     let (q, k) = (queries.embeddings(), keys.embeddings());
+    scratch.row_stats.clear();
     distance.matrix(q, k, same, &mut scratch.row_stats, &mut scratch.distances)?;
     if let Some(at) = scratch.distances.iter().position(|v| !v.is_finite()) {
         return Err(LossError::NonFiniteDistance {
@@ -184,34 +191,48 @@ pub(crate) fn run_dense<T: Float>(
     scratch.dist_grad.clear();
     scratch.dist_grad.resize(n * m, T::ZERO);
     let self_rule = same || input.removes_diagonal();
-    for i in 0..n {
-        let view = RowView {
-            d: &scratch.distances[i * m..(i + 1) * m],
-            ctx: RowContext {
-                anchor: i,
-                anchor_label: queries.labels()[i],
-                key_labels: keys.labels(),
-                remove_diagonal: input.removes_diagonal() && remove_diagonal,
-            },
-            self_col: (self_rule && i < m).then_some(i),
-        };
-        let grad_row = &mut scratch.dist_grad[i * m..(i + 1) * m];
-        let value = row(&view, grad_row, &mut scratch.rows);
-        if !value.is_finite() || grad_row.iter().any(|g| !g.is_finite()) {
-            let largest = view.d.iter().fold(T::ZERO, |a, b| a.max(b.abs()));
-            return Err(LossError::Unsupported {
-                loss: name.to_owned(),
-                message: format!(
-                    "the loss of anchor {i} overflows {} (its largest distance is {largest}); rescale the embeddings (for example L2-normalise) or use milder hyper-parameters",
-                    T::DTYPE
-                ),
-            });
-        }
-        out.per_example[i] = value;
-    }
-    out.loss = reduce(&out.per_example, &input.sample_weight(), reduction);
+    let (distances, labels) = (&scratch.distances, (queries.labels(), keys.labels()));
+    // Rows are independent: split over threads, each row's numbers are the sequential
+    // ones, and the lowest failing row's error wins.
+    for_row_chunks(
+        &mut out.per_example,
+        &mut vec![(); n],
+        &mut scratch.dist_grad,
+        m,
+        |first, values, _, grads| {
+            for (t, (value, grad_row)) in
+                values.iter_mut().zip(grads.chunks_exact_mut(m)).enumerate()
+            {
+                let i = first + t;
+                let view = RowView {
+                    d: &distances[i * m..(i + 1) * m],
+                    ctx: RowContext {
+                        anchor: i,
+                        anchor_label: labels.0[i],
+                        key_labels: labels.1,
+                        remove_diagonal: input.removes_diagonal() && remove_diagonal,
+                    },
+                    self_col: (self_rule && i < m).then_some(i),
+                };
+                let v = row(&view, grad_row);
+                if !v.is_finite() || grad_row.iter().any(|g| !g.is_finite()) {
+                    return Err(overflow(name, i, view.d));
+                }
+                *value = v;
+            }
+            Ok(())
+        },
+    )?;
+    scratch.scales.clear();
+    scratch.scales.resize(n, T::ZERO);
+    out.loss = reduce_checked(
+        reducer,
+        &out.per_example,
+        &input.sample_weight(),
+        &mut scratch.scales,
+    )?;
     if gradient {
-        dense_gradient(input, distance, reduction, scratch, out);
+        dense_gradient(input, distance, scratch, out);
     }
     // Each row is finite, but a sample weight times a row, the reduced sum or the
     // gradient (a huge weight, or a distance VJP at the edge of the dtype) can still
@@ -219,39 +240,42 @@ pub(crate) fn run_dense<T: Float>(
     out.check_finite(AllowNonFinite::Never)
 }
 
-/// Scales each row of ∂ℓ/∂D by its weight and the reduction's factor, and pushes the
-/// matrix through [`Distance::dense_vjp`] into `out` (which consumes the scaled matrix).
+/// The error of a row whose loss or gradient overflows the dtype.
+fn overflow<T: Float>(loss: &str, anchor: usize, row: &[T]) -> LossError {
+    let largest = row.iter().fold(T::ZERO, |a, b| a.max(b.abs()));
+    LossError::Unsupported {
+        loss: loss.to_owned(),
+        message: format!(
+            "the loss of anchor {anchor} overflows {} (its largest distance is {largest}); rescale the embeddings (for example L2-normalise) or use milder hyper-parameters",
+            T::DTYPE
+        ),
+    }
+}
+
+/// Scales each row of ∂ℓ/∂D by the reducer's ∂L/∂ℓᵢ, and pushes the matrix through
+/// [`Distance::dense_vjp`] into `out` (which consumes the scaled matrix).
 fn dense_gradient<T: Float>(
     input: &LossInput<'_, T>,
-    distance: DistanceKind,
-    reduction: Reduction,
+    distance: &dyn Distance<T>,
     scratch: &mut DenseScratch<T>,
     out: &mut LossOutput<T>,
 ) {
     let (q, k) = (input.queries().embeddings(), input.keys().embeddings());
-    let (n, m, dims) = (q.rows(), k.rows(), q.cols());
+    let m = k.rows();
     let same = input.keys_are_queries();
-    let scale = T::from_f64(reduction.example_scale(n));
-    for (i, g_row) in scratch.dist_grad.chunks_exact_mut(m).enumerate() {
-        let g = input.sample_weight().get(i) * scale;
+    for (g_row, &g) in scratch.dist_grad.chunks_exact_mut(m).zip(&scratch.scales) {
         for v in g_row.iter_mut() {
             *v = if g == T::ZERO { T::ZERO } else { *v * g };
         }
     }
     if same {
-        scratch.key_grad.clear();
-        scratch.key_grad.resize(n * dims, T::ZERO);
-        distance.dense_vjp(
+        distance.dense_vjp_same(
             q,
-            k,
             &scratch.distances,
             &mut scratch.dist_grad,
             &mut out.grad_queries,
             &mut scratch.key_grad,
         );
-        for (o, v) in out.grad_queries.iter_mut().zip(&scratch.key_grad) {
-            *o += *v;
-        }
     } else {
         distance.dense_vjp(
             q,
@@ -263,6 +287,25 @@ fn dense_gradient<T: Float>(
         );
     }
 }
+
+/// A dense loss's `with_parts` (documented by the attributes given) and `parts`.
+macro_rules! dense_parts_methods {
+    ($(#[$doc:meta])*) => {
+        $(#[$doc])*
+        pub fn with_parts(&self, parts: metric_loss_triplet::DenseParts) -> Self {
+            Self {
+                parts,
+                ..self.clone()
+            }
+        }
+
+        /// The distance and reducer (each readable there: `loss.parts().distance_kind()`).
+        pub fn parts(&self) -> &metric_loss_triplet::DenseParts {
+            &self.parts
+        }
+    };
+}
+pub(crate) use dense_parts_methods;
 
 /// Implements `MetricLoss` for a loss with a generic `run` method.
 macro_rules! impl_metric_loss {
@@ -291,7 +334,13 @@ macro_rules! impl_metric_loss {
             }
 
             fn reduction(&self) -> metric_loss_core::Reduction {
-                self.reduction
+                self.parts
+                    .keras_reduction()
+                    .unwrap_or(metric_loss_core::Reduction::Auto)
+            }
+
+            fn keras_reduction(&self) -> Option<metric_loss_core::Reduction> {
+                self.parts.keras_reduction()
             }
         }
     };
@@ -308,15 +357,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log1p_sum_exp_is_stable() {
-        let mut w = [0.0f32; 3];
-        let s = [(0usize, -200.0f32), (1, -300.0)];
-        let v = log1p_sum_exp(s.iter().copied(), &mut w);
-        assert!((0.0..1e-30).contains(&v), "{v}");
-        let s = [(0usize, 200.0f32), (2, 200.0)];
-        let v = log1p_sum_exp(s.iter().copied(), &mut w);
-        assert!((v - (200.0 + 2f32.ln())).abs() < 1e-4, "{v}");
-        assert!((w[0] - 0.5).abs() < 1e-6 && w[1] == 0.0);
+    fn two_log1p_sum_exp_is_stable() {
+        let sides = [Side::Positive, Side::Negative, Side::Neither];
+        let mut s = [-200.0f32, -300.0, 5.0];
+        let (p, n) = two_log1p_sum_exp(&mut s, |j| sides[j]);
+        assert!(
+            (0.0..1e-30).contains(&p) && (0.0..1e-30).contains(&n),
+            "{p} {n}"
+        );
+        assert_eq!(s[2], 0.0);
+        let sides = [Side::Positive, Side::Neither, Side::Positive];
+        let mut s = [200.0f32, 7.0, 200.0];
+        let (p, n) = two_log1p_sum_exp(&mut s, |j| sides[j]);
+        assert!((p - (200.0 + 2f32.ln())).abs() < 1e-4, "{p}");
+        assert_eq!(n, 0f32.exp().ln());
+        assert!((s[0] - 0.5).abs() < 1e-6 && s[1] == 0.0);
     }
 
     #[test]

@@ -15,16 +15,10 @@ use crate::{
 
 macro_rules! serde_via_config {
     ($loss:ident, $config:ident) => {
-        serde_via_config!($loss, $config, |loss: &$loss| Ok::<_, metric_loss_core::LossError>(loss.config()));
-    };
-    ($loss:ident, $config:ident, fallible) => {
-        serde_via_config!($loss, $config, |loss: &$loss| loss.config());
-    };
-    ($loss:ident, $config:ident, $config_of:expr) => {
         #[doc = concat!("A `", stringify!($loss), "` serialises as its [`", stringify!($config), "`] (`get_config`).")]
         impl Serialize for $loss {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                ($config_of)(self)
+                self.config()
                     .map_err(S::Error::custom)?
                     .serialize(serializer)
             }
@@ -41,7 +35,7 @@ macro_rules! serde_via_config {
     };
 }
 
-serde_via_config!(PNLoss, PNLossConfig, fallible);
+serde_via_config!(PNLoss, PNLossConfig);
 serde_via_config!(MultiSimilarityLoss, MultiSimilarityLossConfig);
 serde_via_config!(CircleLoss, CircleLossConfig);
 serde_via_config!(SoftNearestNeighborLoss, SoftNearestNeighborLossConfig);
@@ -59,13 +53,13 @@ impl WrappedLossConfig {
                 WrappedLossConfig::PNLoss(c.build().ok()?.config().ok()?)
             }
             WrappedLossConfig::MultiSimilarityLoss(c) => {
-                WrappedLossConfig::MultiSimilarityLoss(c.build().ok()?.config())
+                WrappedLossConfig::MultiSimilarityLoss(c.build().ok()?.config().ok()?)
             }
             WrappedLossConfig::CircleLoss(c) => {
-                WrappedLossConfig::CircleLoss(c.build().ok()?.config())
+                WrappedLossConfig::CircleLoss(c.build().ok()?.config().ok()?)
             }
             WrappedLossConfig::SoftNearestNeighborLoss(c) => {
-                WrappedLossConfig::SoftNearestNeighborLoss(c.build().ok()?.config())
+                WrappedLossConfig::SoftNearestNeighborLoss(c.build().ok()?.config().ok()?)
             }
         })
     }

@@ -1,34 +1,41 @@
 //! `MultiSimilarityLoss`: the multi-similarity loss of Wang et al. (2019) on distances.
 
 use metric_loss_core::{
-    Float, LossError, LossInput, LossOutput, NegativeStrategy, PositiveStrategy, Reduction,
-    Workspace,
+    config_setters, Float, LossError, LossInput, LossOutput, PartConfig, RegisteredDistance,
+    RegisteredReducer, Workspace,
 };
-use metric_loss_distances::DistanceKind;
-use metric_loss_mining::mine_row;
+use metric_loss_mining::SENTINEL_OFFSET;
+use metric_loss_triplet::DenseParts;
 
 use crate::common::{
-    finite, finite_nonzero, impl_metric_loss, log1p_sum_exp, run_dense, DenseSpec,
+    dense_parts_methods, finite, finite_nonzero, impl_metric_loss, run_dense, two_log1p_sum_exp,
+    DenseSpec, Side,
 };
 
-/// `MultiSimilarityLoss`'s arguments with TF Similarity 0.17.1's names and defaults.
+/// `MultiSimilarityLoss`'s arguments with TF Similarity 0.17.1's names and defaults, not
+/// yet validated.
 ///
 /// | key | default | meaning |
 /// | --- | --- | --- |
-/// | `distance` | `"cosine"` | a distance name or alias |
+/// | `distance` | `"cosine"` | a distance name or alias, or a registered distance |
 /// | `alpha` | 2.0 | positive-pair scale α (finite, non-zero) |
 /// | `beta` | 40.0 | negative-pair scale β (finite, non-zero) |
 /// | `epsilon` | 0.1 | pair-mining slack ε |
 /// | `lmda` | 0.5 | the offset λ |
 /// | `center` | 1.0 | the expected distance |
 /// | `name` | `"MultiSimilarityLoss"` | |
-/// | `reduction` | `"auto"` | |
+/// | `reduction` | `"auto"` | Keras's reduction name, `"mean_over_non_zero"`, or a registered reducer |
 /// | `remove_diagonal` | `true` | TF's hidden keyword |
 ///
 /// ```
+/// use metric_loss_distances::DistanceKind;
 /// use metric_loss_losses::MultiSimilarityLossConfig;
-/// let loss = MultiSimilarityLossConfig::default().epsilon(1.0).build()?;
-/// assert_eq!(loss.config().epsilon, 1.0);
+/// let loss = MultiSimilarityLossConfig::default()
+///     .epsilon(1.0)
+///     .distance(DistanceKind::Euclidean)
+///     .build()?;
+/// assert_eq!(loss.config()?.epsilon, 1.0);
+/// assert_eq!(loss.parts().distance_kind(), Some(DistanceKind::Euclidean));
 /// assert!(MultiSimilarityLossConfig::default().alpha(0.0).build().is_err());
 /// # Ok::<(), metric_loss_core::LossError>(())
 /// ```
@@ -36,8 +43,8 @@ use crate::common::{
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct MultiSimilarityLossConfig {
-    /// A distance name or alias (default `"cosine"`).
-    pub distance: String,
+    /// A distance name or alias (default `"cosine"`), or a registered user distance.
+    pub distance: PartConfig<dyn RegisteredDistance>,
     /// Positive-pair scale α (default 2.0).
     pub alpha: f64,
     /// Negative-pair scale β (default 40.0).
@@ -50,8 +57,9 @@ pub struct MultiSimilarityLossConfig {
     pub center: f64,
     /// The loss's name (default `"MultiSimilarityLoss"`).
     pub name: String,
-    /// Keras's reduction name (default `"auto"`).
-    pub reduction: String,
+    /// Keras's reduction name (default `"auto"`), `"mean_over_non_zero"`, or a registered
+    /// user reducer.
+    pub reduction: PartConfig<dyn RegisteredReducer>,
     /// Whether the self-pair is removed from the positives (default `true`).
     #[cfg_attr(
         feature = "serde",
@@ -77,71 +85,37 @@ impl Default for MultiSimilarityLossConfig {
 }
 
 impl MultiSimilarityLossConfig {
-    /// Sets `distance`.
-    pub fn distance(mut self, name: impl Into<String>) -> Self {
-        self.distance = name.into();
-        self
+    config_setters! {
+        /// Sets `distance` (a name, a built-in distance, or a registered part).
+        distance: impl Into<PartConfig<dyn RegisteredDistance>>,
+        /// Sets `alpha`.
+        alpha: f64,
+        /// Sets `beta`.
+        beta: f64,
+        /// Sets `epsilon`.
+        epsilon: f64,
+        /// Sets `lmda`.
+        lmda: f64,
+        /// Sets `center`.
+        center: f64,
+        /// Sets `name`.
+        name: impl Into<String>,
+        /// Sets `reduction` (a Keras reduction, or a registered user reducer's `Arc`).
+        reduction: impl Into<PartConfig<dyn RegisteredReducer>>,
+        /// Sets `remove_diagonal`.
+        remove_diagonal: bool,
     }
 
-    /// Sets `alpha`.
-    pub fn alpha(mut self, v: f64) -> Self {
-        self.alpha = v;
-        self
-    }
-
-    /// Sets `beta`.
-    pub fn beta(mut self, v: f64) -> Self {
-        self.beta = v;
-        self
-    }
-
-    /// Sets `epsilon`.
-    pub fn epsilon(mut self, v: f64) -> Self {
-        self.epsilon = v;
-        self
-    }
-
-    /// Sets `lmda`.
-    pub fn lmda(mut self, v: f64) -> Self {
-        self.lmda = v;
-        self
-    }
-
-    /// Sets `center`.
-    pub fn center(mut self, v: f64) -> Self {
-        self.center = v;
-        self
-    }
-
-    /// Sets `name`.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    /// Sets `reduction`.
-    pub fn reduction(mut self, reduction: Reduction) -> Self {
-        self.reduction = reduction.name().into();
-        self
-    }
-
-    /// Sets `remove_diagonal`.
-    pub fn remove_diagonal(mut self, remove: bool) -> Self {
-        self.remove_diagonal = remove;
-        self
-    }
-
-    /// Validates the arguments.
+    /// Validates the arguments: the distance, then the reduction, then the numbers.
     ///
     /// # Errors
     /// [`LossError::UnknownDistance`], [`LossError::UnknownReduction`],
     /// [`LossError::InvalidParameter`] for a non-finite value, or for α = 0 or β = 0 (TF
     /// Similarity divides by them and returns +∞ or NaN).
     pub fn build(&self) -> Result<MultiSimilarityLoss, LossError> {
-        let distance = DistanceKind::from_name(&self.distance)?;
-        let reduction: Reduction = self.reduction.parse()?;
+        let parts = DenseParts::from_config(&self.distance, &self.reduction)?;
         Ok(MultiSimilarityLoss {
-            distance,
+            parts,
             alpha: finite_nonzero(
                 "alpha",
                 self.alpha,
@@ -156,7 +130,6 @@ impl MultiSimilarityLossConfig {
             lmda: finite("lmda", self.lmda)?,
             center: finite("center", self.center)?,
             name: self.name.clone(),
-            reduction,
             remove_diagonal: self.remove_diagonal,
         })
     }
@@ -166,8 +139,10 @@ impl MultiSimilarityLossConfig {
 /// (similarity s = center − D).
 ///
 /// # Arguments
-/// See [`MultiSimilarityLossConfig`] (TF Similarity's names and defaults); `Default` is TF's defaults and
-/// `config()` gives the arguments back.
+/// See [`MultiSimilarityLossConfig`] (TF Similarity's names and defaults); `Default` is TF's
+/// defaults and `config()` gives the arguments back. In code,
+/// [`MultiSimilarityLoss::with_parts`] takes any distance and reducer ([`DenseParts`]),
+/// yours included.
 ///
 /// # Formula
 /// For anchor i (P: positives, N: negatives, no gradient through the mining):
@@ -224,14 +199,13 @@ impl MultiSimilarityLossConfig {
 /// snr pay O(dims) per pair). Memory: two `n x m` matrices in the workspace.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MultiSimilarityLoss {
-    distance: DistanceKind,
+    parts: DenseParts,
     alpha: f64,
     beta: f64,
     epsilon: f64,
     lmda: f64,
     center: f64,
     name: String,
-    reduction: Reduction,
     remove_diagonal: bool,
 }
 
@@ -249,24 +223,43 @@ impl MultiSimilarityLoss {
         MultiSimilarityLossConfig::default()
     }
 
-    /// The loss's arguments (`get_config`).
-    pub fn config(&self) -> MultiSimilarityLossConfig {
-        MultiSimilarityLossConfig {
-            distance: self.distance.name().into(),
+    /// The loss's arguments (`get_config`): building them again gives an identical loss.
+    ///
+    /// # Errors
+    /// [`LossError::Unsupported`] when a part is neither built-in nor registered: a config
+    /// could not name it.
+    pub fn config(&self) -> Result<MultiSimilarityLossConfig, LossError> {
+        let (distance, reduction) = self.parts.config(&self.name)?;
+        Ok(MultiSimilarityLossConfig {
+            distance,
             alpha: self.alpha,
             beta: self.beta,
             epsilon: self.epsilon,
             lmda: self.lmda,
             center: self.center,
             name: self.name.clone(),
-            reduction: self.reduction.name().into(),
+            reduction,
             remove_diagonal: self.remove_diagonal,
-        }
+        })
     }
 
-    /// The distance.
-    pub fn distance(&self) -> DistanceKind {
-        self.distance
+    dense_parts_methods! {
+        /// The same loss with other parts: any distance and reducer, yours included.
+        ///
+        /// ```
+        /// use metric_loss_core::{MeanOverNonZero, MetricLossExt};
+        /// use metric_loss_distances::DistanceKind;
+        /// use metric_loss_losses::MultiSimilarityLoss;
+        /// use metric_loss_triplet::DenseParts;
+        ///
+        /// let parts = DenseParts::default()
+        ///     .distance(DistanceKind::SquaredEuclidean)
+        ///     .reducer(MeanOverNonZero);
+        /// let loss = MultiSimilarityLoss::default().with_parts(parts);
+        /// let x = [1.0f64, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
+        /// assert!(loss.evaluate(&[0, 1, 0, 1], &x, 2)?.loss.is_finite());
+        /// # Ok::<(), metric_loss_core::LossError>(())
+        /// ```
     }
 
     fn run<T: Float>(
@@ -287,39 +280,72 @@ impl MultiSimilarityLoss {
             out,
             DenseSpec {
                 name: &self.name,
-                distance: self.distance,
-                reduction: self.reduction,
+                distance: T::distance(self.parts.distance_part()),
+                reducer: T::reducer(self.parts.reducer_part()),
                 remove_diagonal: self.remove_diagonal,
             },
-            |row, grad, buf| {
+            |row, grad| {
                 let (d, ctx) = (row.d, &row.ctx);
-                let mined = mine_row(d, ctx, PositiveStrategy::Hard, NegativeStrategy::Hard)
-                    .expect("distances are finite");
-                let mu = mined.negative - eps;
-                let nu = mined.positive + eps;
-                let kept_pos = |j: usize| ctx.is_positive(j) && d[j] > mu;
-                let kept_neg = |j: usize| ctx.is_negative(j) && d[j] < nu;
-                let m = d.len();
-                if !((0..m).any(kept_pos) && (0..m).any(kept_neg)) {
+                // One pass for TF's masked extrema: the row's extremes (the sentinels'
+                // offsets), the hardest positive and the hardest negative.
+                let inf = T::from_f64(f64::INFINITY);
+                let (mut lo, mut hi, mut max_pos, mut min_neg) = (inf, -inf, -inf, inf);
+                let (mut any_pos, mut any_neg) = (false, false);
+                for (j, &dj) in d.iter().enumerate() {
+                    lo = lo.min(dj);
+                    hi = hi.max(dj);
+                    if ctx.is_positive(j) {
+                        any_pos = true;
+                        max_pos = max_pos.max(dj);
+                    } else if ctx.is_negative(j) {
+                        any_neg = true;
+                        min_neg = min_neg.min(dj);
+                    }
+                }
+                if !(any_pos && any_neg) {
                     return T::ZERO;
                 }
-                let shift = |j: usize| (d[j] + lmda) - center;
-                buf.reset(m);
-                let pos_scores = (0..m)
-                    .filter(|&j| kept_pos(j))
-                    .map(|j| (j, alpha * shift(j)));
-                let neg_scores = (0..m)
-                    .filter(|&j| kept_neg(j))
-                    .map(|j| (j, neg_beta * shift(j)));
-                let lse_p = log1p_sum_exp(pos_scores, &mut buf.a);
-                let lse_n = log1p_sum_exp(neg_scores, &mut buf.b);
-                for ((g, p), q) in grad.iter_mut().zip(&buf.a).zip(&buf.b) {
-                    *g = *p - *q;
+                let mu = masked(min_neg, hi.to_f64() + SENTINEL_OFFSET) - eps;
+                let nu = masked(max_pos, lo.to_f64() - SENTINEL_OFFSET) + eps;
+                let side = |j: usize| {
+                    if ctx.is_positive(j) && d[j] > mu {
+                        Side::Positive
+                    } else if ctx.is_negative(j) && d[j] < nu {
+                        Side::Negative
+                    } else {
+                        Side::Neither
+                    }
+                };
+                let m = d.len();
+                if !((0..m).any(|j| side(j) == Side::Positive)
+                    && (0..m).any(|j| side(j) == Side::Negative))
+                {
+                    return T::ZERO;
+                }
+                for (j, g) in grad.iter_mut().enumerate() {
+                    let s = (d[j] + lmda) - center;
+                    *g = match side(j) {
+                        Side::Positive => alpha * s,
+                        Side::Negative => neg_beta * s,
+                        Side::Neither => T::ZERO,
+                    };
+                }
+                let (lse_p, lse_n) = two_log1p_sum_exp(grad, side);
+                for (j, g) in grad.iter_mut().enumerate() {
+                    if side(j) == Side::Negative {
+                        *g = -*g;
+                    }
                 }
                 lse_p / alpha + lse_n / beta
             },
         )
     }
+}
+
+/// TF's value of a masked extremum over a non-empty mask: `(d − offset) + offset` in f64,
+/// rounded to `T` (as the mining crate computes it).
+fn masked<T: Float>(d: T, offset: f64) -> T {
+    T::from_f64((d.to_f64() - offset) + offset)
 }
 
 impl_metric_loss!(MultiSimilarityLoss);

@@ -1,25 +1,31 @@
 //! `SoftNearestNeighborLoss`: the soft nearest-neighbour loss of Frosst, Papernot and
 //! Hinton (2019).
 
-use metric_loss_core::{Float, LossError, LossInput, LossOutput, Reduction, Workspace};
-use metric_loss_distances::DistanceKind;
+use metric_loss_core::{
+    config_setters, Float, LossError, LossInput, LossOutput, PartConfig, RegisteredDistance,
+    RegisteredReducer, Workspace,
+};
+use metric_loss_triplet::DenseParts;
 
-use crate::common::{exp_ftz, finite_nonzero, impl_metric_loss, run_dense, DenseSpec};
+use crate::common::{
+    dense_parts_methods, exp_ftz, finite_nonzero, impl_metric_loss, run_dense, DenseSpec,
+};
 
-/// `SoftNearestNeighborLoss`'s arguments with TF Similarity 0.17.1's names and defaults.
+/// `SoftNearestNeighborLoss`'s arguments with TF Similarity 0.17.1's names and defaults,
+/// not yet validated.
 ///
 /// | key | default | meaning |
 /// | --- | --- | --- |
-/// | `distance` | `"sql2"` (squared euclidean) | a distance name or alias |
+/// | `distance` | `"sql2"` (squared euclidean) | a distance name or alias, or a registered distance |
 /// | `temperature` | 1.0 | T, finite and non-zero (negative values are accepted, as in TF) |
 /// | `name` | `"SoftNearestNeighborLoss"` | |
-/// | `reduction` | `"auto"` | |
+/// | `reduction` | `"auto"` | Keras's reduction name, `"mean_over_non_zero"`, or a registered reducer |
 /// | `remove_diagonal` | `true` | TF's hidden keyword (only decides whether singletons count) |
 ///
 /// ```
 /// use metric_loss_losses::SoftNearestNeighborLossConfig;
 /// let loss = SoftNearestNeighborLossConfig::default().temperature(0.5).build()?;
-/// assert_eq!(loss.config().distance, "squared_euclidean");
+/// assert_eq!(loss.config()?.distance, "squared_euclidean".into());
 /// assert!(SoftNearestNeighborLossConfig::default().temperature(0.0).build().is_err());
 /// # Ok::<(), metric_loss_core::LossError>(())
 /// ```
@@ -27,14 +33,15 @@ use crate::common::{exp_ftz, finite_nonzero, impl_metric_loss, run_dense, DenseS
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct SoftNearestNeighborLossConfig {
-    /// A distance name or alias (default `"sql2"`).
-    pub distance: String,
+    /// A distance name or alias (default `"sql2"`), or a registered user distance.
+    pub distance: PartConfig<dyn RegisteredDistance>,
     /// The temperature T (default 1.0).
     pub temperature: f64,
     /// The loss's name (default `"SoftNearestNeighborLoss"`).
     pub name: String,
-    /// Keras's reduction name (default `"auto"`).
-    pub reduction: String,
+    /// Keras's reduction name (default `"auto"`), `"mean_over_non_zero"`, or a registered
+    /// user reducer.
+    pub reduction: PartConfig<dyn RegisteredReducer>,
     /// Whether the self-pair is removed from the positives (default `true`).
     #[cfg_attr(
         feature = "serde",
@@ -56,34 +63,17 @@ impl Default for SoftNearestNeighborLossConfig {
 }
 
 impl SoftNearestNeighborLossConfig {
-    /// Sets `distance`.
-    pub fn distance(mut self, name: impl Into<String>) -> Self {
-        self.distance = name.into();
-        self
-    }
-
-    /// Sets `temperature`.
-    pub fn temperature(mut self, v: f64) -> Self {
-        self.temperature = v;
-        self
-    }
-
-    /// Sets `name`.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    /// Sets `reduction`.
-    pub fn reduction(mut self, reduction: Reduction) -> Self {
-        self.reduction = reduction.name().into();
-        self
-    }
-
-    /// Sets `remove_diagonal`.
-    pub fn remove_diagonal(mut self, remove: bool) -> Self {
-        self.remove_diagonal = remove;
-        self
+    config_setters! {
+        /// Sets `distance` (a name, a built-in distance, or a registered part).
+        distance: impl Into<PartConfig<dyn RegisteredDistance>>,
+        /// Sets `temperature`.
+        temperature: f64,
+        /// Sets `name`.
+        name: impl Into<String>,
+        /// Sets `reduction` (a Keras reduction, or a registered user reducer's `Arc`).
+        reduction: impl Into<PartConfig<dyn RegisteredReducer>>,
+        /// Sets `remove_diagonal`.
+        remove_diagonal: bool,
     }
 
     /// Validates the arguments.
@@ -94,14 +84,13 @@ impl SoftNearestNeighborLossConfig {
     /// non-finite T.
     pub fn build(&self) -> Result<SoftNearestNeighborLoss, LossError> {
         Ok(SoftNearestNeighborLoss {
-            distance: DistanceKind::from_name(&self.distance)?,
+            parts: DenseParts::from_config(&self.distance, &self.reduction)?,
             temperature: finite_nonzero(
                 "temperature",
                 self.temperature,
                 "a finite, non-zero number (the distances are divided by it)",
             )?,
             name: self.name.clone(),
-            reduction: self.reduction.parse()?,
             remove_diagonal: self.remove_diagonal,
         })
     }
@@ -110,8 +99,10 @@ impl SoftNearestNeighborLossConfig {
 /// TF Similarity's `SoftNearestNeighborLoss`.
 ///
 /// # Arguments
-/// See [`SoftNearestNeighborLossConfig`] (TF Similarity's names and defaults); `Default` is TF's defaults and
-/// `config()` gives the arguments back.
+/// See [`SoftNearestNeighborLossConfig`] (TF Similarity's names and defaults); `Default` is
+/// TF's defaults and `config()` gives the arguments back. In code,
+/// [`SoftNearestNeighborLoss::with_parts`] takes any distance and reducer ([`DenseParts`]),
+/// yours included.
 ///
 /// # Formula
 /// With Eᵢⱼ = e^{−Dᵢⱼ/T} for j ≠ i (the self-pair is always left out), Aᵢ = Σⱼ Eᵢⱼ,
@@ -171,10 +162,9 @@ impl SoftNearestNeighborLossConfig {
 /// matrix products for the gradient; two `n x m` matrices of memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SoftNearestNeighborLoss {
-    distance: DistanceKind,
+    parts: DenseParts,
     temperature: f64,
     name: String,
-    reduction: Reduction,
     remove_diagonal: bool,
 }
 
@@ -192,20 +182,25 @@ impl SoftNearestNeighborLoss {
         SoftNearestNeighborLossConfig::default()
     }
 
-    /// The loss's arguments (`get_config`).
-    pub fn config(&self) -> SoftNearestNeighborLossConfig {
-        SoftNearestNeighborLossConfig {
-            distance: self.distance.name().into(),
+    /// The loss's arguments (`get_config`): building them again gives an identical loss.
+    ///
+    /// # Errors
+    /// [`LossError::Unsupported`] when a part is neither built-in nor registered: a config
+    /// could not name it.
+    pub fn config(&self) -> Result<SoftNearestNeighborLossConfig, LossError> {
+        let (distance, reduction) = self.parts.config(&self.name)?;
+        Ok(SoftNearestNeighborLossConfig {
+            distance,
             temperature: self.temperature,
             name: self.name.clone(),
-            reduction: self.reduction.name().into(),
+            reduction,
             remove_diagonal: self.remove_diagonal,
-        }
+        })
     }
 
-    /// The distance.
-    pub fn distance(&self) -> DistanceKind {
-        self.distance
+    dense_parts_methods! {
+        /// The same loss with other parts: any distance and reducer, yours included (see
+        /// [`crate::MultiSimilarityLoss::with_parts`]).
     }
 
     fn run<T: Float>(
@@ -222,22 +217,20 @@ impl SoftNearestNeighborLoss {
             out,
             DenseSpec {
                 name: &self.name,
-                distance: self.distance,
-                reduction: self.reduction,
+                distance: T::distance(self.parts.distance_part()),
+                reducer: T::reducer(self.parts.reducer_part()),
                 remove_diagonal: self.remove_diagonal,
             },
-            |row, grad, buf| {
+            |row, grad| {
                 let (d, ctx) = (row.d, &row.ctx);
                 let m = d.len();
                 let has_positive = (0..m).any(|j| ctx.is_positive(j));
                 let others = |j: &usize| Some(*j) != row.self_col;
-                buf.a.clear();
-                buf.a.resize(m, T::ZERO);
-                let e = &mut buf.a;
+                // Eᵢⱼ waits in `grad` (0 for the anchor itself).
                 for j in (0..m).filter(others) {
-                    e[j] = exp_ftz(-d[j] / t);
+                    grad[j] = exp_ftz(-d[j] / t);
                 }
-                let mut a: T = e.iter().copied().sum();
+                let mut a: T = grad.iter().copied().sum();
                 if !(a > T::ZERO && a.is_finite()) {
                     // TF: 0/0 (or ∞/∞). The ratio is shift-invariant: shift by the largest
                     // exponent of the row.
@@ -245,22 +238,26 @@ impl SoftNearestNeighborLoss {
                         return T::ZERO; // no key besides the anchor
                     };
                     for j in (0..m).filter(others) {
-                        e[j] = exp_ftz(-d[j] / t - c);
+                        grad[j] = exp_ftz(-d[j] / t - c);
                     }
-                    a = e.iter().copied().sum();
+                    a = grad.iter().copied().sum();
                 }
                 if !has_positive {
+                    grad.iter_mut().for_each(|g| *g = T::ZERO);
                     return T::ZERO;
                 }
-                let b: T = (0..m).filter(|&j| ctx.is_positive(j)).map(|j| e[j]).sum();
+                let b: T = (0..m)
+                    .filter(|&j| ctx.is_positive(j))
+                    .map(|j| grad[j])
+                    .sum();
                 let r = b / a;
                 let denom = tiny + r;
                 for (j, g) in grad.iter_mut().enumerate() {
-                    if e[j] != T::ZERO {
+                    if *g != T::ZERO {
                         // (Eᵢⱼ/T)/(1e-9 + r)·(Pᵢⱼ/A − B/A²), as (Eᵢⱼ/A)/T·(Pᵢⱼ − r)/(1e-9 + r):
                         // A² would underflow for rows close to the edge.
                         let p = if ctx.is_positive(j) { T::ONE } else { T::ZERO };
-                        *g = (e[j] / a) / t * (p - r) / denom;
+                        *g = (*g / a) / t * (p - r) / denom;
                     }
                 }
                 -denom.ln()

@@ -26,7 +26,7 @@ fn defaults_are_tf_similarity_0_17_1() {
         ),
         ("cosine", "hard", "semi-hard", None, "PNLoss")
     );
-    let ms = MultiSimilarityLoss::default().config();
+    let ms = MultiSimilarityLoss::default().config().unwrap();
     assert_eq!(
         (
             ms.alpha,
@@ -38,14 +38,14 @@ fn defaults_are_tf_similarity_0_17_1() {
         ),
         (2.0, 40.0, 0.1, 0.5, 1.0, "MultiSimilarityLoss")
     );
-    let c = CircleLoss::default().config();
+    let c = CircleLoss::default().config().unwrap();
     assert_eq!(
         (c.gamma, c.margin, c.name.as_str()),
         (80.0, 0.4, "CircleLoss")
     );
-    let s = SoftNearestNeighborLoss::default().config();
+    let s = SoftNearestNeighborLoss::default().config().unwrap();
     assert_eq!(
-        (s.distance.as_str(), s.temperature, s.name.as_str()),
+        (s.distance.name().unwrap(), s.temperature, s.name.as_str()),
         ("squared_euclidean", 1.0, "SoftNearestNeighborLoss")
     );
     for loss in [
@@ -101,7 +101,7 @@ fn get_config_round_trips() {
         .remove_diagonal(false)
         .build()
         .unwrap();
-    let json = serde_json::to_string(&ms.config()).unwrap();
+    let json = serde_json::to_string(&ms.config().unwrap()).unwrap();
     assert!(json.contains("\"remove_diagonal\":false"), "{json}");
     assert_eq!(
         serde_json::from_str::<MultiSimilarityLossConfig>(&json)
@@ -115,12 +115,12 @@ fn get_config_round_trips() {
         .margin(-0.2)
         .build()
         .unwrap();
-    assert_eq!(c.config().build().unwrap(), c);
+    assert_eq!(c.config().unwrap().build().unwrap(), c);
     let s = SoftNearestNeighborLossConfig::default()
         .temperature(-1.0)
         .build()
         .unwrap();
-    assert_eq!(s.config().build().unwrap(), s);
+    assert_eq!(s.config().unwrap().build().unwrap(), s);
 }
 
 #[test]

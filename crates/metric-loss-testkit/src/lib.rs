@@ -1,6 +1,7 @@
 //! Test support shared by the tests of every crate of the workspace (a dev-dependency
 //! only; not published): the proptest configuration, hostile float values, and a
-//! finite-difference check of any loss's gradient ([`check_gradient`]).
+//! finite-difference check of any loss's gradient ([`check_gradient`]), and an allocator
+//! that counts allocations ([`CountingAllocator`]).
 //!
 //! ```
 //! use metric_loss_testkit::cases;
@@ -14,10 +15,13 @@
 //! # Supported Rust versions
 //! 1.89 or newer (the workspace's `rust-version`).
 
+mod alloc_count;
 mod finite_differences;
 
+pub use alloc_count::{allocations, CountingAllocator};
 pub use finite_differences::{check_gradient, GradientPoint};
 
+use metric_loss_core::LossOutput;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 
@@ -56,4 +60,19 @@ pub fn nasty() -> impl Strategy<Value = f64> {
         1 => Just(f64::MAX),
         1 => any::<f64>(),
     ]
+}
+
+/// The loss, the per-example values and the query gradient of an f32 output, as bits: two
+/// runs that must agree bit for bit (on any thread count) compare these.
+///
+/// ```
+/// use metric_loss_core::LossOutput;
+/// assert_eq!(metric_loss_testkit::bits(&LossOutput::<f32>::new()), vec![0]);
+/// ```
+pub fn bits(out: &LossOutput<f32>) -> Vec<u32> {
+    std::iter::once(out.loss)
+        .chain(out.per_example.iter().copied())
+        .chain(out.grad_queries.iter().copied())
+        .map(f32::to_bits)
+        .collect()
 }

@@ -4,8 +4,8 @@
 use std::fmt::Debug;
 
 use metric_loss_core::{
-    AllowNonFinite, Distance, Embeddings, Float, LossError, LossInput, LossOutput, MiningView,
-    RowContext, UpperTriangleView, Workspace,
+    reduce_checked, AllowNonFinite, Distance, Embeddings, Float, LossError, LossInput, LossOutput,
+    MiningView, RowContext, UpperTriangleView, Workspace,
 };
 use metric_loss_distances::mirror_upper;
 use metric_loss_distances::parallel::{threads_for, triangle_bounds};
@@ -354,22 +354,12 @@ fn run<T: Float, L: MinedLoss + ?Sized>(
         scratch.scores.push(score);
     }
     scratch.scales.resize(n, T::ZERO);
-    let reducer = T::reducer(parts.reducer_part());
-    out.loss = reducer.reduce(
+    out.loss = reduce_checked(
+        T::reducer(parts.reducer_part()),
         &out.per_example,
         &input.sample_weight(),
         &mut scratch.scales,
-    );
-    if let Some(i) = scratch.scales.iter().position(|s| !s.is_finite()) {
-        return Err(LossError::InvalidPartOutput {
-            part: "reducer",
-            name: reducer.name().to_owned(),
-            problem: format!(
-                "the gradient scale of example {i} is {}; scales must be finite",
-                scratch.scales[i]
-            ),
-        });
-    }
+    )?;
     if input.wants_gradient() {
         gradient(input, remove_diagonal, mined_upper, distance, scratch, out);
     }

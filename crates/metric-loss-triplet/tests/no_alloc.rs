@@ -13,68 +13,12 @@
 //! small allocations per call), so the bound is checked on a batch small enough to stay on
 //! the calling thread.
 
-// A global allocator needs `unsafe impl GlobalAlloc`; it only forwards to `System`.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use metric_loss_core::{Batch, Embeddings, Float, LossInput, LossOutput, MetricLossExt, Workspace};
+use metric_loss_testkit::{allocations, CountingAllocator};
 use metric_loss_triplet::{TripletLoss, TripletLossConfig};
 
-struct Counting;
-
-thread_local! {
-    /// (ordinary allocations, SIMD-aligned allocations) made by this thread.
-    static COUNTS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
-}
-
-fn note(layout: Layout) {
-    // `try_with`: the thread-local may already be gone while a thread shuts down.
-    let _ = COUNTS.try_with(|c| {
-        let (plain, aligned) = c.get();
-        c.set(if layout.align() >= 16 {
-            (plain, aligned + 1)
-        } else {
-            (plain + 1, aligned)
-        });
-    });
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged; the
-// counting touches only a const-initialised thread-local `Cell` (no allocation, no
-// re-entrancy).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout);
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout);
-        // SAFETY: forwarded as is.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(layout);
-        // SAFETY: forwarded as is.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded as is.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn counts() -> (usize, usize) {
-    COUNTS.with(Cell::get)
-}
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 const DISTANCES: [&str; 6] = [
     "cosine",
@@ -134,12 +78,12 @@ fn check<T: Float>(n: usize, d: usize) {
                 loss.compute_into(&forward, &mut ws, &mut out).unwrap();
                 loss.compute_into(&with_grad, &mut ws, &mut out).unwrap();
                 let calls = 3;
-                let before = counts();
+                let before = allocations();
                 for _ in 0..calls {
                     loss.compute_into(&forward, &mut ws, &mut out).unwrap();
                     loss.compute_into(&with_grad, &mut ws, &mut out).unwrap();
                 }
-                let after = counts();
+                let after = allocations();
                 let (plain, packing) = (after.0 - before.0, after.1 - before.1);
                 let what = format!("{} {distance} {pos}/{neg} soft={soft} n={n}", T::DTYPE);
                 assert_eq!(

@@ -2,23 +2,16 @@
 //! same numbers bit for bit as one thread (with the `threads` feature the rows really are
 //! split: 2048 rows are 16 chunks' worth of `MIN_ROWS_PER_THREAD`).
 
-use metric_loss_core::{LossOutput, MetricLossExt, NegativeStrategy};
+use metric_loss_core::{MetricLossExt, NegativeStrategy};
 use metric_loss_distances::parallel::{max_threads, set_max_threads};
 use metric_loss_distances::DistanceKind;
+use metric_loss_testkit::bits;
 use metric_loss_triplet::TripletLoss;
 
 fn batch(n: usize, dims: usize) -> (Vec<i64>, Vec<f32>) {
     let labels = (0..n as i64).map(|i| i / 4).collect();
     let x = (0..n * dims).map(|t| (t as f32 * 0.731).sin()).collect();
     (labels, x)
-}
-
-fn bits(out: &LossOutput<f32>) -> Vec<u32> {
-    std::iter::once(out.loss)
-        .chain(out.per_example.iter().copied())
-        .chain(out.grad_queries.iter().copied())
-        .map(f32::to_bits)
-        .collect()
 }
 
 #[test]

@@ -1,0 +1,62 @@
+//! Steady-state calls of the dense losses allocate nothing: with a reused `Workspace` and
+//! `LossOutput`, a call (forward, or forward + backward) makes no heap allocation of its
+//! own, for every distance, in f32 and f64. matrixmultiply's packing buffers (SIMD-aligned,
+//! one per product) are not counted; the batch stays below what `threads` would split
+//! (spawning work on other threads allocates).
+
+use metric_loss_core::{
+    Batch, Embeddings, Float, LossInput, LossOutput, MetricLoss, MetricLossExt, Workspace,
+};
+use metric_loss_distances::DistanceKind;
+use metric_loss_losses::{CircleLoss, MultiSimilarityLoss, SoftNearestNeighborLoss};
+use metric_loss_testkit::{allocations, CountingAllocator};
+use metric_loss_triplet::DenseParts;
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn check<T: Float>(n: usize, d: usize) {
+    let labels: Vec<i64> = (0..n as i64).map(|i| (i * 7 % n as i64) / 4).collect();
+    let x: Vec<T> = (0..n * d)
+        .map(|i| T::from_f64(((i * 37 % 101) as f64 - 50.0) / 130.0))
+        .collect();
+    let batch = Batch::new(&labels, Embeddings::from_row_major(&x, n, d).unwrap()).unwrap();
+    let with_grad = LossInput::new(batch);
+    let forward = with_grad.without_gradient();
+    for kind in DistanceKind::ALL {
+        let parts = DenseParts::default().distance(kind);
+        for loss in [
+            Box::new(MultiSimilarityLoss::default().with_parts(parts.clone()))
+                as Box<dyn MetricLoss>,
+            Box::new(CircleLoss::default().with_parts(parts.clone())),
+            Box::new(SoftNearestNeighborLoss::default().with_parts(parts)),
+        ] {
+            let mut ws = Workspace::new();
+            let mut out = LossOutput::new();
+            loss.compute_into(&with_grad, &mut ws, &mut out).unwrap();
+            loss.compute_into(&forward, &mut ws, &mut out).unwrap();
+            loss.compute_into(&with_grad, &mut ws, &mut out).unwrap();
+            let before = allocations().0;
+            for _ in 0..3 {
+                loss.compute_into(&forward, &mut ws, &mut out).unwrap();
+                loss.compute_into(&with_grad, &mut ws, &mut out).unwrap();
+            }
+            let plain = allocations().0 - before;
+            assert_eq!(
+                plain,
+                0,
+                "{} {} {kind}: {plain} allocations in 6 calls",
+                T::DTYPE,
+                loss.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn steady_state_calls_do_not_allocate() {
+    let n = metric_loss_distances::parallel::MIN_ROWS_PER_THREAD - 1;
+    check::<f32>(n, 12);
+    check::<f64>(n, 12);
+    check::<f32>(9, 3);
+}
