@@ -1,10 +1,10 @@
 //! `MultiSimilarityLoss`: the multi-similarity loss of Wang et al. (2019) on distances.
 
 use metric_loss_core::{
-    config_setters, Float, LossError, LossInput, LossOutput, PartConfig, RegisteredDistance,
-    RegisteredReducer, Workspace,
+    config_setters, Float, LossError, LossInput, LossOutput, NegativeStrategy, PartConfig,
+    PositiveStrategy, RegisteredDistance, RegisteredReducer, Workspace,
 };
-use metric_loss_mining::SENTINEL_OFFSET;
+use metric_loss_mining::mine_row;
 use metric_loss_triplet::DenseParts;
 
 use crate::common::{
@@ -286,27 +286,12 @@ impl MultiSimilarityLoss {
             },
             |row, grad| {
                 let (d, ctx) = (row.d, &row.ctx);
-                // One pass for TF's masked extrema: the row's extremes (the sentinels'
-                // offsets), the hardest positive and the hardest negative.
-                let inf = T::from_f64(f64::INFINITY);
-                let (mut lo, mut hi, mut max_pos, mut min_neg) = (inf, -inf, -inf, inf);
-                let (mut any_pos, mut any_neg) = (false, false);
-                for (j, &dj) in d.iter().enumerate() {
-                    lo = lo.min(dj);
-                    hi = hi.max(dj);
-                    if ctx.is_positive(j) {
-                        any_pos = true;
-                        max_pos = max_pos.max(dj);
-                    } else if ctx.is_negative(j) {
-                        any_neg = true;
-                        min_neg = min_neg.min(dj);
-                    }
-                }
-                if !(any_pos && any_neg) {
-                    return T::ZERO;
-                }
-                let mu = masked(min_neg, hi.to_f64() + SENTINEL_OFFSET) - eps;
-                let nu = masked(max_pos, lo.to_f64() - SENTINEL_OFFSET) + eps;
+                // TF's masked extrema (its ±1e-6 sentinels for empty masks): the mining
+                // crate's vectorised row scan.
+                let mined = mine_row(d, ctx, PositiveStrategy::Hard, NegativeStrategy::Hard)
+                    .expect("distances are finite");
+                let mu = mined.negative - eps;
+                let nu = mined.positive + eps;
                 let side = |j: usize| {
                     if ctx.is_positive(j) && d[j] > mu {
                         Side::Positive
@@ -340,12 +325,6 @@ impl MultiSimilarityLoss {
             },
         )
     }
-}
-
-/// TF's value of a masked extremum over a non-empty mask: `(d − offset) + offset` in f64,
-/// rounded to `T` (as the mining crate computes it).
-fn masked<T: Float>(d: T, offset: f64) -> T {
-    T::from_f64((d.to_f64() - offset) + offset)
 }
 
 impl_metric_loss!(MultiSimilarityLoss);
