@@ -260,15 +260,18 @@ impl Geometry {
             (w, dims, 1),
         );
         if !dot {
+            // The row sums scale x̂ᵢ, the column sums k̂ⱼ.
+            let column = |j: usize| (0..n).fold(T::ZERO, |s, i| s + a[i * m + j]);
+            for j in 0..m {
+                let total = column(j);
+                for (o, y) in w[j * dims..(j + 1) * dims].iter_mut().zip(&kh[j * dims..]) {
+                    *o += total * *y;
+                }
+            }
             for (i, row) in a.chunks_exact(m.max(1)).take(n).enumerate() {
                 let total = row.iter().fold(T::ZERO, |s, x| s + *x);
                 for (o, x) in v[i * dims..(i + 1) * dims].iter_mut().zip(&qh[i * dims..]) {
                     *o += total * *x;
-                }
-                for (j, x) in row.iter().enumerate() {
-                    for (o, y) in w[j * dims..(j + 1) * dims].iter_mut().zip(&kh[j * dims..]) {
-                        *o += *x * *y;
-                    }
                 }
             }
         }
