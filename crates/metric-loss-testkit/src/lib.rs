@@ -62,6 +62,43 @@ pub fn nasty() -> impl Strategy<Value = f64> {
     ]
 }
 
+/// `n` deterministic pseudo-random values in [-1, 1) from `seed` (SplitMix64): the same
+/// test data on every platform without a random-number dependency.
+///
+/// ```
+/// let x = metric_loss_testkit::values(4, 7);
+/// assert_eq!(x, metric_loss_testkit::values(4, 7));
+/// assert!(x.iter().all(|v| (-1.0..1.0).contains(v)));
+/// ```
+pub fn values(n: usize, seed: u64) -> Vec<f64> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        })
+        .collect()
+}
+
+/// The rows of `x` (`dims` wide, none all zero) scaled to unit length.
+///
+/// ```
+/// let y = metric_loss_testkit::unit_rows(&[3.0, 4.0, 0.0, -2.0], 2);
+/// assert_eq!(y, vec![0.6, 0.8, 0.0, -1.0]);
+/// ```
+pub fn unit_rows(x: &[f64], dims: usize) -> Vec<f64> {
+    x.chunks(dims)
+        .flat_map(|row| {
+            let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+            row.iter().map(move |v| v / norm)
+        })
+        .collect()
+}
+
 /// The loss, the per-example values and the query gradient of an f32 output, as bits: two
 /// runs that must agree bit for bit (on any thread count) compare these.
 ///
