@@ -433,3 +433,16 @@ def test_the_gil_is_released_while_a_loss_runs():
     # Holding the GIL for the whole computation would leave this thread a handful of
     # iterations at most (one per switch interval outside the loss).
     assert ticks > 10_000
+
+
+def test_pml_losses_give_pytorch_metric_learnings_values():
+    x = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, -0.8]], dtype=np.float32)
+    y = np.array([0, 0, 1, 1])
+    assert abs(metric_loss.SupConLoss()(y, x) - 4.0701127) < 1e-5
+    assert abs(metric_loss.ContrastiveLoss()(y, x) - 1.3704839) < 1e-5
+    assert abs(metric_loss.NTXentLoss(temperature=1.0)(y, x) - 1.0812045) < 1e-5
+    cosine = {"class_name": "CosineSimilarity", "config": {}}
+    loss = metric_loss.ContrastiveLoss(pos_margin=1.0, neg_margin=0.0, distance=cosine)
+    assert abs(loss(y, x) - 1.5999999) < 1e-5
+    with pytest.raises((ValueError, TypeError)):
+        metric_loss.NTXentLoss(temperature=0.0)

@@ -52,7 +52,7 @@ fn catalog_lists_every_name() {
     );
     let text = c.to_string();
     assert!(
-        text.contains("losses (class_name): CircleLoss, MultiSimilarityLoss, PNLoss, SoftNearestNeighborLoss, TripletLoss, XBM\n"),
+        text.contains("losses (class_name): CircleLoss, ContrastiveLoss, MultiSimilarityLoss, NTXentLoss, PNLoss, SoftNearestNeighborLoss, SupConLoss, TripletLoss, XBM\n"),
         "{text}"
     );
     for needle in [

@@ -95,7 +95,7 @@ fn the_other_crates_errors_are_typed() {
     let e = from_str("class_name = \"Nope\"", Format::Toml).unwrap_err();
     assert!(
         e.to_string()
-            .contains("PNLoss, ScaledNorm, SoftNearestNeighborLoss, TripletLoss"),
+            .contains("PNLoss, ScaledNorm, SoftNearestNeighborLoss, SupConLoss, TripletLoss"),
         "{e}"
     );
 }

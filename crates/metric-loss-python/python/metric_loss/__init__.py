@@ -42,6 +42,9 @@ __all__ = [
     "CircleLoss",
     "SoftNearestNeighborLoss",
     "XBM",
+    "ContrastiveLoss",
+    "NTXentLoss",
+    "SupConLoss",
     "from_config",
     "load",
     "serialize",
@@ -353,9 +356,40 @@ class XBM(MetricLoss):
         self._set_config(dict(loss=loss, memory_size=memory_size, **kwargs))
 
 
+class ContrastiveLoss(MetricLoss):
+    """pytorch-metric-learning's ``ContrastiveLoss`` (``pos_margin``, ``neg_margin``,
+    ``distance``, ``reducer`` as PML's ``{"class_name", "config"}`` dicts, ``name``)."""
+
+    class_name = "ContrastiveLoss"
+
+
+class NTXentLoss(MetricLoss):
+    """pytorch-metric-learning's ``NTXentLoss`` (``temperature``, ``distance``, ``reducer``,
+    ``name``)."""
+
+    class_name = "NTXentLoss"
+
+
+class SupConLoss(MetricLoss):
+    """pytorch-metric-learning's ``SupConLoss`` (``temperature``, ``distance``, ``reducer``,
+    ``name``)."""
+
+    class_name = "SupConLoss"
+
+
 _CLASSES = {
     cls.class_name: cls
-    for cls in (TripletLoss, PNLoss, MultiSimilarityLoss, CircleLoss, SoftNearestNeighborLoss, XBM)
+    for cls in (
+        TripletLoss,
+        PNLoss,
+        MultiSimilarityLoss,
+        CircleLoss,
+        SoftNearestNeighborLoss,
+        XBM,
+        ContrastiveLoss,
+        NTXentLoss,
+        SupConLoss,
+    )
 }
 
 
