@@ -16,6 +16,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::bench_losses;
+
 const HELP: &str = "\
 cargo xtask bench-peers [options]
 
@@ -38,7 +40,13 @@ options:
                             column (default: <target>/py-venv/bin/python, the venv .ci/run
                             makes; the column is left out when it is missing)
   --skip-python             leave the Python column out
+  --losses LIST             the other losses' table: class names, default arguments, each
+                            against its reference package (default PNLoss,MultiSimilarityLoss,
+                            CircleLoss,SoftNearestNeighborLoss,ContrastiveLoss,NTXentLoss,
+                            SupConLoss; `none` leaves the table out)
   --json FILE               also write every number as JSON (default: <target>/bench-peers.json)
+
+`--configs none` leaves the TripletLoss table out.
 ";
 
 /// One row of the table: a shape and a loss configuration.
@@ -93,6 +101,8 @@ struct Options {
     pml: bool,
     /// The Python with `metric_loss` installed (`None`: no Python column).
     python: Option<PathBuf>,
+    /// Class names of the other losses' table.
+    losses: Vec<String>,
     json: Option<PathBuf>,
 }
 
@@ -132,6 +142,10 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         tfsim: true,
         pml: true,
         python: Some(target_dir().join("py-venv/bin/python")).filter(|p| p.exists()),
+        losses: bench_losses::DEFAULT_LOSSES
+            .iter()
+            .map(|(name, _)| (*name).to_string())
+            .collect(),
         json: None,
     };
     let mut it = args.iter();
@@ -145,10 +159,16 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
             "--sizes" => o.sizes = list(value()?)?,
             "--dims" => o.dims = list(value()?)?,
             "--configs" => {
-                o.configs = value()?
-                    .split(',')
-                    .map(Config::parse)
-                    .collect::<Result<_, _>>()?
+                o.configs = match value()? {
+                    "none" => Vec::new(),
+                    v => v.split(',').map(Config::parse).collect::<Result<_, _>>()?,
+                }
+            }
+            "--losses" => {
+                o.losses = match value()? {
+                    "none" => Vec::new(),
+                    v => v.split(',').map(|l| l.trim().to_string()).collect(),
+                }
             }
             "--threads" => o.threads = list::<usize>(value()?)?[0].max(1),
             "--min-time-ms" => o.min_time_ms = list::<u64>(value()?)?[0],
@@ -188,6 +208,29 @@ fn load() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// Builds `package`'s binary `bin` in release mode into `target_dir`.
+fn cargo_build(
+    package: &str,
+    bin: &str,
+    target_dir: &Path,
+    features: &[&str],
+) -> Result<(), String> {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root())
+        .args(["build", "--release", "--quiet", "-p", package, "--bin", bin])
+        .arg("--target-dir")
+        .arg(target_dir);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    eprintln!("bench-peers: building {bin} {features:?}");
+    let status = cmd.status().map_err(|e| format!("cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building {bin} failed"));
+    }
+    Ok(())
+}
+
 /// Builds `bench-json` into its own target directory (`threads`: with the feature).
 fn build_bench_json(threads: bool) -> Result<PathBuf, String> {
     let dir = target_dir().join(if threads {
@@ -195,34 +238,12 @@ fn build_bench_json(threads: bool) -> Result<PathBuf, String> {
     } else {
         "bench-peers-st"
     });
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(workspace_root())
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "metric-loss-benches",
-            "--bin",
-            "bench-json",
-        ])
-        .arg("--target-dir")
-        .arg(&dir);
-    if threads {
-        cmd.args(["--features", "threads"]);
-    }
-    eprintln!(
-        "bench-peers: building bench-json{}",
-        if threads { " (threads)" } else { "" }
-    );
-    let status = cmd.status().map_err(|e| format!("cargo: {e}"))?;
-    if !status.success() {
-        return Err("building bench-json failed".into());
-    }
+    let features: &[&str] = if threads { &["threads"] } else { &[] };
+    cargo_build("metric-loss-benches", "bench-json", &dir, features)?;
     Ok(dir.join("release/bench-json"))
 }
 
-fn run_json(cmd: &mut Command) -> Result<Value, String> {
+pub(crate) fn run_json(cmd: &mut Command) -> Result<Value, String> {
     let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
     if !out.status.success() {
         return Err(format!(
@@ -413,7 +434,7 @@ fn ours(
     Ok((run(st, 1)?, run(mt, o.threads)?))
 }
 
-fn fmt(v: f64) -> String {
+pub(crate) fn fmt(v: f64) -> String {
     if v.is_finite() {
         format!("{v:.2}")
     } else {
@@ -421,7 +442,7 @@ fn fmt(v: f64) -> String {
     }
 }
 
-fn ratio(a: f64, b: f64) -> String {
+pub(crate) fn ratio(a: f64, b: f64) -> String {
     let r = a / b;
     if r.is_finite() {
         format!("{r:.1}x")
@@ -429,6 +450,69 @@ fn ratio(a: f64, b: f64) -> String {
         "-".into()
     }
 }
+
+/// The other losses' table: the CLI built with `threads`, the peers' venvs, and the GEMM
+/// floor taken from the TripletLoss rows of the same shape (timed anew when there are none).
+fn other_losses(
+    o: &Options,
+    st: &Path,
+    mt: &Path,
+    triplet_rows: &[TripletRow],
+) -> Result<Vec<bench_losses::Row>, String> {
+    if o.losses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cli_dir = target_dir().join("bench-peers-cli");
+    cargo_build("metric-loss-cli", "metric-loss", &cli_dir, &[])?;
+    let cli = cli_dir.join("release/metric-loss");
+    let wants = |peer| {
+        o.losses
+            .iter()
+            .any(|l| bench_losses::peer_of(l) == Some(peer))
+    };
+    let tfsim = if o.tfsim && wants(bench_losses::Peer::TfSimilarity) {
+        Some(venv_python(o, "tfsim")?)
+    } else {
+        None
+    };
+    let pml = if o.pml && wants(bench_losses::Peer::Pml) {
+        Some(venv_python(o, "pml")?)
+    } else {
+        None
+    };
+    let gemm = |n: usize, d: usize, threads: usize| -> Result<f64, String> {
+        let single = threads == 1;
+        let known = triplet_rows
+            .iter()
+            .find(|r| r.0 == n && r.1 == d)
+            .and_then(|r| num(if single { &r.3 } else { &r.4 }, "gemm_ms"));
+        if let Some(ms) = known {
+            return Ok(ms);
+        }
+        let doc = run_json(
+            Command::new(if single { st } else { mt })
+                .args(["--n", &n.to_string(), "--d", &d.to_string()])
+                .args(["--threads", &threads.to_string(), "--min-time-ms", "500"]),
+        )?;
+        num(&doc, "gemm_ms").ok_or_else(|| format!("bench-json gave no gemm_ms: {doc}"))
+    };
+    eprintln!("bench-peers: other losses (load {})", load());
+    bench_losses::measure(&bench_losses::Setup {
+        sizes: &o.sizes,
+        dims: &o.dims,
+        losses: &o.losses,
+        threads: o.threads,
+        cli: &cli,
+        scratch: &target_dir().join("bench-peers-configs"),
+        scripts: &o.scripts,
+        tfsim: tfsim.as_deref(),
+        pml: pml.as_deref(),
+        gemm: &gemm,
+    })
+}
+
+/// A TripletLoss row: N, D, config, single-threaded and multi-threaded bench-json output.
+type TripletRow = (usize, usize, Config, Value, Value);
 
 /// `cargo xtask bench-peers [options]`.
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
@@ -439,7 +523,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let st = build_bench_json(false)?;
     let mt = build_bench_json(true)?;
     eprintln!("bench-peers: ours (load {})", load());
-    let mut rows = Vec::new();
+    let mut rows: Vec<TripletRow> = Vec::new();
     for &n in &o.sizes {
         for &d in &o.dims {
             for c in &o.configs {
@@ -454,61 +538,76 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             }
         }
     }
-    let tf = if o.tfsim { tfsim(&o)? } else { BTreeMap::new() };
-    let pm = if o.pml { pml(&o)? } else { BTreeMap::new() };
-    let py = match &o.python {
-        Some(python) => from_python(&o, python)?,
-        None => BTreeMap::new(),
+    let triplets = !o.configs.is_empty();
+    let tf = if o.tfsim && triplets {
+        tfsim(&o)?
+    } else {
+        BTreeMap::new()
     };
+    let pm = if o.pml && triplets {
+        pml(&o)?
+    } else {
+        BTreeMap::new()
+    };
+    let py = match &o.python {
+        Some(python) if triplets => from_python(&o, python)?,
+        _ => BTreeMap::new(),
+    };
+    let other_losses = other_losses(&o, &st, &mt, &rows)?;
     let load_end = load();
 
     let t = o.threads;
-    println!(
+    let mut json_rows = Vec::new();
+    if !rows.is_empty() {
+        println!(
         "TripletLoss f32 cosine forward+backward, median ms (ours: 1 thread | {t} threads with `threads`; peers: {t} threads)"
     );
-    println!(
+        println!(
         "| N | D | config | ours 1T | ours {t}T | ours from Python {t}T | TF Sim | PML batch-hard | GEMM 1T | GEMM {t}T | torch.mm | TF Sim / ours | PML / ours | ours / GEMM (1T) | ours / GEMM ({t}T) |"
     );
-    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let mut json_rows = Vec::new();
-    for (n, d, c, a, b) in &rows {
-        let ours1 = num(a, "fwd_bwd_ms").unwrap_or(f64::NAN);
-        let ours_t = num(b, "fwd_bwd_ms").unwrap_or(f64::NAN);
-        let gemm1 = num(a, "gemm_ms").unwrap_or(f64::NAN);
-        let gemm_t = num(b, "gemm_ms").unwrap_or(f64::NAN);
-        let tf_ms = tf.get(&(*n, *d, c.label())).copied().unwrap_or(f64::NAN);
-        let (pml_ms, mm_ms) = pm.get(&(*n, *d)).copied().unwrap_or((f64::NAN, f64::NAN));
-        let best = ours1.min(ours_t);
-        // bench.py times the default loss only: hard / semi-hard, margin 1.0.
-        let default = c.pos == "hard" && c.neg == "semi-hard" && c.margin == Some(1.0);
-        let py_ms = py
-            .get(&(*n, *d))
-            .copied()
-            .filter(|_| default)
-            .unwrap_or(f64::NAN);
+        println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (n, d, c, a, b) in &rows {
+            let ours1 = num(a, "fwd_bwd_ms").unwrap_or(f64::NAN);
+            let ours_t = num(b, "fwd_bwd_ms").unwrap_or(f64::NAN);
+            let gemm1 = num(a, "gemm_ms").unwrap_or(f64::NAN);
+            let gemm_t = num(b, "gemm_ms").unwrap_or(f64::NAN);
+            let tf_ms = tf.get(&(*n, *d, c.label())).copied().unwrap_or(f64::NAN);
+            let (pml_ms, mm_ms) = pm.get(&(*n, *d)).copied().unwrap_or((f64::NAN, f64::NAN));
+            let best = ours1.min(ours_t);
+            // bench.py times the default loss only: hard / semi-hard, margin 1.0.
+            let default = c.pos == "hard" && c.neg == "semi-hard" && c.margin == Some(1.0);
+            let py_ms = py
+                .get(&(*n, *d))
+                .copied()
+                .filter(|_| default)
+                .unwrap_or(f64::NAN);
+            println!(
+                "| {n} | {d} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                c.label(),
+                fmt(ours1),
+                fmt(ours_t),
+                fmt(py_ms),
+                fmt(tf_ms),
+                fmt(pml_ms),
+                fmt(gemm1),
+                fmt(gemm_t),
+                fmt(mm_ms),
+                ratio(tf_ms, best),
+                ratio(pml_ms, best),
+                ratio(ours1, gemm1),
+                ratio(ours_t, gemm_t),
+            );
+            json_rows.push(serde_json::json!({
+                "n": n, "d": d, "config": c.label(), "margin": c.margin_key(),
+                "ours_1t": a, "ours_mt": b, "tfsim_fwd_bwd_ms": tf_ms, "pml_batch_hard_ms": pml_ms,
+                "torch_mm_ms": mm_ms, "ours_from_python_mt_ms": py_ms,
+            }));
+        }
         println!(
-            "| {n} | {d} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            c.label(),
-            fmt(ours1),
-            fmt(ours_t),
-            fmt(py_ms),
-            fmt(tf_ms),
-            fmt(pml_ms),
-            fmt(gemm1),
-            fmt(gemm_t),
-            fmt(mm_ms),
-            ratio(tf_ms, best),
-            ratio(pml_ms, best),
-            ratio(ours1, gemm1),
-            ratio(ours_t, gemm_t),
+            "ratios: peers / min(ours 1T, ours {t}T); ours / GEMM floor at the same thread count"
         );
-        json_rows.push(serde_json::json!({
-            "n": n, "d": d, "config": c.label(), "margin": c.margin_key(),
-            "ours_1t": a, "ours_mt": b, "tfsim_fwd_bwd_ms": tf_ms, "pml_batch_hard_ms": pml_ms,
-            "torch_mm_ms": mm_ms, "ours_from_python_mt_ms": py_ms,
-        }));
     }
-    println!("ratios: peers / min(ours 1T, ours {t}T); ours / GEMM floor at the same thread count");
+    let loss_rows = bench_losses::print(&other_losses, t);
     println!("load average: {load_start} at start, {load_end} at end");
     let path = o
         .json
@@ -516,6 +615,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         .unwrap_or_else(|| target_dir().join("bench-peers.json"));
     let doc = serde_json::json!({
         "load_start": load_start, "load_end": load_end, "threads": t, "rows": json_rows,
+        "other_losses": loss_rows,
     });
     std::fs::write(
         &path,

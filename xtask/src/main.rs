@@ -1,5 +1,6 @@
 //! Project automation. Run `cargo xtask help`.
 
+mod bench_losses;
 mod bench_peers;
 mod ci;
 mod conformance;
@@ -11,7 +12,7 @@ const HELP: &str = "\
 cargo xtask <command>
 
 commands:
-  bench-peers [--help]    time TripletLoss against TF Similarity and PML side by side (not CI)
+  bench-peers [--help]    time every loss against TF Similarity and PML side by side (not CI)
   ci                      run .ci/run: fmt, clippy (warnings denied), the tests, conformance
   conformance [FILE...]   run TF Similarity fixture files (default: the vendored ones);
                           ends with `conformance: N passed, M failed, K skipped`
