@@ -50,6 +50,7 @@ mod input;
 mod loss;
 mod miner;
 mod output;
+pub mod params;
 mod part_config;
 mod reducer;
 mod reduction;

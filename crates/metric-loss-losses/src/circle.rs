@@ -7,8 +7,9 @@ use metric_loss_core::{
 use metric_loss_triplet::DenseParts;
 
 use crate::common::{
-    dense_parts_methods, finite, impl_metric_loss, run_dense, two_log1p_sum_exp, DenseSpec, Side,
+    dense_parts_methods, impl_metric_loss, run_dense, two_log1p_sum_exp, DenseSpec, Side,
 };
+use metric_loss_core::params::finite;
 
 /// `CircleLoss`'s arguments with TF Similarity 0.17.1's names and defaults, not yet
 /// validated.

@@ -1,5 +1,5 @@
-//! Machinery the losses share: validation of hyper-parameters, the distance matrix in the
-//! workspace, the dense-loss driver and numerically careful exponentials.
+//! Machinery the losses share: the distance matrix in the workspace, the dense-loss driver
+//! and numerically careful exponentials.
 
 use metric_loss_core::{
     reduce_checked, AllowNonFinite, Distance, Float, LossError, LossInput, LossOutput, Reducer,
@@ -13,37 +13,7 @@ use metric_loss_mining::RowContext;
 /// losses keep two `n x m` matrices (distances and their gradient) and count both.
 pub const MAX_MATRIX_BYTES: u128 = metric_loss_triplet::MAX_DISTANCE_MATRIX_BYTES;
 
-/// A finite hyper-parameter, or [`LossError::InvalidParameter`].
-pub(crate) fn finite(name: &'static str, value: f64) -> Result<f64, LossError> {
-    if value.is_finite() {
-        Ok(value)
-    } else {
-        Err(LossError::InvalidParameter {
-            name,
-            value,
-            expected: "a finite number",
-        })
-    }
-}
-
-/// A finite, non-zero hyper-parameter (one the loss divides by).
-pub(crate) fn finite_nonzero(
-    name: &'static str,
-    value: f64,
-    expected: &'static str,
-) -> Result<f64, LossError> {
-    let v = finite(name, value)?;
-    if v == 0.0 {
-        return Err(LossError::InvalidParameter {
-            name,
-            value,
-            expected,
-        });
-    }
-    Ok(v)
-}
-
-pub(crate) use metric_loss_triplet::check_matrix_size as check_size;
+use metric_loss_triplet::{full_distance_matrix, CallShape};
 
 /// `e^x` with results below the smallest normal number flushed to 0, as TensorFlow's CPU
 /// kernels do (e^x is 0 below x ≈ −87.34 in f32, not a subnormal).
@@ -163,31 +133,25 @@ pub(crate) fn run_dense<T: Float>(
         reducer,
         remove_diagonal,
     } = spec;
-    input.validate()?;
-    let (queries, keys) = (input.queries(), input.keys());
-    let (n, m, dims) = (queries.len(), keys.len(), queries.embeddings().cols());
-    let same = input.keys_are_queries();
-    let gradient = input.wants_gradient();
-    out.reset(n, if same { 0 } else { m }, dims, gradient);
-    if n == 0 {
-        return Ok(());
-    }
-    check_size::<T>(n, m, 2)?;
     let scratch = workspace.get::<DenseScratch<T>>();
-    scratch.distances.clear();
-    scratch.distances.resize(n * m, T::ZERO);
-    let (q, k) = (queries.embeddings(), keys.embeddings());
-    scratch.row_stats.clear();
-    distance.matrix(q, k, same, &mut scratch.row_stats, &mut scratch.distances)?;
-    if let Some(at) = scratch.distances.iter().position(|v| !v.is_finite()) {
-        return Err(LossError::NonFiniteDistance {
-            distance: distance.name(),
-            row: at / m,
-            col: at % m,
-            value: scratch.distances[at].to_f64(),
-            dtype: T::DTYPE,
-        });
-    }
+    let Some(CallShape {
+        n,
+        m,
+        same,
+        gradient,
+        ..
+    }) = full_distance_matrix(
+        input,
+        distance,
+        2,
+        out,
+        &mut scratch.row_stats,
+        &mut scratch.distances,
+    )?
+    else {
+        return Ok(());
+    };
+    let (queries, keys) = (input.queries(), input.keys());
     scratch.dist_grad.clear();
     scratch.dist_grad.resize(n * m, T::ZERO);
     let self_rule = same || input.removes_diagonal();

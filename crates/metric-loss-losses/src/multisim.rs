@@ -8,9 +8,9 @@ use metric_loss_mining::mine_row;
 use metric_loss_triplet::DenseParts;
 
 use crate::common::{
-    dense_parts_methods, finite, finite_nonzero, impl_metric_loss, run_dense, two_log1p_sum_exp,
-    DenseSpec, Side,
+    dense_parts_methods, impl_metric_loss, run_dense, two_log1p_sum_exp, DenseSpec, Side,
 };
+use metric_loss_core::params::{finite, finite_nonzero};
 
 /// `MultiSimilarityLoss`'s arguments with TF Similarity 0.17.1's names and defaults, not
 /// yet validated.

@@ -10,7 +10,7 @@ use metric_loss_triplet::{
     mined_metric_loss, AnchorScore, AnchorView, Margin, MinedLoss, MinedParts, MinedPartsConfig,
 };
 
-use crate::common::finite;
+use metric_loss_core::params::finite;
 
 /// `PNLoss`'s arguments with TF Similarity 0.17.1's names and defaults, not yet validated.
 ///

@@ -7,9 +7,8 @@ use metric_loss_core::{
 };
 use metric_loss_triplet::DenseParts;
 
-use crate::common::{
-    dense_parts_methods, exp_ftz, finite_nonzero, impl_metric_loss, run_dense, DenseSpec,
-};
+use crate::common::{dense_parts_methods, exp_ftz, impl_metric_loss, run_dense, DenseSpec};
+use metric_loss_core::params::finite_nonzero;
 
 /// `SoftNearestNeighborLoss`'s arguments with TF Similarity 0.17.1's names and defaults,
 /// not yet validated.

@@ -3,7 +3,9 @@
 use metric_loss_core::Float;
 
 use crate::loss_config::pair_loss;
-use crate::pairs::{margin, Elements, PairFormula, Scores};
+use metric_loss_core::params::finite;
+
+use crate::pairs::{Elements, PairFormula, Scores};
 use crate::{AvgNonZeroReducer, LpDistance};
 
 /// The hinges of the contrastive loss.
@@ -88,8 +90,8 @@ pair_loss! {
     },
     build: |c| -> Contrastive {
         Contrastive {
-            pos_margin: margin("pos_margin", c.pos_margin)?,
-            neg_margin: margin("neg_margin", c.neg_margin)?,
+            pos_margin: finite("pos_margin", c.pos_margin)?,
+            neg_margin: finite("neg_margin", c.neg_margin)?,
         }
     }
 }

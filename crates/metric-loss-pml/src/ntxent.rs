@@ -3,7 +3,9 @@
 use metric_loss_core::Float;
 
 use crate::loss_config::pair_loss;
-use crate::pairs::{temperature, tiny, Elements, PairFormula, Scores};
+use metric_loss_core::params::finite_nonzero;
+
+use crate::pairs::{tiny, Elements, PairFormula, Scores, TEMPERATURE};
 use crate::{CosineSimilarity, MeanReducer};
 
 /// −log softmax of each positive pair against its anchor's negatives.
@@ -132,6 +134,6 @@ pair_loss! {
         temperature: f64 = 0.07,
     },
     build: |c| -> NTXent {
-        NTXent { temperature: temperature(c.temperature)? }
+        NTXent { temperature: finite_nonzero("temperature", c.temperature, TEMPERATURE)? }
     }
 }

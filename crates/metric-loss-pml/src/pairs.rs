@@ -5,7 +5,7 @@
 use metric_loss_core::{
     AllowNonFinite, Float, LossError, LossInput, LossOutput, SampleWeight, Workspace,
 };
-use metric_loss_triplet::{check_matrix_size, DenseParts};
+use metric_loss_triplet::{full_distance_matrix, CallShape, DenseParts};
 
 /// The smallest normal number of `T`: PML's `tiny`, added where it divides or takes a log.
 pub(crate) fn tiny<T: Float>() -> T {
@@ -163,32 +163,28 @@ pub(crate) fn run_pairs<T: Float, F: PairFormula>(
     workspace: &mut Workspace,
     out: &mut LossOutput<T>,
 ) -> Result<(), LossError> {
-    input.validate()?;
-    let (queries, keys) = (input.queries(), input.keys());
-    let (n, m, dims) = (queries.len(), keys.len(), queries.embeddings().cols());
-    let same = input.keys_are_queries();
-    let gradient = input.wants_gradient();
-    out.reset(n, if same { 0 } else { m }, dims, gradient);
-    if n == 0 {
-        return Ok(());
-    }
-    check_matrix_size::<T>(n, m, 2)?;
     let distance = T::distance(parts.distance_part());
     let reducer = T::reducer(parts.reducer_part());
     let scratch = workspace.get::<PairScratch<T>>();
+    let Some(CallShape {
+        n,
+        m,
+        dims,
+        same,
+        gradient,
+    }) = full_distance_matrix(
+        input,
+        distance,
+        2,
+        out,
+        &mut scratch.stats,
+        &mut scratch.matrix,
+    )?
+    else {
+        return Ok(());
+    };
+    let (queries, keys) = (input.queries(), input.keys());
     let (q, k) = (queries.embeddings(), keys.embeddings());
-    scratch.matrix.clear();
-    scratch.matrix.resize(n * m, T::ZERO);
-    distance.matrix(q, k, same, &mut scratch.stats, &mut scratch.matrix)?;
-    if let Some(at) = scratch.matrix.iter().position(|v| !v.is_finite()) {
-        return Err(LossError::NonFiniteDistance {
-            distance: distance.name(),
-            row: at / m,
-            col: at % m,
-            value: scratch.matrix[at].to_f64(),
-            dtype: T::DTYPE,
-        });
-    }
     let scores = Scores {
         m: &scratch.matrix,
         cols: m,
@@ -259,31 +255,9 @@ pub(crate) fn run_pairs<T: Float, F: PairFormula>(
     out.check_finite(AllowNonFinite::Never)
 }
 
-/// A finite, non-zero temperature (the losses divide by it).
-pub(crate) fn temperature(value: f64) -> Result<f64, LossError> {
-    if value.is_finite() && value != 0.0 {
-        Ok(value)
-    } else {
-        Err(LossError::InvalidParameter {
-            name: "temperature",
-            value,
-            expected: "a finite, non-zero number (the similarities are divided by it)",
-        })
-    }
-}
-
-/// A finite margin.
-pub(crate) fn margin(name: &'static str, value: f64) -> Result<f64, LossError> {
-    if value.is_finite() {
-        Ok(value)
-    } else {
-        Err(LossError::InvalidParameter {
-            name,
-            value,
-            expected: "a finite number",
-        })
-    }
-}
+/// What a temperature accepts: the scores are divided by it.
+pub(crate) const TEMPERATURE: &str =
+    "a finite, non-zero number (the similarities are divided by it)";
 
 /// Implements `MetricLoss` for a loss with a `formula()` and `parts`, run by
 /// [`run_pairs`].

@@ -3,7 +3,9 @@
 use metric_loss_core::Float;
 
 use crate::loss_config::pair_loss;
-use crate::pairs::{temperature, tiny, Elements, PairFormula, Scores};
+use metric_loss_core::params::finite_nonzero;
+
+use crate::pairs::{tiny, Elements, PairFormula, Scores, TEMPERATURE};
 use crate::{AvgNonZeroReducer, CosineSimilarity};
 
 /// Minus the mean log-probability of an anchor's positives under the softmax over its
@@ -110,6 +112,6 @@ pair_loss! {
         temperature: f64 = 0.1,
     },
     build: |c| -> SupCon {
-        SupCon { temperature: temperature(c.temperature)? }
+        SupCon { temperature: finite_nonzero("temperature", c.temperature, TEMPERATURE)? }
     }
 }

@@ -47,6 +47,7 @@
 
 mod builder;
 mod config;
+mod full_matrix;
 mod gradient;
 mod loss;
 mod margin;
@@ -55,6 +56,7 @@ mod pipeline;
 
 pub use builder::TripletLossBuilder;
 pub use config::TripletLossConfig;
+pub use full_matrix::{full_distance_matrix, CallShape};
 pub use loss::TripletLoss;
 pub use margin::Margin;
 pub use parts::{DenseParts, MinedParts, MinedPartsConfig};

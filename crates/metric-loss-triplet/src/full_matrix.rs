@@ -1,0 +1,79 @@
+//! The start of a call that reads the whole distance matrix (the dense losses, the pair
+//! losses): everything before the loss's own formula.
+
+use metric_loss_core::{Distance, Float, LossError, LossInput, LossOutput};
+
+use crate::check_matrix_size;
+
+/// The shape of a validated call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallShape {
+    /// Queries (anchors).
+    pub n: usize,
+    /// Keys.
+    pub m: usize,
+    /// Embedding width.
+    pub dims: usize,
+    /// The keys are the queries themselves.
+    pub same: bool,
+    /// The caller asked for the gradient.
+    pub gradient: bool,
+}
+
+/// Validates `input`, resets `out` for it, checks that `matrices` matrices of `n x m`
+/// entries fit in [`MAX_DISTANCE_MATRIX_BYTES`](crate::MAX_DISTANCE_MATRIX_BYTES), and fills
+/// `matrix` with the distances (`stats` is the distance's reusable memory). `Ok(None)` for
+/// an empty batch, whose output is then complete.
+///
+/// # Errors
+/// Invalid input ([`LossInput::validate`]), [`LossError::TooLarge`], the distance's own
+/// error, or [`LossError::NonFiniteDistance`] naming the first non-finite entry.
+pub fn full_distance_matrix<T: Float>(
+    input: &LossInput<'_, T>,
+    distance: &dyn Distance<T>,
+    matrices: u128,
+    out: &mut LossOutput<T>,
+    stats: &mut Vec<T>,
+    matrix: &mut Vec<T>,
+) -> Result<Option<CallShape>, LossError> {
+    input.validate()?;
+    let (queries, keys) = (input.queries(), input.keys());
+    let shape = CallShape {
+        n: queries.len(),
+        m: keys.len(),
+        dims: queries.embeddings().cols(),
+        same: input.keys_are_queries(),
+        gradient: input.wants_gradient(),
+    };
+    let CallShape { n, m, .. } = shape;
+    out.reset(
+        n,
+        if shape.same { 0 } else { m },
+        shape.dims,
+        shape.gradient,
+    );
+    if n == 0 {
+        return Ok(None);
+    }
+    check_matrix_size::<T>(n, m, matrices)?;
+    matrix.clear();
+    matrix.resize(n * m, T::ZERO);
+    stats.clear();
+    distance.matrix(
+        queries.embeddings(),
+        keys.embeddings(),
+        shape.same,
+        stats,
+        matrix,
+    )?;
+    if let Some(at) = matrix.iter().position(|v| !v.is_finite()) {
+        return Err(LossError::NonFiniteDistance {
+            distance: distance.name(),
+            row: at / m,
+            col: at % m,
+            value: matrix[at].to_f64(),
+            dtype: T::DTYPE,
+        });
+    }
+    Ok(Some(shape))
+}
