@@ -173,6 +173,9 @@ pub fn vendored_fixtures() -> Vec<std::path::PathBuf> {
         "supcon_public_f64.json.gz",
         "multinegrank_public.json.gz",
         "simclr_public.json.gz",
+        "simsiam_public.json.gz",
+        "barlow_public.json.gz",
+        "vicreg_public.json.gz",
     ]
     .iter()
     .map(|f| dir.join(f))

@@ -15,7 +15,9 @@
 use metric_loss_core::{
     Embeddings, LossInput, LossOutput, MetricLoss, MetricLossExt, SampleWeight, Workspace,
 };
-use metric_loss_views::{MultiNegativesRankLossConfig, SimCLRLossConfig};
+use metric_loss_views::{
+    BarlowConfig, MultiNegativesRankLossConfig, SimCLRLossConfig, SimSiamLossConfig, VicRegConfig,
+};
 use serde_json::Value;
 
 use crate::compare::gradient;
@@ -49,6 +51,9 @@ fn build(class: &str, kwargs: &Value) -> Result<Box<dyn MetricLoss>, String> {
                 .map_err(e)?,
         ),
         "SimCLRLoss" => Box::new(de::<SimCLRLossConfig>(kwargs)?.build().map_err(e)?),
+        "SimSiamLoss" => Box::new(de::<SimSiamLossConfig>(kwargs)?.build().map_err(e)?),
+        "Barlow" => Box::new(de::<BarlowConfig>(kwargs)?.build().map_err(e)?),
+        "VicReg" => Box::new(de::<VicRegConfig>(kwargs)?.build().map_err(e)?),
         other => return Err(format!("no two-view loss named {other:?}")),
     })
 }

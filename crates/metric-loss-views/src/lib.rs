@@ -1,6 +1,6 @@
-//! TF Similarity 0.17.1's two-view losses — [`MultiNegativesRankLoss`], [`SimCLRLoss`]
-//! (and, in their own modules, the others of the family) — with TF's numbers, analytic
-//! gradients with respect to both views, in `f32` and `f64`.
+//! TF Similarity 0.17.1's two-view losses — [`MultiNegativesRankLoss`], [`SimCLRLoss`],
+//! [`SimSiamLoss`], [`Barlow`] and [`VicReg`] — with TF's numbers, analytic gradients
+//! with respect to both views, in `f32` and `f64`.
 //!
 //! These losses take no labels: two embedding sets whose row i belong together (two
 //! augmentations of one image, a query and its answer). Give them as
@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use metric_loss_core::{Embeddings, LossInput, MetricLoss, MetricLossExt};
-//! use metric_loss_views::{MultiNegativesRankLoss, SimCLRLoss};
+//! use metric_loss_views::{Barlow, MultiNegativesRankLoss, SimCLRLoss, SimSiamLoss, VicReg};
 //!
 //! let a = [1.0f64, 0.0, 0.8, 0.6, 0.0, 1.0];
 //! let b = [0.8f64, 0.6, 0.0, 1.0, -0.6, -0.8];
@@ -19,8 +19,13 @@
 //!     Embeddings::from_row_major(&a, 3, 2)?,
 //!     Embeddings::from_row_major(&b, 3, 2)?,
 //! );
-//! let losses: [Box<dyn MetricLoss>; 2] =
-//!     [Box::new(MultiNegativesRankLoss::default()), Box::new(SimCLRLoss::default())];
+//! let losses: [Box<dyn MetricLoss>; 5] = [
+//!     Box::new(MultiNegativesRankLoss::default()),
+//!     Box::new(SimCLRLoss::default()),
+//!     Box::new(SimSiamLoss::default()),
+//!     Box::new(Barlow::default()),
+//!     Box::new(VicReg::default()),
+//! ];
 //! for loss in losses {
 //!     let out = loss.compute(&input)?;
 //!     assert_eq!((out.grad_queries.len(), out.grad_keys.len()), (6, 6));
@@ -46,9 +51,15 @@
 //! # Supported Rust versions
 //! The workspace's MSRV, Rust 1.89.
 
+mod barlow;
 mod common;
 mod multinegrank;
 mod simclr;
+mod simsiam;
+mod vicreg;
 
+pub use barlow::{Barlow, BarlowConfig};
 pub use multinegrank::{MultiNegativesRankLoss, MultiNegativesRankLossConfig};
 pub use simclr::{SimCLRLoss, SimCLRLossConfig};
+pub use simsiam::{SimSiamLoss, SimSiamLossConfig};
+pub use vicreg::{VicReg, VicRegConfig};

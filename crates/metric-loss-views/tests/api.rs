@@ -5,7 +5,8 @@ use metric_loss_core::{
     Batch, Embeddings, LossError, LossInput, LossOutput, MetricLoss, MetricLossExt, SampleWeight,
 };
 use metric_loss_views::{
-    MultiNegativesRankLoss, MultiNegativesRankLossConfig, SimCLRLoss, SimCLRLossConfig,
+    Barlow, BarlowConfig, MultiNegativesRankLoss, MultiNegativesRankLossConfig, SimCLRLoss,
+    SimCLRLossConfig, SimSiamLoss, SimSiamLossConfig, VicReg, VicRegConfig,
 };
 
 /// za = (e0, e1, e2), zb = (e1, e2, e3): the spec's golden inputs.
@@ -38,6 +39,9 @@ fn all() -> Vec<Box<dyn MetricLoss>> {
     vec![
         Box::new(MultiNegativesRankLoss::default()),
         Box::new(SimCLRLoss::default()),
+        Box::new(SimSiamLoss::default()),
+        Box::new(Barlow::default()),
+        Box::new(VicReg::default()),
     ]
 }
 
@@ -76,6 +80,50 @@ fn golden_values_are_tf_similarity_s() {
         .build()
         .unwrap();
     close(&[run(&t1, SampleWeight::None).unwrap().loss], &[3.3465421]);
+
+    for (projection, per_example, loss) in [
+        (
+            "negative_cosine_sim",
+            [-0.39900002, -0.29900002, 0.401],
+            -0.09900003,
+        ),
+        (
+            "cosine_distance",
+            [0.100999996, 0.20099999, 0.90099996],
+            0.401,
+        ),
+        (
+            "angular_distance",
+            [0.10341638, 0.14858362, 0.39858362],
+            0.2168612,
+        ),
+    ] {
+        let simsiam = SimSiamLossConfig::default()
+            .projection_type(projection)
+            .build()
+            .unwrap();
+        let out = run(&simsiam, SampleWeight::None).unwrap();
+        close(&out.per_example, &per_example);
+        close(&[out.loss], &[loss]);
+    }
+
+    close(
+        &[run(&Barlow::default(), SampleWeight::None).unwrap().loss],
+        &[2.767597],
+    );
+    let lambda1 = BarlowConfig::default().lambda_(1.0).build().unwrap();
+    close(
+        &[run(&lambda1, SampleWeight::None).unwrap().loss],
+        &[4.6032543],
+    );
+
+    let vicreg = run(&VicReg::default(), SampleWeight::None).unwrap();
+    close(&vicreg.per_example, &[16.584295, 21.584295, 56.584293]);
+    close(&vicreg.grad_queries[..2], &[-0.4008266, -7.179331]);
+    let auto = VicRegConfig::default().reduction("auto").build().unwrap();
+    let out = run(&auto, SampleWeight::None).unwrap();
+    close(&[out.loss], &[31.584295]);
+    close(&out.grad_queries[..2], &[-0.13360858, -2.3931105]);
 }
 
 #[test]
@@ -135,6 +183,34 @@ fn bad_shapes_and_values_are_typed_errors() {
         let _ = loss.compute(&LossInput::views(a, short));
         let _ = loss.compute(&LossInput::views(empty, empty));
     }
+    // Barlow takes one weight (or a scalar), not one per example.
+    let barlow = Barlow::default();
+    let three = [1.0f32; 3];
+    let per_example = LossInput::views(a, a).with_sample_weight(SampleWeight::PerExample(&three));
+    assert!(matches!(
+        barlow.compute(&per_example),
+        Err(LossError::LengthMismatch { .. })
+    ));
+    // VicReg needs two rows.
+    let one = Embeddings::from_row_major(&ZA[..2], 1, 2).unwrap();
+    assert!(matches!(
+        VicReg::default().compute(&LossInput::views(one, one)),
+        Err(LossError::Unsupported { .. })
+    ));
+    // SimSiam broadcasts one row, but not two against three.
+    let simsiam = SimSiamLoss::default();
+    assert_eq!(
+        simsiam
+            .compute(&LossInput::views(one, a))
+            .unwrap()
+            .grad_queries
+            .len(),
+        2
+    );
+    assert!(matches!(
+        simsiam.compute(&LossInput::views(a, short)),
+        Err(LossError::LengthMismatch { .. })
+    ));
     // SimCLR needs as many rows in both views, and at least one.
     let simclr = SimCLRLoss::default();
     assert!(matches!(

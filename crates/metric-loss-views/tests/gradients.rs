@@ -3,7 +3,9 @@
 
 use metric_loss_core::MetricLoss;
 use metric_loss_testkit::{check_views_gradient, values};
-use metric_loss_views::{MultiNegativesRankLossConfig, SimCLRLossConfig};
+use metric_loss_views::{
+    BarlowConfig, MultiNegativesRankLossConfig, SimCLRLossConfig, SimSiamLossConfig, VicRegConfig,
+};
 
 const REDUCTIONS: [&str; 3] = ["auto", "sum", "none"];
 
@@ -56,5 +58,67 @@ fn simclr_gradients_match_finite_differences() {
             check(&loss, &a, &b, 4, None);
             check(&loss, &a, &b, 4, Some(&w));
         }
+    }
+}
+
+#[test]
+fn simsiam_gradients_match_finite_differences() {
+    let (a, b) = views(5, 4);
+    let w = [1.0, 0.0, 2.0, 0.5, 1.5];
+    for reduction in REDUCTIONS {
+        for projection in ["negative_cosine_sim", "cosine_distance", "angular_distance"] {
+            let loss = SimSiamLossConfig::default()
+                .reduction(reduction)
+                .projection_type(projection)
+                .build()
+                .unwrap();
+            check(&loss, &a, &b, 4, None);
+            check(&loss, &a, &b, 4, Some(&w));
+            // One row broadcast against five, on either side.
+            check(&loss, &a[..4], &b, 4, Some(&w));
+            check(&loss, &a, &b[..4], 4, None);
+        }
+    }
+}
+
+#[test]
+fn barlow_gradients_match_finite_differences() {
+    let (a, b) = views(6, 3);
+    for reduction in REDUCTIONS {
+        for lambda in [5e-3, 1.0, -0.1] {
+            let loss = BarlowConfig::default()
+                .reduction(reduction)
+                .lambda_(lambda)
+                .build()
+                .unwrap();
+            check(&loss, &a, &b, 3, None);
+            check(&loss, &a, &b, 3, Some(&[2.5]));
+        }
+    }
+}
+
+#[test]
+fn vicreg_gradients_match_finite_differences() {
+    // Columns of small spread, so that every variance hinge is active; and a wide one.
+    let (a, b) = views(5, 4);
+    let wide: Vec<f64> = b.iter().map(|v| 3.0 * v).collect();
+    let w = [1.0, 0.0, 2.0, 0.5, 1.5];
+    for reduction in ["none", "auto", "sum"] {
+        let loss = VicRegConfig::default()
+            .reduction(reduction)
+            .build()
+            .unwrap();
+        check(&loss, &a, &b, 4, None);
+        check(&loss, &a, &b, 4, Some(&w));
+        check(&loss, &a, &wide, 4, Some(&w));
+        let other = VicRegConfig::default()
+            .reduction(reduction)
+            .lambda_(1.0)
+            .mu(2.0)
+            .nu(25.0)
+            .std_const(1e-2)
+            .build()
+            .unwrap();
+        check(&other, &a, &wide, 4, None);
     }
 }
