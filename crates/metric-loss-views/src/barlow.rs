@@ -28,6 +28,8 @@ pub struct BarlowConfig {
     /// Keras's reduction name (default `"auto"`).
     pub reduction: String,
     /// The loss's name (default `None`).
+    /// Not written when `None` (TOML has no null); a config without it reads as the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The off-diagonal weight λ (default 0.005).
     pub lambda_: f64,

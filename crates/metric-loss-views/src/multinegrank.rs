@@ -32,6 +32,8 @@ pub struct MultiNegativesRankLossConfig {
     /// Keras's reduction name (default `"auto"`).
     pub reduction: String,
     /// The loss's name (default `"MultipleNegativesRankingLoss"`).
+    /// Not written when `None` (TOML has no null); a config without it reads as the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The distance (default `"inner_product"`, the only one TF accepts at the call).
     pub distance: String,

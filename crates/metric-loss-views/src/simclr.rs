@@ -32,6 +32,8 @@ pub struct SimCLRLossConfig {
     /// Keras's reduction name (default `"auto"`).
     pub reduction: String,
     /// The loss's name (default `None`).
+    /// Not written when `None` (TOML has no null); a config without it reads as the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The temperature T (default 0.05).
     pub temperature: f64,

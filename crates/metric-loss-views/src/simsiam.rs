@@ -42,6 +42,8 @@ pub struct SimSiamLossConfig {
     /// Keras's reduction name (default `"auto"`).
     pub reduction: String,
     /// The loss's name (default `None`).
+    /// Not written when `None` (TOML has no null); a config without it reads as the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// How the cosine similarity is projected (default `"negative_cosine_sim"`).
     pub projection_type: String,

@@ -29,6 +29,8 @@ pub struct VicRegConfig {
     /// Keras's reduction name (default `"none"`, TF's default for this loss).
     pub reduction: String,
     /// The loss's name (default `None`).
+    /// Not written when `None` (TOML has no null); a config without it reads as the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// ε inside the standard deviation (default 1e-4).
     pub std_const: f64,
