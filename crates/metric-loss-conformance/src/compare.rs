@@ -74,3 +74,32 @@ pub(crate) fn grad_row(
     }
     Ok(())
 }
+
+/// The worst gradient row error: `Ok` or the first row beyond `tol`, skipping `flagged`.
+pub(crate) fn gradient(
+    what: &str,
+    ours: &[f64],
+    theirs: &[f64],
+    dims: usize,
+    flagged: &[usize],
+    tol: f64,
+) -> Result<(), String> {
+    if ours.len() != theirs.len() {
+        return Err(format!(
+            "{what}: {} values, expected {}",
+            ours.len(),
+            theirs.len()
+        ));
+    }
+    let scale = 1.0 + theirs.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (row, (a, b)) in ours
+        .chunks(dims.max(1))
+        .zip(theirs.chunks(dims.max(1)))
+        .enumerate()
+    {
+        if !flagged.contains(&row) {
+            grad_row(row, a, b, scale, tol).map_err(|e| format!("{what}: {e}"))?;
+        }
+    }
+    Ok(())
+}

@@ -13,6 +13,8 @@ pub struct FixtureFile {
     pub path: String,
     /// `generator.dtype`: `"float32"` or `"float64"`.
     pub dtype: String,
+    /// `generator.loss`: the class the file is about, when the generator names it.
+    pub loss: Option<String>,
     /// The cases, as parsed JSON objects.
     pub cases: Vec<Value>,
 }
@@ -38,6 +40,7 @@ pub fn load(path: &Path) -> Result<FixtureFile, String> {
         .as_str()
         .unwrap_or("float32")
         .to_owned();
+    let loss = root["generator"]["loss"].as_str().map(str::to_owned);
     let cases = match root.get_mut("cases").map(Value::take) {
         Some(Value::Array(cases)) => cases,
         _ => return Err(format!("{}: no \"cases\" array", path.display())),
@@ -45,6 +48,7 @@ pub fn load(path: &Path) -> Result<FixtureFile, String> {
     Ok(FixtureFile {
         path: path.display().to_string(),
         dtype,
+        loss,
         cases,
     })
 }

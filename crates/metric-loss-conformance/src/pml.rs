@@ -16,7 +16,7 @@ use metric_loss_core::{
 use metric_loss_pml::{ContrastiveLossConfig, NTXentLossConfig, SupConLossConfig};
 use serde_json::Value;
 
-use crate::compare::{grad_row, scalar};
+use crate::compare::{gradient, scalar};
 use crate::fixture::{integers, number, numbers};
 use crate::{Outcome, Tolerance};
 
@@ -141,35 +141,6 @@ fn check<T: Float>(case: &Value, dtype: &str) -> Result<Outcome, String> {
     };
     let out = evaluate(loss.as_ref(), &call).map_err(|e| format!("call failed: {e}"))?;
     compare(case, &out, &call, Tolerance::for_dtype(dtype))
-}
-
-/// The worst gradient row error: `Ok` or the first row beyond `tol`, skipping `flagged`.
-fn gradient(
-    what: &str,
-    ours: &[f64],
-    theirs: &[f64],
-    dims: usize,
-    flagged: &[usize],
-    tol: f64,
-) -> Result<(), String> {
-    if ours.len() != theirs.len() {
-        return Err(format!(
-            "{what}: {} values, expected {}",
-            ours.len(),
-            theirs.len()
-        ));
-    }
-    let scale = 1.0 + theirs.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    for (row, (a, b)) in ours
-        .chunks(dims.max(1))
-        .zip(theirs.chunks(dims.max(1)))
-        .enumerate()
-    {
-        if !flagged.contains(&row) {
-            grad_row(row, a, b, scale, tol).map_err(|e| format!("{what}: {e}"))?;
-        }
-    }
-    Ok(())
 }
 
 fn compare<T: Float>(

@@ -163,7 +163,18 @@ impl<'a, T: Float> Batch<'a, T> {
         Ok(Self { labels, embeddings })
     }
 
-    /// One label per example.
+    /// Embeddings without labels: one view of a two-view input
+    /// ([`crate::LossInput::views`]). Kept inside the crate so that a labelled loss can
+    /// never be handed a batch whose label slice is shorter than its rows.
+    pub(crate) fn unlabelled(embeddings: Embeddings<'a, T>) -> Self {
+        Self {
+            labels: &[],
+            embeddings,
+        }
+    }
+
+    /// One label per example (empty for a view of a two-view input, which
+    /// [`crate::LossInput::validate`] rejects before any label is read).
     pub fn labels(&self) -> &'a [i64] {
         self.labels
     }
@@ -175,11 +186,11 @@ impl<'a, T: Float> Batch<'a, T> {
 
     /// Number of examples.
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.embeddings.rows()
     }
 
     /// True for an empty batch.
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.embeddings.rows() == 0
     }
 }

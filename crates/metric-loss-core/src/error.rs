@@ -196,6 +196,16 @@ pub enum LossError {
         /// What it returned, and what was expected.
         problem: String,
     },
+    /// A loss given the other kind of input: a labelled loss given two unlabelled views
+    /// ([`crate::LossInput::views`]), or a two-view loss given labelled embeddings
+    /// ([`crate::LossInput::new`]).
+    #[error("this loss takes {expected}, but the input is {got}")]
+    InputKind {
+        /// The input the loss takes.
+        expected: &'static str,
+        /// The input it was given.
+        got: &'static str,
+    },
     /// A precondition of a specific loss (for example a stateful loss given the wrong batch).
     #[error("{loss}: {message}")]
     Unsupported {

@@ -1,6 +1,9 @@
 //! What a loss is evaluated on: queries, optional keys, weights.
 
-use crate::{Batch, Float, LossError, SampleWeight};
+use crate::{Batch, Embeddings, Float, LossError, SampleWeight};
+
+const LABELLED: &str = "labelled embeddings (LossInput::new)";
+const VIEWS: &str = "two unlabelled views paired by row (LossInput::views)";
 
 /// The input of one loss evaluation.
 ///
@@ -17,6 +20,15 @@ use crate::{Batch, Float, LossError, SampleWeight};
 /// let input = LossInput::new(batch).with_sample_weight(SampleWeight::PerExample(&weights));
 /// assert!(input.validate().is_ok());
 /// ```
+///
+/// # Two views
+/// Self-supervised losses (TF Similarity's `SimCLRLoss`, `Barlow`, ...) take no labels but
+/// two embedding sets, row i of one paired with row i of the other:
+/// [`LossInput::views`]. View A is [`LossInput::queries`] and view B
+/// [`LossInput::keys`]; the output's `grad_queries` and `grad_keys` are the gradients with
+/// respect to each. A labelled loss rejects such an input ([`LossInput::validate`]), and a
+/// two-view loss rejects a labelled one ([`LossInput::validate_views`]), with
+/// [`LossError::InputKind`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LossInput<'a, T> {
     queries: Batch<'a, T>,
@@ -24,6 +36,7 @@ pub struct LossInput<'a, T> {
     remove_diagonal: bool,
     sample_weight: SampleWeight<'a, T>,
     gradient: bool,
+    views: bool,
 }
 
 impl<'a, T: Float> LossInput<'a, T> {
@@ -35,7 +48,44 @@ impl<'a, T: Float> LossInput<'a, T> {
             remove_diagonal: true,
             sample_weight: SampleWeight::None,
             gradient: true,
+            views: false,
         }
+    }
+
+    /// Two unlabelled views of the same examples: `a` (the queries) and `b` (the keys),
+    /// row i of `a` paired with row i of `b`. Whether their row counts must match is the
+    /// loss's rule (a ranking loss may take more keys than queries). No weights; gradient
+    /// requested.
+    ///
+    /// ```
+    /// use metric_loss_core::{Embeddings, LossError, LossInput};
+    /// let a = [1.0f32, 0.0, 0.8, 0.6];
+    /// let b = [0.8f32, 0.6, 0.0, 1.0];
+    /// let input = LossInput::views(
+    ///     Embeddings::from_row_major(&a, 2, 2)?,
+    ///     Embeddings::from_row_major(&b, 2, 2)?,
+    /// );
+    /// assert!(input.is_views());
+    /// assert_eq!(input.keys().embeddings().row(0), &[0.8, 0.6]);
+    /// assert!(input.validate_views().is_ok());
+    /// // A labelled loss refuses it.
+    /// assert!(matches!(input.validate(), Err(LossError::InputKind { .. })));
+    /// # Ok::<(), LossError>(())
+    /// ```
+    pub fn views(a: Embeddings<'a, T>, b: Embeddings<'a, T>) -> Self {
+        Self {
+            queries: Batch::unlabelled(a),
+            keys: Some(Batch::unlabelled(b)),
+            remove_diagonal: false,
+            sample_weight: SampleWeight::None,
+            gradient: true,
+            views: true,
+        }
+    }
+
+    /// True for a two-view input ([`LossInput::views`]).
+    pub fn is_views(&self) -> bool {
+        self.views
     }
 
     /// Uses a separate key set: distances are `queries x keys`, and the gradient with
@@ -102,7 +152,15 @@ impl<'a, T: Float> LossInput<'a, T> {
     ///
     /// # Errors
     /// The first [`LossError`] found.
+    ///
+    /// [`LossError::InputKind`] for a two-view input: it has no labels.
     pub fn validate(&self) -> Result<(), LossError> {
+        if self.views {
+            return Err(LossError::InputKind {
+                expected: LABELLED,
+                got: VIEWS,
+            });
+        }
         let q = self.queries.embeddings();
         if q.cols() == 0 && q.rows() > 0 {
             return Err(LossError::ZeroWidth {
@@ -132,5 +190,41 @@ impl<'a, T: Float> LossInput<'a, T> {
             k.check_finite("key embeddings")?;
         }
         self.sample_weight.check(self.queries.len())
+    }
+
+    /// What a two-view loss relies on: a two-view input whose views have the same
+    /// width, at least one column when there are rows, finite values, finite weights.
+    /// Row counts and the shape of the weights are each loss's rule.
+    ///
+    /// # Errors
+    /// [`LossError::InputKind`] for a labelled input, then the first shape or value error.
+    pub fn validate_views(&self) -> Result<(), LossError> {
+        if !self.views {
+            return Err(LossError::InputKind {
+                expected: VIEWS,
+                got: LABELLED,
+            });
+        }
+        let (a, b) = (self.queries.embeddings(), self.keys().embeddings());
+        for (x, what) in [(a, "view A"), (b, "view B")] {
+            if x.cols() == 0 && x.rows() > 0 {
+                return Err(LossError::ZeroWidth {
+                    what,
+                    rows: x.rows(),
+                });
+            }
+        }
+        if a.cols() != b.cols() && a.rows() > 0 && b.rows() > 0 {
+            return Err(LossError::DimensionMismatch {
+                queries: a.cols(),
+                keys: b.cols(),
+            });
+        }
+        a.check_finite("view A")?;
+        b.check_finite("view B")?;
+        match self.sample_weight {
+            SampleWeight::PerExample(w) => SampleWeight::PerExample(w).check(w.len()),
+            other => other.check(0),
+        }
     }
 }

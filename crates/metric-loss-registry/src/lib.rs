@@ -46,6 +46,11 @@
 //! | `ContrastiveLoss` | [`ContrastiveLoss`] | [`metric_loss_pml::ContrastiveLossConfig`] (pytorch-metric-learning's keywords) |
 //! | `NTXentLoss` | [`NTXentLoss`] | [`metric_loss_pml::NTXentLossConfig`] |
 //! | `SupConLoss` | [`SupConLoss`] | [`metric_loss_pml::SupConLossConfig`] |
+//! | `MultiNegativesRankLoss` | [`MultiNegativesRankLoss`] | [`metric_loss_views::MultiNegativesRankLossConfig`] (two views: `LossInput::views`) |
+//! | `SimCLRLoss` | [`SimCLRLoss`] | [`metric_loss_views::SimCLRLossConfig`] |
+//! | `SimSiamLoss` | [`SimSiamLoss`] | [`metric_loss_views::SimSiamLossConfig`] |
+//! | `Barlow` | [`Barlow`] | [`metric_loss_views::BarlowConfig`] |
+//! | `VicReg` | [`VicReg`] | [`metric_loss_views::VicRegConfig`] |
 //!
 //! Each is read through its config's `build()`, so an invalid value is a
 //! [`RegistryError::InvalidValue`] carrying the loss's [`LossError`], and `get_config`
@@ -181,6 +186,7 @@ use metric_loss_core::{LossError, LossInput, LossOutput, MetricLoss, Reduction, 
 use metric_loss_losses::{CircleLoss, MultiSimilarityLoss, PNLoss, SoftNearestNeighborLoss, XBM};
 use metric_loss_pml::{ContrastiveLoss, NTXentLoss, SupConLoss};
 use metric_loss_triplet::TripletLoss;
+use metric_loss_views::{Barlow, MultiNegativesRankLoss, SimCLRLoss, SimSiamLoss, VicReg};
 
 pub use error::RegistryError;
 pub use format::Format;
@@ -256,6 +262,31 @@ impl RegisteredLoss for NTXentLoss {}
 /// [`metric_loss_pml::SupConLossConfig`].
 #[typetag::serde(name = "SupConLoss")]
 impl RegisteredLoss for SupConLoss {}
+
+/// TF Similarity's `MultiNegativesRankLoss` (a two-view loss); its config is
+/// [`metric_loss_views::MultiNegativesRankLossConfig`], which keeps `scale`.
+#[typetag::serde(name = "MultiNegativesRankLoss")]
+impl RegisteredLoss for MultiNegativesRankLoss {}
+
+/// TF Similarity's `SimCLRLoss` (a two-view loss); its config is
+/// [`metric_loss_views::SimCLRLossConfig`].
+#[typetag::serde(name = "SimCLRLoss")]
+impl RegisteredLoss for SimCLRLoss {}
+
+/// TF Similarity's `SimSiamLoss` (a two-view loss); its config is
+/// [`metric_loss_views::SimSiamLossConfig`].
+#[typetag::serde(name = "SimSiamLoss")]
+impl RegisteredLoss for SimSiamLoss {}
+
+/// TF Similarity's `Barlow` (a two-view loss); its config is
+/// [`metric_loss_views::BarlowConfig`].
+#[typetag::serde(name = "Barlow")]
+impl RegisteredLoss for Barlow {}
+
+/// TF Similarity's `VicReg` (a two-view loss); its config is
+/// [`metric_loss_views::VicRegConfig`].
+#[typetag::serde(name = "VicReg")]
+impl RegisteredLoss for VicReg {}
 
 impl dyn RegisteredLoss {
     /// The loss as a plain `Box<dyn MetricLoss>`, for APIs that take one (the same as the

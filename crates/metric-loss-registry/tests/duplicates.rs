@@ -51,15 +51,20 @@ fn duplicates_are_listed_and_refused() {
     assert_eq!(
         registered_names(),
         vec![
+            "Barlow",
             "CircleLoss",
             "ContrastiveLoss",
+            "MultiNegativesRankLoss",
             "MultiSimilarityLoss",
             "NTXentLoss",
             "PNLoss",
+            "SimCLRLoss",
+            "SimSiamLoss",
             "SoftNearestNeighborLoss",
             "SupConLoss",
             "TripletLoss",
             "Twin",
+            "VicReg",
             "XBM"
         ]
     );

@@ -36,7 +36,7 @@ fn unknown_class_lists_the_registered_names() {
     assert!(registered.contains(&"TripletLoss".to_owned()));
     assert!(
         e.to_string().contains(
-            "registered losses: CircleLoss, ContrastiveLoss, MultiSimilarityLoss, NTXentLoss, PNLoss, SoftNearestNeighborLoss, SupConLoss, TripletLoss, XBM"
+            "registered losses: Barlow, CircleLoss, ContrastiveLoss, MultiNegativesRankLoss, MultiSimilarityLoss, NTXentLoss, PNLoss, SimCLRLoss, SimSiamLoss, SoftNearestNeighborLoss, SupConLoss, TripletLoss, VicReg, XBM"
         ),
         "{e}"
     );

@@ -3,15 +3,20 @@
 use metric_loss_registry::{catalog, duplicate_names, registered_names};
 
 /// The losses this crate registers itself, sorted: TF Similarity's class names.
-const BUILT_IN: [&str; 9] = [
+const BUILT_IN: [&str; 14] = [
+    "Barlow",
     "CircleLoss",
     "ContrastiveLoss",
+    "MultiNegativesRankLoss",
     "MultiSimilarityLoss",
     "NTXentLoss",
     "PNLoss",
+    "SimCLRLoss",
+    "SimSiamLoss",
     "SoftNearestNeighborLoss",
     "SupConLoss",
     "TripletLoss",
+    "VicReg",
     "XBM",
 ];
 
@@ -52,7 +57,7 @@ fn catalog_lists_every_name() {
     );
     let text = c.to_string();
     assert!(
-        text.contains("losses (class_name): CircleLoss, ContrastiveLoss, MultiSimilarityLoss, NTXentLoss, PNLoss, SoftNearestNeighborLoss, SupConLoss, TripletLoss, XBM\n"),
+        text.contains("losses (class_name): Barlow, CircleLoss, ContrastiveLoss, MultiNegativesRankLoss, MultiSimilarityLoss, NTXentLoss, PNLoss, SimCLRLoss, SimSiamLoss, SoftNearestNeighborLoss, SupConLoss, TripletLoss, VicReg, XBM\n"),
         "{text}"
     );
     for needle in [

@@ -19,15 +19,20 @@ fn the_other_crates_loss_is_registered_once() {
     assert_eq!(
         registered_names(),
         vec![
+            "Barlow",
             "CircleLoss",
             "ContrastiveLoss",
+            "MultiNegativesRankLoss",
             "MultiSimilarityLoss",
             "NTXentLoss",
             "PNLoss",
             "ScaledNorm",
+            "SimCLRLoss",
+            "SimSiamLoss",
             "SoftNearestNeighborLoss",
             "SupConLoss",
             "TripletLoss",
+            "VicReg",
             "XBM"
         ]
     );
@@ -95,7 +100,7 @@ fn the_other_crates_errors_are_typed() {
     let e = from_str("class_name = \"Nope\"", Format::Toml).unwrap_err();
     assert!(
         e.to_string()
-            .contains("PNLoss, ScaledNorm, SoftNearestNeighborLoss, SupConLoss, TripletLoss"),
+            .contains("PNLoss, ScaledNorm, SimCLRLoss, SimSiamLoss, SoftNearestNeighborLoss, SupConLoss, TripletLoss"),
         "{e}"
     );
 }

@@ -10,14 +10,19 @@ fn a_crate_that_is_never_named_registers_nothing() {
     assert_eq!(
         registered_names(),
         vec![
+            "Barlow",
             "CircleLoss",
             "ContrastiveLoss",
+            "MultiNegativesRankLoss",
             "MultiSimilarityLoss",
             "NTXentLoss",
             "PNLoss",
+            "SimCLRLoss",
+            "SimSiamLoss",
             "SoftNearestNeighborLoss",
             "SupConLoss",
             "TripletLoss",
+            "VicReg",
             "XBM"
         ]
     );

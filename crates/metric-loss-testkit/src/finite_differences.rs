@@ -1,7 +1,7 @@
 //! The analytic gradient of any [`MetricLoss`] against central finite differences, in f64.
 
 use metric_loss_core::{
-    Batch, Embeddings, LossError, LossInput, MetricLoss, MetricLossExt, SampleWeight,
+    Batch, Embeddings, LossError, LossInput, LossOutput, MetricLoss, MetricLossExt, SampleWeight,
 };
 
 /// A batch to differentiate at: labels, row-major embeddings of width `dims`, optional
@@ -112,27 +112,92 @@ pub fn check_gradient(
     let analytic = loss
         .compute(&point.input(point.queries, keys).map_err(fail)?)
         .map_err(fail)?;
+    let eval = |q: &[f64], k: Option<&[f64]>| point.loss(loss, q, k);
+    differences(
+        loss.name(),
+        point.dims,
+        (point.queries, keys),
+        &analytic,
+        &eval,
+        (step, tolerance),
+    )
+}
+
+/// Like [`check_gradient`] for a two-view loss: views `a` and `b` (row-major, width
+/// `dims`, [`LossInput::views`]), optional per-example weights; both views' gradients
+/// (`grad_queries`, `grad_keys`) are checked.
+///
+/// # Errors
+/// A message naming the entry (`queries` for view A, `keys` for view B), both values and
+/// the tolerance; or the loss's own error.
+pub fn check_views_gradient(
+    loss: &dyn MetricLoss,
+    (a, b, dims): (&[f64], &[f64], usize),
+    weights: Option<&[f64]>,
+    step: f64,
+    tolerance: f64,
+) -> Result<(), String> {
+    let fail = |e: LossError| format!("{}: {e}", loss.name());
+    let views = |qa: &[f64], qb: &[f64], gradient: bool| -> Result<_, LossError> {
+        let rows = |x: &[f64]| x.len().checked_div(dims).unwrap_or(0);
+        let mut input = LossInput::views(
+            Embeddings::from_row_major(qa, rows(qa), dims)?,
+            Embeddings::from_row_major(qb, rows(qb), dims)?,
+        );
+        if let Some(w) = weights {
+            input = input.with_sample_weight(SampleWeight::PerExample(w));
+        }
+        if !gradient {
+            input = input.without_gradient();
+        }
+        loss.compute(&input)
+    };
+    let analytic = views(a, b, true).map_err(fail)?;
+    let eval = |qa: &[f64], qb: Option<&[f64]>| Ok(views(qa, qb.unwrap_or(b), false)?.loss);
+    differences(
+        loss.name(),
+        dims,
+        (a, Some(b)),
+        &analytic,
+        &eval,
+        (step, tolerance),
+    )
+}
+
+/// The loss as a function of the queries and (separate) keys.
+type Eval<'e> = dyn Fn(&[f64], Option<&[f64]>) -> Result<f64, LossError> + 'e;
+
+/// Central differences of `eval` at every entry of the queries, then of the keys, against
+/// `analytic`'s gradients.
+fn differences(
+    name: &str,
+    dims: usize,
+    (queries, keys): (&[f64], Option<&[f64]>),
+    analytic: &LossOutput<f64>,
+    eval: &Eval<'_>,
+    (step, tolerance): (f64, f64),
+) -> Result<(), String> {
+    let fail = |e: LossError| format!("{name}: {e}");
     let compare = |side: &str, at: usize, got: f64, plus: f64, minus: f64| {
         let numeric = (plus - minus) / (2.0 * step);
         if (got - numeric).abs() > tolerance * (1.0 + numeric.abs()) {
             Err(format!(
-                "{}: d loss / d {side}[{}][{}] is {got} analytically but {numeric} by finite \
+                "{name}: d loss / d {side}[{}][{}] is {got} analytically but {numeric} by finite \
                  differences (tolerance {tolerance})",
-                loss.name(),
-                at / point.dims,
-                at % point.dims
+                at / dims,
+                at % dims
             ))
         } else {
             Ok(())
         }
     };
-    let mut x = point.queries.to_vec();
+    let mut x = queries.to_vec();
     for t in 0..x.len() {
         let v = x[t];
         x[t] = v + step;
-        let plus = point.loss(loss, &x, keys).map_err(fail)?;
+        let plus = eval(&x, keys).map_err(fail)?;
         x[t] = v - step;
-        let minus = point.loss(loss, &x, keys).map_err(fail)?;
+        let minus = eval(&x, keys).map_err(fail)?;
         x[t] = v;
         compare("queries", t, analytic.grad_queries[t], plus, minus)?;
     }
@@ -141,9 +206,9 @@ pub fn check_gradient(
         for t in 0..k.len() {
             let v = k[t];
             k[t] = v + step;
-            let plus = point.loss(loss, point.queries, Some(&k)).map_err(fail)?;
+            let plus = eval(queries, Some(&k)).map_err(fail)?;
             k[t] = v - step;
-            let minus = point.loss(loss, point.queries, Some(&k)).map_err(fail)?;
+            let minus = eval(queries, Some(&k)).map_err(fail)?;
             k[t] = v;
             compare("keys", t, analytic.grad_keys[t], plus, minus)?;
         }

@@ -19,7 +19,7 @@ mod alloc_count;
 mod finite_differences;
 
 pub use alloc_count::{allocations, CountingAllocator};
-pub use finite_differences::{check_gradient, GradientPoint};
+pub use finite_differences::{check_gradient, check_views_gradient, GradientPoint};
 
 use metric_loss_core::LossOutput;
 use proptest::prelude::*;

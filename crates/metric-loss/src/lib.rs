@@ -33,6 +33,7 @@
 //! | `triplet` | `metric-loss-triplet` | `TripletLoss`, its typed `TripletLossBuilder` and its `TripletLossConfig`; the driver of every loss on mined anchors (`MinedLoss`, `MinedParts`, `mined_metric_loss!`) |
 //! | `losses` | `metric-loss-losses` | `PNLoss`, `MultiSimilarityLoss`, `CircleLoss`, `SoftNearestNeighborLoss`, `XBM` |
 //! | `pml` | `metric-loss-pml` | pytorch-metric-learning's `ContrastiveLoss`, `NTXentLoss`, `SupConLoss`, its distances and reducers |
+//! | `views` | `metric-loss-views` | TF Similarity's two-view losses: `MultiNegativesRankLoss`, `SimCLRLoss`, `SimSiamLoss`, `Barlow`, `VicReg` (on `LossInput::views`) |
 //! | `registry` | `metric-loss-registry` | any loss, yours included, from a config file (`load`, `from_str`) and back (`get_config`) |
 //! | `candle` | `metric-loss-candle` | any loss as a candle operation with its backward pass |
 //!
@@ -48,7 +49,8 @@
 //! | `triplet` | yes | `metric_loss::triplet` (`TripletLoss`); turns on `distances` and `mining` |
 //! | `losses` | yes | `metric_loss::losses`; turns on `triplet` |
 //! | `pml` | yes | `metric_loss::pml`; turns on `triplet` and `serde` |
-//! | `registry` | yes | `metric_loss::registry`, JSON configs; turns on `losses`, `pml` and `serde` |
+//! | `views` | yes | `metric_loss::views`; turns on `serde` |
+//! | `registry` | yes | `metric_loss::registry`, JSON configs; turns on `losses`, `pml`, `views` and `serde` |
 //! | `serde` | yes | `Serialize` / `Deserialize` for the loss configs and the losses |
 //! | `toml` | yes | TOML configs in the registry |
 //! | `yaml` | yes | YAML configs in the registry |
@@ -88,6 +90,10 @@ pub use metric_loss_losses as losses;
 #[doc(inline)]
 pub use metric_loss_pml as pml;
 
+#[cfg(feature = "views")]
+#[doc(inline)]
+pub use metric_loss_views as views;
+
 #[cfg(feature = "registry")]
 #[doc(inline)]
 pub use metric_loss_registry as registry;
@@ -125,6 +131,9 @@ pub mod prelude {
     #[cfg(feature = "pml")]
     pub use metric_loss_pml::{ContrastiveLoss, NTXentLoss, SupConLoss};
 
+    #[cfg(feature = "views")]
+    pub use metric_loss_views::{Barlow, MultiNegativesRankLoss, SimCLRLoss, SimSiamLoss, VicReg};
+
     #[cfg(feature = "registry")]
     pub use metric_loss_registry::{ConfigExt, Format, RegisteredLoss};
 
@@ -155,6 +164,8 @@ mod workspace_readmes {
     struct Losses;
     #[doc = include_str!("../../metric-loss-pml/README.md")]
     struct Pml;
+    #[doc = include_str!("../../metric-loss-views/README.md")]
+    struct Views;
     #[doc = include_str!("../../metric-loss-registry/README.md")]
     struct Registry;
 }

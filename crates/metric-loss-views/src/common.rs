@@ -1,0 +1,232 @@
+//! What the five losses share: TF's row L2 normalisation, Keras's sample weights and
+//! reduction, the matrix products, and the `MetricLoss` / serde plumbing.
+
+use metric_loss_core::{Embeddings, Float, LossError, LossInput, Reduction, SampleWeight};
+
+/// `tf.math.l2_normalize`'s epsilon: rows are divided by √max(‖x‖², 10⁻¹²).
+pub(crate) const NORM_EPSILON: f64 = 1e-12;
+
+/// The rows of one view divided by their norms, as `tf.math.l2_normalize` does.
+pub(crate) struct Normalized<T> {
+    /// x̂, row-major.
+    pub(crate) rows: Vec<T>,
+    /// rᵢ = 1/√max(sᵢ, ε).
+    scale: Vec<T>,
+    /// Whether sᵢ ≥ ε: the norm, not the clamp, takes the gradient (a tie goes to sᵢ).
+    by_norm: Vec<bool>,
+}
+
+impl<T: Float> Normalized<T> {
+    /// Normalises every row of `x`. A zero row stays zero (times 10⁶); a row whose squared
+    /// norm overflows gets r = 0 and becomes a zero row, as in TF.
+    pub(crate) fn new(x: Embeddings<'_, T>) -> Self {
+        let eps = T::from_f64(NORM_EPSILON);
+        let mut out = Self {
+            rows: Vec::with_capacity(x.as_slice().len()),
+            scale: Vec::with_capacity(x.rows()),
+            by_norm: Vec::with_capacity(x.rows()),
+        };
+        for i in 0..x.rows() {
+            let row = x.row(i);
+            let s = row.iter().fold(T::ZERO, |acc, v| acc + *v * *v);
+            let r = T::ONE / s.max(eps).sqrt();
+            out.rows.extend(row.iter().map(|v| *v * r));
+            out.scale.push(r);
+            out.by_norm.push(s >= eps);
+        }
+        out
+    }
+
+    /// The gradient with respect to x given `g` = ∂/∂x̂ (both row-major like `x`):
+    /// gᵢrᵢ − xᵢrᵢ³(gᵢ·xᵢ) where the norm was used, gᵢrᵢ where the clamp was.
+    pub(crate) fn backward(&self, x: Embeddings<'_, T>, g: &[T], out: &mut [T]) {
+        let d = x.cols();
+        for i in 0..x.rows() {
+            let (row, gi) = (x.row(i), &g[i * d..(i + 1) * d]);
+            let r = self.scale[i];
+            let along = if self.by_norm[i] {
+                let dot = row
+                    .iter()
+                    .zip(gi)
+                    .fold(T::ZERO, |acc, (a, b)| acc + *a * *b);
+                r * r * r * dot
+            } else {
+                T::ZERO
+            };
+            for ((o, gv), xv) in out[i * d..(i + 1) * d].iter_mut().zip(gi).zip(row) {
+                *o = *gv * r - *xv * along;
+            }
+        }
+    }
+}
+
+/// Keras's weighting and reduction of a loss's output tensor, flattened row-major with
+/// `per_row` entries per example (a weight of shape `[n]` weights rows, a scalar weight
+/// everything). Returns the reduced loss (summed in f64) and the factor each weighted entry
+/// has in it, which is also each entry's upstream gradient over its weight.
+pub(crate) fn keras_reduce<T: Float>(
+    values: &[T],
+    per_row: usize,
+    weights: &SampleWeight<'_, T>,
+    reduction: Reduction,
+) -> (T, T) {
+    let scale = reduction.example_scale(values.len());
+    let sum: f64 = values
+        .iter()
+        .enumerate()
+        .map(|(e, v)| {
+            let w = weights.get(e / per_row.max(1));
+            // A zero weight removes its entry even where the entry is huge.
+            if w == T::ZERO {
+                0.0
+            } else {
+                (w * *v).to_f64()
+            }
+        })
+        .sum();
+    (T::from_f64(sum * scale), T::from_f64(scale))
+}
+
+/// Checks that both views have `n` rows (view A's count).
+pub(crate) fn same_rows<T: Float>(
+    a: Embeddings<'_, T>,
+    b: Embeddings<'_, T>,
+) -> Result<usize, LossError> {
+    if a.rows() == b.rows() {
+        Ok(a.rows())
+    } else {
+        Err(LossError::LengthMismatch {
+            what: "view B",
+            got: b.rows(),
+            reference: "view A",
+            expected: a.rows(),
+        })
+    }
+}
+
+/// The two views of a validated two-view input and their common width, checked also
+/// when one view is empty (each view's gradient has its own width).
+pub(crate) fn two_views<'a, T: Float>(
+    input: &LossInput<'a, T>,
+) -> Result<(Embeddings<'a, T>, Embeddings<'a, T>, usize), LossError> {
+    input.validate_views()?;
+    let (a, b) = (input.queries().embeddings(), input.keys().embeddings());
+    if a.cols() != b.cols() {
+        return Err(LossError::DimensionMismatch {
+            queries: a.cols(),
+            keys: b.cols(),
+        });
+    }
+    Ok((a, b, a.cols()))
+}
+
+/// A finite hyper-parameter, or [`LossError::InvalidParameter`].
+pub(crate) fn finite(name: &'static str, value: f64) -> Result<f64, LossError> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(LossError::InvalidParameter {
+            name,
+            value,
+            expected: "a finite number",
+        })
+    }
+}
+
+/// `alpha · A Bᵀ` for row-major `A` (n×d) and `B` (m×d): the n×m matrix of scaled dot
+/// products.
+pub(crate) fn a_bt<T: Float>(a: &[T], n: usize, b: &[T], m: usize, d: usize, alpha: T) -> Vec<T> {
+    let mut c = vec![T::ZERO; n * m];
+    T::gemm(
+        n,
+        d,
+        m,
+        alpha,
+        (a, d, 1),
+        (b, 1, d),
+        T::ZERO,
+        (&mut c, m, 1),
+    );
+    c
+}
+
+/// `C += alpha · op(M) X` for a square or rectangular row-major `M` (rows×inner, or
+/// inner×rows when `transpose`) and a row-major `X` (inner×d), into `C` (rows×d).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn add_product<T: Float>(
+    c: &mut [T],
+    m: &[T],
+    transpose: bool,
+    rows: usize,
+    inner: usize,
+    x: &[T],
+    d: usize,
+    alpha: T,
+) {
+    let strides = if transpose { (1, rows) } else { (inner, 1) };
+    T::gemm(
+        rows,
+        inner,
+        d,
+        alpha,
+        (m, strides.0, strides.1),
+        (x, d, 1),
+        T::ONE,
+        (c, d, 1),
+    );
+}
+
+/// `MetricLoss` for a two-view loss with a generic `run(&self, input, out)`, its name
+/// (the configured one, or the class name) and its Keras reduction.
+macro_rules! view_metric_loss {
+    ($loss:ident, $config:ident) => {
+        impl metric_loss_core::MetricLoss for $loss {
+            fn name(&self) -> &str {
+                self.name.as_deref().unwrap_or(stringify!($loss))
+            }
+
+            fn compute_f32(
+                &self,
+                input: &metric_loss_core::LossInput<'_, f32>,
+                _: &mut metric_loss_core::Workspace,
+                out: &mut metric_loss_core::LossOutput<f32>,
+            ) -> Result<(), metric_loss_core::LossError> {
+                self.run(input, out)?;
+                out.check_finite(metric_loss_core::AllowNonFinite::Never)
+            }
+
+            fn compute_f64(
+                &self,
+                input: &metric_loss_core::LossInput<'_, f64>,
+                _: &mut metric_loss_core::Workspace,
+                out: &mut metric_loss_core::LossOutput<f64>,
+            ) -> Result<(), metric_loss_core::LossError> {
+                self.run(input, out)?;
+                out.check_finite(metric_loss_core::AllowNonFinite::Never)
+            }
+
+            fn reduction(&self) -> metric_loss_core::Reduction {
+                self.reduction
+            }
+        }
+
+        #[doc = concat!("A `", stringify!($loss), "` serialises as its config (TF Similarity's `get_config`).")]
+        impl serde::Serialize for $loss {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.config().serialize(serializer)
+            }
+        }
+
+        #[doc = concat!("A `", stringify!($loss), "` deserialises from its config, validated by `build`: invalid arguments are a deserialisation error.")]
+        impl<'de> serde::Deserialize<'de> for $loss {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                use serde::de::Error as _;
+                $config::deserialize(deserializer)?
+                    .build()
+                    .map_err(D::Error::custom)
+            }
+        }
+    };
+}
+
+pub(crate) use view_metric_loss;

@@ -1,0 +1,236 @@
+//! `MultiNegativesRankLoss`: the multiple-negatives ranking loss of Henderson et al.
+//! (2017), as TF Similarity 0.17.1 computes it.
+
+use metric_loss_core::{config_setters, Float, LossError, LossInput, LossOutput, Reduction};
+use metric_loss_distances::DistanceKind;
+
+use crate::common::{a_bt, add_product, finite, keras_reduce, two_views, view_metric_loss};
+
+/// `MultiNegativesRankLoss`'s arguments with TF Similarity 0.17.1's names and defaults, not
+/// yet validated.
+///
+/// | key | default | meaning |
+/// | --- | --- | --- |
+/// | `name` | `"MultipleNegativesRankingLoss"` | |
+/// | `distance` | `"inner_product"` | must name the inner product (`"ip"`, any case, surrounding spaces ignored) |
+/// | `scale` | 20.0 | the similarities' multiplier, any finite number (0 and negative values accepted, as in TF) |
+/// | `reduction` | `"auto"` | Keras's reduction name |
+///
+/// Unlike TF's `get_config`, the config keeps `scale`, so that a loss read back from it is
+/// the same loss; and `distance` is the canonical name, not a `Distance` object.
+///
+/// ```
+/// use metric_loss_views::MultiNegativesRankLossConfig;
+/// let loss = MultiNegativesRankLossConfig::default().scale(5.0).build()?;
+/// assert_eq!(loss.config().scale, 5.0);
+/// assert!(MultiNegativesRankLossConfig::default().distance("cosine").build().is_err());
+/// # Ok::<(), metric_loss_core::LossError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MultiNegativesRankLossConfig {
+    /// Keras's reduction name (default `"auto"`).
+    pub reduction: String,
+    /// The loss's name (default `"MultipleNegativesRankingLoss"`).
+    /// Not written when `None` (TOML has no null); a config without it reads as the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The distance (default `"inner_product"`, the only one TF accepts at the call).
+    pub distance: String,
+    /// The multiplier of the similarities (default 20).
+    pub scale: f64,
+}
+
+impl Default for MultiNegativesRankLossConfig {
+    fn default() -> Self {
+        Self {
+            reduction: "auto".into(),
+            name: Some("MultipleNegativesRankingLoss".into()),
+            distance: "inner_product".into(),
+            scale: 20.0,
+        }
+    }
+}
+
+impl MultiNegativesRankLossConfig {
+    config_setters! {
+        /// Sets `reduction`.
+        reduction: impl Into<String>,
+        /// Sets `name`.
+        name: Option<String>,
+        /// Sets `distance`.
+        distance: impl Into<String>,
+        /// Sets `scale`.
+        scale: f64,
+    }
+
+    /// Validates the arguments.
+    ///
+    /// # Errors
+    /// [`LossError::UnknownReduction`]; [`LossError::UnknownDistance`] for a name TF does
+    /// not know; [`LossError::Unsupported`] for a known distance other than the inner
+    /// product (TF constructs it and raises at the first call);
+    /// [`LossError::InvalidParameter`] for a non-finite scale.
+    pub fn build(&self) -> Result<MultiNegativesRankLoss, LossError> {
+        let reduction = self.reduction.parse()?;
+        let kind = DistanceKind::from_name(&self.distance)?;
+        if kind != DistanceKind::InnerProduct {
+            return Err(LossError::Unsupported {
+                loss: "MultiNegativesRankLoss".into(),
+                message: format!(
+                    "distance must be inner_product (or \"ip\"), got {:?}",
+                    self.distance
+                ),
+            });
+        }
+        Ok(MultiNegativesRankLoss {
+            name: self.name.clone(),
+            scale: finite("scale", self.scale)?,
+            reduction,
+        })
+    }
+}
+
+/// TF Similarity's `MultiNegativesRankLoss`: query i's positive is key i, every other key
+/// is a negative.
+///
+/// # Input
+/// [`LossInput::views`] with the queries (n×d) as view A and the keys (m×d) as view B; n
+/// and m may differ. Nothing is normalised: give unit rows for cosine similarities.
+///
+/// # Formula
+/// With S = scale · Q Kᵀ, k = min(n, m) and sⱼ = Sⱼⱼ:
+///
+/// - Lᵢ = ln(1 + Σⱼ e^{Sᵢⱼ}) (TF's log-sum-exp helper adds an implicit logit 0, computed
+///   stably around the row's maximum);
+/// - the output is the n×k matrix Eᵢⱼ = Lᵢ − sⱼ, row-major in
+///   [`LossOutput::per_example`] (not a vector of n values, as for the labelled losses);
+/// - the default reduction is its mean: mean Lᵢ − mean sⱼ.
+///
+/// Only Eᵢᵢ is an anchor's own loss; off-diagonal entries mix two anchors and can be
+/// negative, and so can the loss when there are fewer keys than queries.
+///
+/// # Sample weights
+/// As Keras broadcasts a weight of shape `[n]` against the n×k output: weight i multiplies
+/// row i, so a zero weight removes Lᵢ but not sᵢ. TF's per-entry weights of shape [n, k] are
+/// not taken ([`metric_loss_core::SampleWeight`] holds per-example weights).
+///
+/// # Gradient
+/// Both views: ∂/∂Q = scale · ∂S K and ∂/∂K = scale · ∂Sᵀ Q, with
+/// ∂Lᵢ/∂Sᵢⱼ = e^{Sᵢⱼ} / (1 + Σₗ e^{Sᵢₗ}).
+///
+/// # Differences from TF Similarity 0.17.1
+/// - A distance other than the inner product is rejected by `build` (TF raises at the
+///   first call); the config keeps `scale` (TF's drops it).
+/// - Similarities that overflow the dtype are [`LossError::NonFiniteResult`] (TF: ±∞ or
+///   NaN).
+/// - float64 works (TF: a float32 mask makes it fail).
+///
+/// ```
+/// use metric_loss_core::{Embeddings, LossInput, MetricLossExt};
+/// use metric_loss_views::MultiNegativesRankLoss;
+///
+/// let q = [1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0];
+/// let k = [0.8f32, 0.6, 0.0, 1.0, -0.6, -0.8];
+/// let input = LossInput::views(
+///     Embeddings::from_row_major(&q, 3, 2)?,
+///     Embeddings::from_row_major(&k, 3, 2)?,
+/// );
+/// let out = MultiNegativesRankLoss::default().compute(&input)?;
+/// assert!((out.loss - 14.66689).abs() < 1e-4);
+/// assert_eq!(out.per_example.len(), 9); // the 3 x 3 matrix E
+/// # Ok::<(), metric_loss_core::LossError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultiNegativesRankLoss {
+    name: Option<String>,
+    scale: f64,
+    reduction: Reduction,
+}
+
+impl Default for MultiNegativesRankLoss {
+    fn default() -> Self {
+        MultiNegativesRankLossConfig::default()
+            .build()
+            .expect("the defaults are valid")
+    }
+}
+
+impl MultiNegativesRankLoss {
+    /// The arguments, as [`MultiNegativesRankLossConfig`] (with `scale`).
+    pub fn config(&self) -> MultiNegativesRankLossConfig {
+        MultiNegativesRankLossConfig {
+            reduction: self.reduction.name().into(),
+            name: self.name.clone(),
+            distance: DistanceKind::InnerProduct.name().into(),
+            scale: self.scale,
+        }
+    }
+
+    fn run<T: Float>(
+        &self,
+        input: &LossInput<'_, T>,
+        out: &mut LossOutput<T>,
+    ) -> Result<(), LossError> {
+        let (q, keys, d) = two_views(input)?;
+        let (n, m) = (q.rows(), keys.rows());
+        let weights = input.sample_weight();
+        weights.check(n)?;
+        let k = n.min(m);
+        let scale = T::from_f64(self.scale);
+        // The product first, then the scale: TF rounds the two steps separately.
+        let mut s = a_bt(q.as_slice(), n, keys.as_slice(), m, d, T::ONE);
+        s.iter_mut().for_each(|v| *v *= scale);
+        let positives: Vec<T> = (0..k).map(|j| s[j * m + j]).collect();
+        // Lᵢ; the row is turned into its softmax (with the implicit 0 logit) in place.
+        let mut lse = vec![T::ZERO; n];
+        for (i, row) in s.chunks_mut(m.max(1)).take(n).enumerate() {
+            let top = row
+                .iter()
+                .fold(T::from_f64(f64::NEG_INFINITY), |a, v| a.max(*v));
+            let c = if top.is_finite() { top } else { T::ZERO };
+            let mut sum = (-c).exp();
+            for v in row.iter_mut() {
+                *v = (*v - c).exp();
+                sum += *v;
+            }
+            lse[i] = sum.ln() + c;
+            row.iter_mut().for_each(|v| *v = *v / sum);
+        }
+        out.reset(n, m, d, input.wants_gradient());
+        out.per_example.clear();
+        for li in &lse {
+            out.per_example
+                .extend(positives.iter().map(|sj| -*sj + *li));
+        }
+        let (loss, red) = keras_reduce(&out.per_example, k, &weights, self.reduction);
+        out.loss = loss;
+        if !input.wants_gradient() || k == 0 {
+            return Ok(());
+        }
+        // ∂Lᵢ = Σⱼ Gᵢⱼ = k·red·wᵢ and ∂sⱼ = −Σᵢ Gᵢⱼ = −red·Σᵢ wᵢ.
+        let k_t = T::from_f64(k as f64);
+        let total_weight = (0..n).fold(T::ZERO, |a, i| a + weights.get(i));
+        for (i, row) in s.chunks_mut(m).enumerate() {
+            let g = k_t * red * weights.get(i);
+            row.iter_mut().for_each(|p| *p *= g);
+        }
+        for j in 0..k {
+            s[j * m + j] -= red * total_weight;
+        }
+        add_product(
+            &mut out.grad_queries,
+            &s,
+            false,
+            n,
+            m,
+            keys.as_slice(),
+            d,
+            scale,
+        );
+        add_product(&mut out.grad_keys, &s, true, m, n, q.as_slice(), d, scale);
+        Ok(())
+    }
+}
+
+view_metric_loss!(MultiNegativesRankLoss, MultiNegativesRankLossConfig);
