@@ -111,11 +111,14 @@ type Computed<'py> = (
 );
 
 /// The arguments of one evaluation, before their dtype is known.
+/// Without labels it is a two-view call: the embeddings are view A, the keys view B.
 struct Call<'py, 'a> {
-    labels: &'a [i64],
+    labels: Option<&'a [i64]>,
+    /// The Python names of the embeddings and the keys, for errors.
+    names: [&'static str; 2],
     embeddings: &'a Bound<'py, PyAny>,
     sample_weight: Option<&'a Bound<'py, PyAny>>,
-    keys: Option<(&'a Bound<'py, PyAny>, &'a [i64])>,
+    keys: Option<(&'a Bound<'py, PyAny>, Option<&'a [i64]>)>,
     remove_diagonal: bool,
     gradient: bool,
 }
@@ -146,12 +149,20 @@ impl NativeLoss {
         })
     }
 
+    fn dispatch<'py>(&self, py: Python<'py>, call: &Call<'py, '_>) -> PyResult<Computed<'py>> {
+        if call.embeddings.cast::<PyArray2<f64>>().is_ok() {
+            self.compute_typed::<f64>(py, call)
+        } else {
+            self.compute_typed::<f32>(py, call)
+        }
+    }
+
     fn compute_typed<'py, T: Float + Element>(
         &self,
         py: Python<'py>,
         call: &Call<'py, '_>,
     ) -> PyResult<Computed<'py>> {
-        let x = matrix::<T>(call.embeddings, "y_pred")?;
+        let x = matrix::<T>(call.embeddings, call.names[0])?;
         let (rows, dims) = (x.shape()[0], x.shape()[1]);
         let x_data = row_major(&x);
 
@@ -176,27 +187,43 @@ impl NativeLoss {
         };
 
         let keys = match call.keys {
-            Some((k, labels)) => Some((matrix::<T>(k, "keys")?, labels)),
+            Some((k, labels)) => Some((matrix::<T>(k, call.names[1])?, labels)),
             None => None,
         };
         let key_data = keys
             .as_ref()
             .map(|(k, labels)| (row_major(k), k.shape()[0], k.shape()[1], *labels));
 
-        let queries = Batch::new(
-            call.labels,
-            Embeddings::from_row_major(&x_data, rows, dims).map_err(loss_error)?,
-        )
-        .map_err(loss_error)?;
-        let mut input = LossInput::new(queries).remove_diagonal(call.remove_diagonal);
-        if let Some((data, m, kd, labels)) = &key_data {
-            let keys = Batch::new(
-                labels,
-                Embeddings::from_row_major(data, *m, *kd).map_err(loss_error)?,
-            )
-            .map_err(loss_error)?;
-            input = input.with_keys(keys);
-        }
+        let x_view = Embeddings::from_row_major(&x_data, rows, dims).map_err(loss_error)?;
+        let key_view = match &key_data {
+            Some((data, m, kd, _)) => {
+                Some(Embeddings::from_row_major(data, *m, *kd).map_err(loss_error)?)
+            }
+            None => None,
+        };
+        let mut input = match (call.labels, key_view, &key_data) {
+            (None, Some(b), _) => LossInput::views(x_view, b),
+            (None, None, _) => {
+                return Err(PyValueError::new_err(
+                    "a two-view loss needs both views: view_b is missing",
+                ))
+            }
+            (Some(labels), keys, key_data) => {
+                let queries = Batch::new(labels, x_view).map_err(loss_error)?;
+                let input = LossInput::new(queries).remove_diagonal(call.remove_diagonal);
+                match (keys, key_data) {
+                    (Some(keys), Some((_, _, _, Some(labels)))) => {
+                        input.with_keys(Batch::new(labels, keys).map_err(loss_error)?)
+                    }
+                    (Some(_), _) => {
+                        return Err(PyValueError::new_err(
+                            "keys and key_labels go together: give both or neither",
+                        ))
+                    }
+                    (None, _) => input,
+                }
+            }
+        };
         input = match (&weights, &weight_data) {
             (Some(Err(scalar)), _) => input.with_sample_weight(SampleWeight::Scalar(*scalar)),
             (_, Some(w)) => input.with_sample_weight(SampleWeight::PerExample(w)),
@@ -288,19 +315,43 @@ impl NativeLoss {
                 ))
             }
         };
-        let call = Call {
-            labels: &label_data,
-            embeddings,
-            sample_weight,
-            keys,
-            remove_diagonal,
-            gradient,
-        };
-        if embeddings.cast::<PyArray2<f64>>().is_ok() {
-            self.compute_typed::<f64>(py, &call)
-        } else {
-            self.compute_typed::<f32>(py, &call)
-        }
+        self.dispatch(
+            py,
+            &Call {
+                labels: Some(&label_data),
+                names: ["y_pred", "keys"],
+                embeddings,
+                sample_weight,
+                keys: keys.map(|(k, l)| (k, Some(l))),
+                remove_diagonal,
+                gradient,
+            },
+        )
+    }
+
+    /// Evaluates a two-view loss (row i of `view_a` pairs with row i of `view_b`):
+    /// `(loss, per_example, grad_a, grad_b)`, as [`NativeLoss::compute`].
+    #[pyo3(signature = (view_a, view_b, sample_weight=None, gradient=true))]
+    fn compute_views<'py>(
+        &self,
+        py: Python<'py>,
+        view_a: &Bound<'py, PyAny>,
+        view_b: &Bound<'py, PyAny>,
+        sample_weight: Option<&Bound<'py, PyAny>>,
+        gradient: bool,
+    ) -> PyResult<Computed<'py>> {
+        self.dispatch(
+            py,
+            &Call {
+                labels: None,
+                names: ["view_a", "view_b"],
+                embeddings: view_a,
+                sample_weight,
+                keys: Some((view_b, None)),
+                remove_diagonal: false,
+                gradient,
+            },
+        )
     }
 
     fn __repr__(&self) -> String {

@@ -14,7 +14,10 @@ TripletLoss(distance='cosine', ..., negative_mining_strategy='semi-hard', ...)
 
 Every loss is a class named as in TF Similarity (``TripletLoss``, ``PNLoss``,
 ``MultiSimilarityLoss``, ``CircleLoss``, ``SoftNearestNeighborLoss``, ``XBM``) taking TF
-Similarity's keyword arguments. Embeddings are ``float32`` or ``float64`` (``float16`` is
+Similarity's keyword arguments; pytorch-metric-learning's ``ContrastiveLoss``, ``NTXentLoss``
+and ``SupConLoss`` take PML's. The two-view losses (``MultiNegativesRankLoss``, ``SimCLRLoss``,
+``SimSiamLoss``, ``Barlow``, ``VicReg``) are called on two views instead of labels:
+``loss(view_a, view_b)``. Embeddings are ``float32`` or ``float64`` (``float16`` is
 computed in ``float32``) and are read in place when C-contiguous; labels have an integer
 dtype. Invalid input raises ``ValueError`` or ``TypeError`` with the Rust error's message.
 The GIL is released while a loss runs.
@@ -45,6 +48,13 @@ __all__ = [
     "ContrastiveLoss",
     "NTXentLoss",
     "SupConLoss",
+    "TwoViewLoss",
+    "ViewsResult",
+    "MultiNegativesRankLoss",
+    "SimCLRLoss",
+    "SimSiamLoss",
+    "Barlow",
+    "VicReg",
     "from_config",
     "load",
     "serialize",
@@ -377,6 +387,107 @@ class SupConLoss(MetricLoss):
     class_name = "SupConLoss"
 
 
+class TwoViewLoss(MetricLoss):
+    """A loss on two views of the same examples, without labels: row i of ``view_a`` pairs
+    with row i of ``view_b`` (TF Similarity's ``loss(za, zb)``).
+
+    >>> import numpy as np, metric_loss
+    >>> za = np.array([[1, 0], [0.8, 0.6], [0, 1]], dtype=np.float32)
+    >>> zb = np.array([[0.8, 0.6], [0, 1], [-0.6, -0.8]], dtype=np.float32)
+    >>> round(metric_loss.SimSiamLoss()(za, zb), 4)
+    -0.099
+    >>> metric_loss.SimSiamLoss().compute(za, zb).grad_b.shape
+    (3, 2)
+    """
+
+    def __call__(self, view_a: ArrayLike, view_b: ArrayLike, sample_weight: ArrayLike = None):
+        """The reduced loss, as a Python float (no gradient is computed). With
+        ``reduction="none"`` it is Keras's: the weighted per-example losses, an array."""
+        result = self.compute(view_a, view_b, sample_weight, gradient=False)
+        if self._reduction() != "none":
+            return result.loss
+        per_example = result.per_example_loss
+        if sample_weight is None:
+            return per_example
+        return per_example * np.asarray(sample_weight, dtype=per_example.dtype).reshape(-1)
+
+    def compute(  # type: ignore[override]
+        self,
+        view_a: ArrayLike,
+        view_b: ArrayLike,
+        sample_weight: ArrayLike = None,
+        *,
+        gradient: bool = True,
+    ) -> "ViewsResult":
+        """Evaluates the loss and its gradients with respect to both views.
+
+        ``view_a`` (n, d) and ``view_b`` (m, d): float32 or float64, the same dtype.
+        ``sample_weight``: None, a number, or (n,). ``gradient=False`` skips the gradients.
+        """
+        a_in = np.asarray(view_a)
+        a = _embeddings(a_in, "view_a")
+        b = _embeddings(view_b, "view_b")
+        if b.dtype != a.dtype:
+            raise TypeError(f"view_b has dtype {b.dtype} but view_a has {a.dtype}; they must match")
+        weights = _weights(sample_weight, a.dtype)
+        loss, per_example, grad_a, grad_b = self._native.compute_views(a, b, weights, gradient)
+        if a_in.dtype == np.float16:
+            per_example = per_example.astype(np.float16)
+            grad_a = None if grad_a is None else grad_a.astype(np.float16)
+            grad_b = None if grad_b is None else grad_b.astype(np.float16)
+        return ViewsResult(loss, per_example, grad_a, grad_b)
+
+
+class ViewsResult(LossResult):
+    """A two-view evaluation: ``loss``, ``per_example_loss``, and the gradients ``grad_a``
+    (same as ``grad``) and ``grad_b`` (same as ``grad_keys``)."""
+
+    __slots__ = ()
+
+    @property
+    def grad_a(self) -> Optional[np.ndarray]:
+        """The gradient with respect to ``view_a``."""
+        return self.grad
+
+    @property
+    def grad_b(self) -> Optional[np.ndarray]:
+        """The gradient with respect to ``view_b``."""
+        return self.grad_keys
+
+
+class MultiNegativesRankLoss(TwoViewLoss):
+    """TF Similarity's ``MultiNegativesRankLoss`` (``distance``, ``scale``, ``name``,
+    ``reduction``): queries in ``view_a``, their positive keys in ``view_b``."""
+
+    class_name = "MultiNegativesRankLoss"
+
+
+class SimCLRLoss(TwoViewLoss):
+    """TF Similarity's ``SimCLRLoss`` (``temperature``, ``name``, ``reduction``)."""
+
+    class_name = "SimCLRLoss"
+
+
+class SimSiamLoss(TwoViewLoss):
+    """TF Similarity's ``SimSiamLoss`` (``projection_type``, ``margin``, ``name``,
+    ``reduction``): projector outputs in ``view_a``, predictor outputs in ``view_b``."""
+
+    class_name = "SimSiamLoss"
+
+
+class Barlow(TwoViewLoss):
+    """TF Similarity's ``Barlow`` (``lambda_``, ``margin``, ``name``, ``reduction``)."""
+
+    class_name = "Barlow"
+
+
+class VicReg(TwoViewLoss):
+    """TF Similarity's ``VicReg`` (``std_const``, ``lambda_``, ``mu``, ``nu``, ``name``,
+    ``reduction``)."""
+
+    class_name = "VicReg"
+
+
 _CLASSES = {
     cls.class_name: cls
     for cls in (
@@ -389,6 +500,11 @@ _CLASSES = {
         ContrastiveLoss,
         NTXentLoss,
         SupConLoss,
+        MultiNegativesRankLoss,
+        SimCLRLoss,
+        SimSiamLoss,
+        Barlow,
+        VicReg,
     )
 }
 

@@ -24,5 +24,12 @@ class NativeLoss:
         remove_diagonal: bool = True,
         gradient: bool = True,
     ) -> Tuple[float, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]: ...
+    def compute_views(
+        self,
+        view_a: np.ndarray,
+        view_b: np.ndarray,
+        sample_weight: Union[None, float, np.ndarray] = None,
+        gradient: bool = True,
+    ) -> Tuple[float, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]: ...
 
 def registered_names() -> List[str]: ...
