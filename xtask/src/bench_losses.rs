@@ -3,8 +3,8 @@
 //! timed side by side in the same run.
 //!
 //! Ours is `metric-loss bench --config <{"class_name": LOSS}>` (the CLI's synthetic batch:
-//! L2-normalised gaussian rows, N/4 classes of 4); the peers' scripts use the same shape and
-//! class structure with their own seed.
+//! L2-normalised gaussian rows, N/4 classes of 4, or two such views for a two-view loss); the
+//! peers' scripts use the same shapes and class structure with their own seed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,19 +19,21 @@ pub(crate) enum Peer {
     TfSimilarity,
     /// `bench_pml_losses.py --only LOSS`, under an address-space limit.
     Pml,
+    /// `bench_tfsim_views.py` (TF Similarity's two-view losses, two L2-normalised views).
+    TfSimilarityViews,
 }
 
 impl Peer {
     fn label(self) -> &'static str {
         match self {
-            Self::TfSimilarity => "TF Similarity 0.17.1",
+            Self::TfSimilarity | Self::TfSimilarityViews => "TF Similarity 0.17.1",
             Self::Pml => "PML 2.9.0",
         }
     }
 }
 
 /// The losses of the table by default, with their reference package.
-pub(crate) const DEFAULT_LOSSES: [(&str, Peer); 7] = [
+pub(crate) const DEFAULT_LOSSES: [(&str, Peer); 12] = [
     ("PNLoss", Peer::TfSimilarity),
     ("MultiSimilarityLoss", Peer::TfSimilarity),
     ("CircleLoss", Peer::TfSimilarity),
@@ -39,6 +41,11 @@ pub(crate) const DEFAULT_LOSSES: [(&str, Peer); 7] = [
     ("ContrastiveLoss", Peer::Pml),
     ("NTXentLoss", Peer::Pml),
     ("SupConLoss", Peer::Pml),
+    ("MultiNegativesRankLoss", Peer::TfSimilarityViews),
+    ("SimCLRLoss", Peer::TfSimilarityViews),
+    ("SimSiamLoss", Peer::TfSimilarityViews),
+    ("Barlow", Peer::TfSimilarityViews),
+    ("VicReg", Peer::TfSimilarityViews),
 ];
 
 /// The reference package of a loss class name, if the table knows it.
@@ -103,14 +110,16 @@ fn our_time(
         .ok_or_else(|| format!("{cmd:?}: no fwd_bwd_ms in {doc}"))
 }
 
-fn tfsim_times(python: &Path, scripts: &Path, n: usize, d: usize) -> Result<Value, String> {
+fn tfsim_times(
+    python: &Path,
+    scripts: &Path,
+    script: &str,
+    n: usize,
+    d: usize,
+) -> Result<Value, String> {
     let mut cmd = Command::new(python);
-    cmd.arg(scripts.join("bench_tfsim_losses.py")).args([
-        "--n",
-        &n.to_string(),
-        "--d",
-        &d.to_string(),
-    ]);
+    cmd.arg(scripts.join(script))
+        .args(["--n", &n.to_string(), "--d", &d.to_string()]);
     super::bench_peers::run_json(&mut cmd)
 }
 
@@ -153,14 +162,18 @@ pub(crate) fn measure(s: &Setup<'_>) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     for &n in s.sizes {
         for &d in s.dims {
+            let wants = |peer| s.losses.iter().any(|l| peer_of(l) == Some(peer));
             let tf_doc = match s.tfsim {
-                Some(py)
-                    if s.losses
-                        .iter()
-                        .any(|l| peer_of(l) == Some(Peer::TfSimilarity)) =>
-                {
+                Some(py) if wants(Peer::TfSimilarity) => {
                     eprintln!("bench-peers: TF Similarity losses N={n} D={d}");
-                    Some(tfsim_times(py, s.scripts, n, d)?)
+                    Some(tfsim_times(py, s.scripts, "bench_tfsim_losses.py", n, d)?)
+                }
+                _ => None,
+            };
+            let views_doc = match s.tfsim {
+                Some(py) if wants(Peer::TfSimilarityViews) => {
+                    eprintln!("bench-peers: TF Similarity two-view losses N={n} D={d}");
+                    Some(tfsim_times(py, s.scripts, "bench_tfsim_views.py", n, d)?)
                 }
                 _ => None,
             };
@@ -187,6 +200,7 @@ pub(crate) fn measure(s: &Setup<'_>) -> Result<Vec<Row>, String> {
                 let peer = match peer_of(loss) {
                     Some(Peer::TfSimilarity) => peer_entry(tf_doc.as_ref(), loss),
                     Some(Peer::Pml) => peer_entry(pml_doc.as_ref(), loss),
+                    Some(Peer::TfSimilarityViews) => peer_entry(views_doc.as_ref(), loss),
                     None => Err("no reference script".into()),
                 };
                 rows.push(Row {

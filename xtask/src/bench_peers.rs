@@ -43,7 +43,8 @@ options:
   --losses LIST             the other losses' table: class names, default arguments, each
                             against its reference package (default PNLoss,MultiSimilarityLoss,
                             CircleLoss,SoftNearestNeighborLoss,ContrastiveLoss,NTXentLoss,
-                            SupConLoss; `none` leaves the table out)
+                            SupConLoss,MultiNegativesRankLoss,SimCLRLoss,SimSiamLoss,Barlow,
+                            VicReg; `none` leaves the table out)
   --json FILE               also write every number as JSON (default: <target>/bench-peers.json)
 
 `--configs none` leaves the TripletLoss table out.
@@ -470,7 +471,9 @@ fn other_losses(
             .iter()
             .any(|l| bench_losses::peer_of(l) == Some(peer))
     };
-    let tfsim = if o.tfsim && wants(bench_losses::Peer::TfSimilarity) {
+    let tfsim = if o.tfsim
+        && (wants(bench_losses::Peer::TfSimilarity) || wants(bench_losses::Peer::TfSimilarityViews))
+    {
         Some(venv_python(o, "tfsim")?)
     } else {
         None

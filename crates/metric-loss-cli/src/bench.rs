@@ -1,6 +1,8 @@
 //! `metric-loss bench`: forward and forward+backward timings on a synthetic batch.
 
-use metric_loss_core::{Batch, Embeddings, LossInput, LossOutput, MetricLoss, Workspace};
+use metric_loss_core::{
+    Batch, Embeddings, LossError, LossInput, LossOutput, MetricLoss, Workspace,
+};
 use metric_loss_registry::RegisteredLoss;
 use metric_loss_triplet::TripletLoss;
 use rand::{RngExt, SeedableRng};
@@ -27,7 +29,8 @@ pub struct BenchReport {
     pub fwd_bwd_ms: f64,
 }
 
-/// Runs `bench` and returns its one JSON line.
+/// Runs `bench` and returns its one JSON line. A two-view loss (one that refuses labels)
+/// is timed on two synthetic views.
 ///
 /// # Errors
 /// A [`CliError`]: an invalid `--config`, a batch above [`MAX_BENCH_VALUES`], `--threads`
@@ -60,11 +63,21 @@ pub fn run(args: &BenchArgs) -> Result<String, CliError> {
     };
     let batch =
         Batch::new(&labels, Embeddings::from_row_major(&x, n, d).map_err(fail)?).map_err(fail)?;
-    let full = LossInput::new(batch);
-    let forward = full.without_gradient();
-
+    let mut full = LossInput::new(batch);
     let mut workspace = Workspace::new();
     let mut out = LossOutput::<f32>::new();
+    // A two-view loss refuses labels: it gets a second view, its positives row by row.
+    let (_, second_view) = synthetic_batch(n, d, args.seed.wrapping_add(1));
+    if let Err(LossError::InputKind { .. }) =
+        loss.compute_f32(&full.without_gradient(), &mut workspace, &mut out)
+    {
+        full = LossInput::views(
+            Embeddings::from_row_major(&x, n, d).map_err(fail)?,
+            Embeddings::from_row_major(&second_view, n, d).map_err(fail)?,
+        );
+    }
+    let forward = full.without_gradient();
+
     let (warmup, reps) = (to_count(args.warmup), to_count(args.reps));
     let fwd_ms = median_ms(warmup, reps, || {
         loss.compute_f32(&forward, &mut workspace, &mut out)

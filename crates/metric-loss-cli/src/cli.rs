@@ -148,7 +148,8 @@ pub enum OutputFormat {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 The batch: n rows in n/4 classes of 4 (labels i / 4), gaussian values, each row
-L2-normalised, from a fixed seed. The forward pass (no gradient) and the forward+backward
+L2-normalised, from a fixed seed; a two-view loss gets a second such batch (seed + 1) as
+its other view instead of the labels. The forward pass (no gradient) and the forward+backward
 pass are each run --warmup times untimed, then --reps times timed, reusing the workspace
 and the output buffers; the medians are printed in milliseconds (f32).
 

@@ -729,6 +729,31 @@ fn help_has_examples() {
 // ---------------------------------------------------------------- bench
 
 #[test]
+fn bench_times_a_two_view_loss_on_two_views() {
+    let fx = Fixture::new("bench-views");
+    for class in ["SimCLRLoss", "Barlow", "VicReg"] {
+        let config = fx.text("views.json", &format!("{{\"class_name\": \"{class}\"}}"));
+        let args: [&dyn AsRef<std::ffi::OsStr>; 9] = [
+            &"bench",
+            &"--n",
+            &"16",
+            &"--d",
+            &"4",
+            &"--reps",
+            &"2",
+            &"--config",
+            &config,
+        ];
+        let (code, stdout, stderr) = fx.run(&args);
+        assert_eq!((code, stderr.as_str()), (0, ""), "{class}");
+        assert!(
+            json(&stdout)["fwd_bwd_ms"].as_f64().unwrap() >= 0.0,
+            "{class}"
+        );
+    }
+}
+
+#[test]
 fn bench_prints_one_json_line() {
     let fx = Fixture::new("bench");
     let config = fx.text(
