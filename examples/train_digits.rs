@@ -32,12 +32,16 @@
 mod adam;
 #[path = "digits/data.rs"]
 mod data;
+#[path = "digits/keras_adam.rs"]
+mod keras_adam;
 #[path = "digits/metrics.rs"]
 mod metrics;
 #[path = "digits/pca.rs"]
 mod pca;
 #[path = "digits/plot.rs"]
 mod plot;
+#[path = "digits/sampler.rs"]
+mod sampler;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -48,19 +52,16 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use metric_loss_candle::CandleLoss;
 use metric_loss_core::MetricLoss;
-use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use data::{Digits, CLASSES, PIXELS};
+use data::{Digits, PIXELS};
 use metrics::Retrieval;
 
 /// The embedding width.
 const EMBEDDING: usize = 16;
 /// The hidden layer's width.
 const HIDDEN: usize = 64;
-/// Examples per class in a batch.
-const PER_CLASS: usize = 8;
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
@@ -252,13 +253,9 @@ fn train_model(
     rng: &mut ChaCha8Rng,
 ) -> candle_core::Result<Vec<f32>> {
     let mut optimiser = adam::Adam::new(model.vars.clone(), args.lr);
-    let mut by_class: Vec<Vec<u32>> = vec![Vec::new(); CLASSES];
-    for (i, &label) in train.labels.iter().enumerate() {
-        by_class[label as usize].push(i as u32);
-    }
+    let mut by_class = sampler::members_by_class(train);
     // Every batch has the same label layout: 8 of class 0, 8 of class 1, ...
-    let batch_labels: Vec<u32> = (0..CLASSES as u32).flat_map(|c| [c; PER_CLASS]).collect();
-    let labels = Tensor::new(batch_labels.as_slice(), x_train.device())?;
+    let labels = Tensor::new(sampler::batch_labels().as_slice(), x_train.device())?;
 
     let bar = if args.quiet {
         ProgressBar::hidden()
@@ -271,9 +268,9 @@ fn train_model(
             .progress_chars("=> "),
     );
     let mut losses = Vec::with_capacity(args.steps);
-    let mut indices = Vec::with_capacity(CLASSES * PER_CLASS);
+    let mut indices = Vec::new();
     for step in 0..args.steps {
-        draw_batch(&mut by_class, rng, &mut indices);
+        sampler::draw_batch(&mut by_class, rng, &mut indices);
         let idx = Tensor::new(indices.as_slice(), x_train.device())?;
         let x = x_train.index_select(&idx, 0)?;
         let value = loss.loss(&model.embed(&x)?, &labels)?;
@@ -289,21 +286,6 @@ fn train_model(
     }
     bar.finish_and_clear();
     Ok(losses)
-}
-
-/// Fills `indices` with a batch: for each class in order, `PER_CLASS` of its members drawn
-/// without replacement, as TF Similarity's `MultiShotMemorySampler` does (`random.sample`);
-/// a class with fewer members is drawn with replacement, as there (`random.choices`).
-fn draw_batch(by_class: &mut [Vec<u32>], rng: &mut ChaCha8Rng, indices: &mut Vec<u32>) {
-    indices.clear();
-    for members in by_class {
-        if members.len() >= PER_CLASS {
-            let (chosen, _) = members.partial_shuffle(rng, PER_CLASS);
-            indices.extend_from_slice(chosen);
-        } else {
-            indices.extend((0..PER_CLASS).map(|_| members[rng.random_range(0..members.len())]));
-        }
-    }
 }
 
 /// The mean of the last `window` values at each step.
@@ -372,37 +354,6 @@ mod tests {
             running_mean(&[1.0, 3.0, 5.0, 7.0], 2),
             vec![1.0, 2.0, 4.0, 6.0]
         );
-    }
-
-    #[test]
-    fn batches_hold_every_class_with_distinct_examples() {
-        // Class c has members c*100 .. c*100 + 20 + c.
-        let mut by_class: Vec<Vec<u32>> = (0..CLASSES as u32)
-            .map(|c| (c * 100..c * 100 + 20 + c).collect())
-            .collect();
-        let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let mut indices = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..50 {
-            draw_batch(&mut by_class, &mut rng, &mut indices);
-            assert_eq!(indices.len(), CLASSES * PER_CLASS);
-            for (c, chunk) in indices.chunks(PER_CLASS).enumerate() {
-                let c = c as u32;
-                let distinct: std::collections::HashSet<_> = chunk.iter().collect();
-                assert_eq!(distinct.len(), PER_CLASS, "class {c}: {chunk:?}");
-                assert!(chunk
-                    .iter()
-                    .all(|&i| (c * 100..c * 100 + 20 + c).contains(&i)));
-            }
-            seen.extend(indices.iter().copied());
-        }
-        // Over 50 batches every member turns up: the draw is not stuck on a subset.
-        assert_eq!(seen.len(), (0..CLASSES).map(|c| 20 + c).sum::<usize>());
-        // A class smaller than a batch's share is drawn with replacement.
-        let mut small = vec![vec![1u32, 2, 3]; CLASSES];
-        draw_batch(&mut small, &mut rng, &mut indices);
-        assert_eq!(indices.len(), CLASSES * PER_CLASS);
-        assert!(indices.iter().all(|i| (1..=3).contains(i)));
     }
 
     #[test]
