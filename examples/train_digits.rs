@@ -16,7 +16,7 @@
 //! - Figure: an SVG with the loss curve and PCA-2 views of the test embeddings before and
 //!   after training.
 //!
-//! Issue 5's reference, the same recipe in TF Similarity 0.17.1 over 5 seeds: test mAP@R
+//! The reference, the same recipe in TF Similarity 0.17.1 over 5 seeds: test mAP@R
 //! 0.951 ± 0.008, recall@1 ≈ 0.985, 1500 steps in about 1.3 s of training; PCA-16 mAP@R
 //! 0.563. Measured here (seeds 1..=10, `--seed N`): mAP@R 0.921-0.971, mean 0.947 (sd
 //! 0.018), recall@1 mean 0.974; training 0.50-0.87 s (load average 1.0-1.4, 2 cores).
@@ -40,6 +40,8 @@ mod metrics;
 mod pca;
 #[path = "digits/plot.rs"]
 mod plot;
+#[path = "digits/recipe.rs"]
+mod recipe;
 #[path = "digits/sampler.rs"]
 mod sampler;
 
@@ -57,31 +59,15 @@ use rand_chacha::ChaCha8Rng;
 
 use data::{Digits, PIXELS};
 use metrics::Retrieval;
-
-/// The embedding width.
-const EMBEDDING: usize = 16;
-/// The hidden layer's width.
-const HIDDEN: usize = 64;
+use recipe::{EMBEDDING, HIDDEN};
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
 #[command(about = "Train a digit embedding with TripletLoss (candle) and evaluate retrieval")]
 struct Args {
-    /// The loss config (Keras-shaped: class_name and a [config] table; .toml, .json, .yaml).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/triplet_default.toml"))]
-    config: PathBuf,
-    /// The data set: gzip-compressed CSV, 64 pixels and a label per row.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/uci-digits/digits.csv.gz"))]
-    data: PathBuf,
-    /// Training steps.
-    #[arg(long, default_value_t = 1500)]
-    steps: usize,
-    /// Seed of the split, the initial weights and the batches.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
+    /// The loss, data, steps, seed and learning rate.
+    #[command(flatten)]
+    recipe: recipe::Recipe,
     /// Output folder for the figure.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/demo"))]
     out: PathBuf,
@@ -105,20 +91,12 @@ fn main() {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let loss = load_loss(&args.config)?;
-    let digits = data::load(&args.data)?;
-    let (train, test) = data::split(&digits, 0.7, args.seed);
-    println!(
-        "data: {} images ({} train, {} test), loss: {:?}",
-        digits.len(),
-        train.len(),
-        test.len(),
-        loss
-    );
+    let loss = load_loss(&args.recipe.config)?;
+    let (train, test) = args.recipe.split_data(&loss)?;
     let dev = Device::Cpu;
     let candle_err = |e: candle_core::Error| format!("candle: {e}");
 
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(args.recipe.seed);
     let model = Model::new(&mut rng, &dev).map_err(candle_err)?;
     let x_train = scaled(&train, &dev).map_err(candle_err)?;
     let x_test = scaled(&test, &dev).map_err(candle_err)?;
@@ -147,8 +125,8 @@ fn run(args: &Args) -> Result<(), String> {
 
     println!(
         "training: {} steps in {seconds:.3} s ({:.0} µs/step)",
-        args.steps,
-        seconds * 1e6 / args.steps.max(1) as f64
+        args.recipe.steps,
+        seconds * 1e6 / args.recipe.steps.max(1) as f64
     );
     println!(
         "{:<22} {:>8} {:>9} {:>9}",
@@ -243,7 +221,7 @@ fn scaled(digits: &Digits, dev: &Device) -> candle_core::Result<Tensor> {
     Tensor::from_vec(pixels_scaled(digits), (digits.len(), PIXELS), dev)
 }
 
-/// Runs the optimiser for `args.steps` batches; returns the loss of each step.
+/// Runs the optimiser for `args.recipe.steps` batches; returns the loss of each step.
 fn train_model(
     model: &Model,
     loss: &CandleLoss,
@@ -252,7 +230,7 @@ fn train_model(
     args: &Args,
     rng: &mut ChaCha8Rng,
 ) -> candle_core::Result<Vec<f32>> {
-    let mut optimiser = adam::Adam::new(model.vars.clone(), args.lr);
+    let mut optimiser = adam::Adam::new(model.vars.clone(), args.recipe.lr);
     let mut by_class = sampler::members_by_class(train);
     // Every batch has the same label layout: 8 of class 0, 8 of class 1, ...
     let labels = Tensor::new(sampler::batch_labels().as_slice(), x_train.device())?;
@@ -260,23 +238,23 @@ fn train_model(
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new(args.steps as u64)
+        ProgressBar::new(args.recipe.steps as u64)
     };
     bar.set_style(
         ProgressStyle::with_template("{spinner} train [{bar:30}] {pos}/{len} {per_sec} {msg}")
             .map_err(candle_core::Error::wrap)?
             .progress_chars("=> "),
     );
-    let mut losses = Vec::with_capacity(args.steps);
+    let mut losses = Vec::with_capacity(args.recipe.steps);
     let mut indices = Vec::new();
-    for step in 0..args.steps {
+    for step in 0..args.recipe.steps {
         sampler::draw_batch(&mut by_class, rng, &mut indices);
         let idx = Tensor::new(indices.as_slice(), x_train.device())?;
         let x = x_train.index_select(&idx, 0)?;
         let value = loss.loss(&model.embed(&x)?, &labels)?;
         optimiser.backward_step(&value)?;
         losses.push(value.to_scalar::<f32>()?);
-        if step % 10 == 9 || step + 1 == args.steps {
+        if step % 10 == 9 || step + 1 == args.recipe.steps {
             bar.set_position(step as u64 + 1);
             bar.set_message(format!(
                 "loss {:.4}",

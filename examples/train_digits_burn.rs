@@ -19,10 +19,11 @@ mod data;
 mod keras_adam;
 #[path = "digits/metrics.rs"]
 mod metrics;
+#[path = "digits/recipe.rs"]
+mod recipe;
 #[path = "digits/sampler.rs"]
 mod sampler;
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::tensor::activation::relu;
@@ -33,31 +34,15 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use data::{Digits, PIXELS};
-
-/// The embedding width.
-const EMBEDDING: usize = 16;
-/// The hidden layer's width.
-const HIDDEN: usize = 64;
+use recipe::{EMBEDDING, HIDDEN};
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
 #[command(about = "Train a digit embedding with TripletLoss (burn) and evaluate retrieval")]
 struct Args {
-    /// The loss config (Keras-shaped: class_name and a [config] table; .toml, .json, .yaml).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/triplet_default.toml"))]
-    config: PathBuf,
-    /// The data set: gzip-compressed CSV, 64 pixels and a label per row.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/uci-digits/digits.csv.gz"))]
-    data: PathBuf,
-    /// Training steps.
-    #[arg(long, default_value_t = 1500)]
-    steps: usize,
-    /// Seed of the split, the initial weights and the batches.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
+    /// The loss, data, steps, seed and learning rate.
+    #[command(flatten)]
+    recipe: recipe::Recipe,
 }
 
 fn main() {
@@ -68,17 +53,9 @@ fn main() {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let loss = BurnLoss::from_config(&args.config).map_err(|e| e.to_string())?;
-    let digits = data::load(&args.data)?;
-    let (train, test) = data::split(&digits, 0.7, args.seed);
-    println!(
-        "data: {} images ({} train, {} test), loss: {:?}",
-        digits.len(),
-        train.len(),
-        test.len(),
-        loss.metric_loss()
-    );
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let loss = BurnLoss::from_config(&args.recipe.config).map_err(|e| e.to_string())?;
+    let (train, test) = args.recipe.split_data(&loss.metric_loss())?;
+    let mut rng = ChaCha8Rng::seed_from_u64(args.recipe.seed);
     let mut model = Model::new(&mut rng);
     let before = metrics::evaluate(&model.embed_values(&test), EMBEDDING, &test.labels);
 
@@ -90,8 +67,8 @@ fn run(args: &Args) -> Result<(), String> {
     let tail = &losses[losses.len().saturating_sub(100)..];
     println!(
         "training: {} steps in {seconds:.3} s ({:.0} µs/step), mean loss of the last {} steps {:.4}",
-        args.steps,
-        seconds * 1e6 / args.steps.max(1) as f64,
+        args.recipe.steps,
+        seconds * 1e6 / args.recipe.steps.max(1) as f64,
         tail.len(),
         tail.iter().sum::<f32>() / tail.len().max(1) as f32
     );
@@ -175,7 +152,7 @@ fn pixels(digits: &Digits, device: &Device) -> Tensor<2> {
     )
 }
 
-/// Runs Adam for `args.steps` batches; returns the loss of each step.
+/// Runs Adam for `args.recipe.steps` batches; returns the loss of each step.
 fn train_model(
     model: &mut Model,
     loss: &BurnLoss,
@@ -185,16 +162,17 @@ fn train_model(
 ) -> Result<Vec<f32>, String> {
     let device = Device::flex().autodiff();
     let x_train = pixels(train, &device);
-    let mut optimiser = keras_adam::KerasAdam::new(model.params.iter().map(Vec::len), args.lr);
+    let mut optimiser =
+        keras_adam::KerasAdam::new(model.params.iter().map(Vec::len), args.recipe.lr);
     let mut by_class = sampler::members_by_class(train);
     let batch_labels: Vec<i64> = sampler::batch_labels().into_iter().map(i64::from).collect();
     let labels = Tensor::<1, Int>::from_data(
         TensorData::new(batch_labels.clone(), [batch_labels.len()]),
         &device,
     );
-    let mut losses = Vec::with_capacity(args.steps);
+    let mut losses = Vec::with_capacity(args.recipe.steps);
     let mut indices = Vec::new();
-    for _ in 0..args.steps {
+    for _ in 0..args.recipe.steps {
         sampler::draw_batch(&mut by_class, rng, &mut indices);
         let rows: Vec<i64> = indices.iter().map(|&i| i64::from(i)).collect();
         let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [indices.len()]), &device);
@@ -236,7 +214,7 @@ mod tests {
             digits.labels.push(label);
         }
         let args = Args::parse_from(["train_digits_burn", "--steps", "5"]);
-        let loss = BurnLoss::from_config(&args.config).unwrap();
+        let loss = BurnLoss::from_config(&args.recipe.config).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut model = Model::new(&mut rng);
         let start = model.params.clone();
