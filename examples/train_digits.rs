@@ -16,7 +16,7 @@
 //! - Figure: an SVG with the loss curve and PCA-2 views of the test embeddings before and
 //!   after training.
 //!
-//! Issue 5's reference, the same recipe in TF Similarity 0.17.1 over 5 seeds: test mAP@R
+//! The reference, the same recipe in TF Similarity 0.17.1 over 5 seeds: test mAP@R
 //! 0.951 ± 0.008, recall@1 ≈ 0.985, 1500 steps in about 1.3 s of training; PCA-16 mAP@R
 //! 0.563. Measured here (seeds 1..=10, `--seed N`): mAP@R 0.921-0.971, mean 0.947 (sd
 //! 0.018), recall@1 mean 0.974; training 0.50-0.87 s (load average 1.0-1.4, 2 cores).
@@ -32,12 +32,18 @@
 mod adam;
 #[path = "digits/data.rs"]
 mod data;
+#[path = "digits/keras_adam.rs"]
+mod keras_adam;
 #[path = "digits/metrics.rs"]
 mod metrics;
 #[path = "digits/pca.rs"]
 mod pca;
 #[path = "digits/plot.rs"]
 mod plot;
+#[path = "digits/recipe.rs"]
+mod recipe;
+#[path = "digits/sampler.rs"]
+mod sampler;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -48,39 +54,20 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use metric_loss_candle::CandleLoss;
 use metric_loss_core::MetricLoss;
-use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use data::{Digits, CLASSES, PIXELS};
+use data::{Digits, PIXELS};
 use metrics::Retrieval;
-
-/// The embedding width.
-const EMBEDDING: usize = 16;
-/// The hidden layer's width.
-const HIDDEN: usize = 64;
-/// Examples per class in a batch.
-const PER_CLASS: usize = 8;
+use recipe::{EMBEDDING, HIDDEN};
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
 #[command(about = "Train a digit embedding with TripletLoss (candle) and evaluate retrieval")]
 struct Args {
-    /// The loss config (Keras-shaped: class_name and a [config] table; .toml, .json, .yaml).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/triplet_default.toml"))]
-    config: PathBuf,
-    /// The data set: gzip-compressed CSV, 64 pixels and a label per row.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/uci-digits/digits.csv.gz"))]
-    data: PathBuf,
-    /// Training steps.
-    #[arg(long, default_value_t = 1500)]
-    steps: usize,
-    /// Seed of the split, the initial weights and the batches.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
+    /// The loss, data, steps, seed and learning rate.
+    #[command(flatten)]
+    recipe: recipe::Recipe,
     /// Output folder for the figure.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/demo"))]
     out: PathBuf,
@@ -104,20 +91,12 @@ fn main() {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let loss = load_loss(&args.config)?;
-    let digits = data::load(&args.data)?;
-    let (train, test) = data::split(&digits, 0.7, args.seed);
-    println!(
-        "data: {} images ({} train, {} test), loss: {:?}",
-        digits.len(),
-        train.len(),
-        test.len(),
-        loss
-    );
+    let loss = load_loss(&args.recipe.config)?;
+    let (train, test) = args.recipe.split_data(&loss)?;
     let dev = Device::Cpu;
     let candle_err = |e: candle_core::Error| format!("candle: {e}");
 
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(args.recipe.seed);
     let model = Model::new(&mut rng, &dev).map_err(candle_err)?;
     let x_train = scaled(&train, &dev).map_err(candle_err)?;
     let x_test = scaled(&test, &dev).map_err(candle_err)?;
@@ -146,8 +125,8 @@ fn run(args: &Args) -> Result<(), String> {
 
     println!(
         "training: {} steps in {seconds:.3} s ({:.0} µs/step)",
-        args.steps,
-        seconds * 1e6 / args.steps.max(1) as f64
+        args.recipe.steps,
+        seconds * 1e6 / args.recipe.steps.max(1) as f64
     );
     println!(
         "{:<22} {:>8} {:>9} {:>9}",
@@ -242,7 +221,7 @@ fn scaled(digits: &Digits, dev: &Device) -> candle_core::Result<Tensor> {
     Tensor::from_vec(pixels_scaled(digits), (digits.len(), PIXELS), dev)
 }
 
-/// Runs the optimiser for `args.steps` batches; returns the loss of each step.
+/// Runs the optimiser for `args.recipe.steps` batches; returns the loss of each step.
 fn train_model(
     model: &Model,
     loss: &CandleLoss,
@@ -251,35 +230,31 @@ fn train_model(
     args: &Args,
     rng: &mut ChaCha8Rng,
 ) -> candle_core::Result<Vec<f32>> {
-    let mut optimiser = adam::Adam::new(model.vars.clone(), args.lr);
-    let mut by_class: Vec<Vec<u32>> = vec![Vec::new(); CLASSES];
-    for (i, &label) in train.labels.iter().enumerate() {
-        by_class[label as usize].push(i as u32);
-    }
+    let mut optimiser = adam::Adam::new(model.vars.clone(), args.recipe.lr);
+    let mut by_class = sampler::members_by_class(train);
     // Every batch has the same label layout: 8 of class 0, 8 of class 1, ...
-    let batch_labels: Vec<u32> = (0..CLASSES as u32).flat_map(|c| [c; PER_CLASS]).collect();
-    let labels = Tensor::new(batch_labels.as_slice(), x_train.device())?;
+    let labels = Tensor::new(sampler::batch_labels().as_slice(), x_train.device())?;
 
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new(args.steps as u64)
+        ProgressBar::new(args.recipe.steps as u64)
     };
     bar.set_style(
         ProgressStyle::with_template("{spinner} train [{bar:30}] {pos}/{len} {per_sec} {msg}")
             .map_err(candle_core::Error::wrap)?
             .progress_chars("=> "),
     );
-    let mut losses = Vec::with_capacity(args.steps);
-    let mut indices = Vec::with_capacity(CLASSES * PER_CLASS);
-    for step in 0..args.steps {
-        draw_batch(&mut by_class, rng, &mut indices);
+    let mut losses = Vec::with_capacity(args.recipe.steps);
+    let mut indices = Vec::new();
+    for step in 0..args.recipe.steps {
+        sampler::draw_batch(&mut by_class, rng, &mut indices);
         let idx = Tensor::new(indices.as_slice(), x_train.device())?;
         let x = x_train.index_select(&idx, 0)?;
         let value = loss.loss(&model.embed(&x)?, &labels)?;
         optimiser.backward_step(&value)?;
         losses.push(value.to_scalar::<f32>()?);
-        if step % 10 == 9 || step + 1 == args.steps {
+        if step % 10 == 9 || step + 1 == args.recipe.steps {
             bar.set_position(step as u64 + 1);
             bar.set_message(format!(
                 "loss {:.4}",
@@ -289,21 +264,6 @@ fn train_model(
     }
     bar.finish_and_clear();
     Ok(losses)
-}
-
-/// Fills `indices` with a batch: for each class in order, `PER_CLASS` of its members drawn
-/// without replacement, as TF Similarity's `MultiShotMemorySampler` does (`random.sample`);
-/// a class with fewer members is drawn with replacement, as there (`random.choices`).
-fn draw_batch(by_class: &mut [Vec<u32>], rng: &mut ChaCha8Rng, indices: &mut Vec<u32>) {
-    indices.clear();
-    for members in by_class {
-        if members.len() >= PER_CLASS {
-            let (chosen, _) = members.partial_shuffle(rng, PER_CLASS);
-            indices.extend_from_slice(chosen);
-        } else {
-            indices.extend((0..PER_CLASS).map(|_| members[rng.random_range(0..members.len())]));
-        }
-    }
 }
 
 /// The mean of the last `window` values at each step.
@@ -372,37 +332,6 @@ mod tests {
             running_mean(&[1.0, 3.0, 5.0, 7.0], 2),
             vec![1.0, 2.0, 4.0, 6.0]
         );
-    }
-
-    #[test]
-    fn batches_hold_every_class_with_distinct_examples() {
-        // Class c has members c*100 .. c*100 + 20 + c.
-        let mut by_class: Vec<Vec<u32>> = (0..CLASSES as u32)
-            .map(|c| (c * 100..c * 100 + 20 + c).collect())
-            .collect();
-        let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let mut indices = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..50 {
-            draw_batch(&mut by_class, &mut rng, &mut indices);
-            assert_eq!(indices.len(), CLASSES * PER_CLASS);
-            for (c, chunk) in indices.chunks(PER_CLASS).enumerate() {
-                let c = c as u32;
-                let distinct: std::collections::HashSet<_> = chunk.iter().collect();
-                assert_eq!(distinct.len(), PER_CLASS, "class {c}: {chunk:?}");
-                assert!(chunk
-                    .iter()
-                    .all(|&i| (c * 100..c * 100 + 20 + c).contains(&i)));
-            }
-            seen.extend(indices.iter().copied());
-        }
-        // Over 50 batches every member turns up: the draw is not stuck on a subset.
-        assert_eq!(seen.len(), (0..CLASSES).map(|c| 20 + c).sum::<usize>());
-        // A class smaller than a batch's share is drawn with replacement.
-        let mut small = vec![vec![1u32, 2, 3]; CLASSES];
-        draw_batch(&mut small, &mut rng, &mut indices);
-        assert_eq!(indices.len(), CLASSES * PER_CLASS);
-        assert!(indices.iter().all(|i| (1..=3).contains(i)));
     }
 
     #[test]

@@ -9,35 +9,25 @@
 //! candle-nn's `AdamW` divides by `√v̂ + ε` with the bias-corrected `v̂` instead, i.e. an
 //! effective ε of `ε / √(1 − β₂ᵗ)` in Keras's form (32x larger at step 1), defaults to
 //! ε 1e-8 and a weight decay of 0.01, and runs a dozen small tensor ops per variable.
-//! This one updates each variable in one pass over plain `f32` slices.
+//! This one updates each variable in one pass over plain `f32` slices (`keras_adam.rs`).
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 
-/// Adam with Keras's update rule; the moments are kept as plain vectors.
+use crate::keras_adam::KerasAdam;
+
+/// Adam with Keras's update rule on candle variables.
 pub(crate) struct Adam {
     vars: Vec<Var>,
-    m: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
-    step: i32,
-    lr: f64,
+    rule: KerasAdam,
 }
-
-/// Keras's defaults.
-const BETA1: f64 = 0.9;
-const BETA2: f64 = 0.999;
-const EPSILON: f32 = 1e-7;
 
 impl Adam {
     /// An optimiser of `vars` (f32) with learning rate `lr`.
     pub(crate) fn new(vars: Vec<Var>, lr: f64) -> Self {
-        let zeros = |var: &Var| vec![0.0f32; var.elem_count()];
         Self {
-            m: vars.iter().map(zeros).collect(),
-            v: vars.iter().map(zeros).collect(),
+            rule: KerasAdam::new(vars.iter().map(|var| var.elem_count()), lr),
             vars,
-            step: 0,
-            lr,
         }
     }
 
@@ -49,21 +39,14 @@ impl Adam {
     /// Applies one update with the gradients in `grads` (variables without one are left
     /// as they are, as Keras does).
     pub(crate) fn step(&mut self, grads: &GradStore) -> Result<()> {
-        self.step += 1;
-        let alpha =
-            (self.lr * (1.0 - BETA2.powi(self.step)).sqrt() / (1.0 - BETA1.powi(self.step))) as f32;
-        let (b1, b2) = ((1.0 - BETA1) as f32, (1.0 - BETA2) as f32);
-        for ((var, m), v) in self.vars.iter().zip(&mut self.m).zip(&mut self.v) {
+        self.rule.begin_step();
+        for (index, var) in self.vars.iter().enumerate() {
             let Some(grad) = grads.get(var.as_tensor()) else {
                 continue;
             };
             let g: Vec<f32> = grad.flatten_all()?.to_vec1()?;
             let mut w: Vec<f32> = var.as_tensor().flatten_all()?.to_vec1()?;
-            for (((w, g), m), v) in w.iter_mut().zip(&g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                *m += (g - *m) * b1;
-                *v += (g * g - *v) * b2;
-                *w -= alpha * *m / (v.sqrt() + EPSILON);
-            }
+            self.rule.update(index, &mut w, &g);
             var.set(&Tensor::from_vec(w, var.shape(), var.device())?)?;
         }
         Ok(())

@@ -36,10 +36,12 @@
 //! | `views` | `metric-loss-views` | TF Similarity's two-view losses: `MultiNegativesRankLoss`, `SimCLRLoss`, `SimSiamLoss`, `Barlow`, `VicReg` (on `LossInput::views`) |
 //! | `registry` | `metric-loss-registry` | any loss, yours included, from a config file (`load`, `from_str`) and back (`get_config`) |
 //! | `candle` | `metric-loss-candle` | any loss as a candle operation with its backward pass |
+//! | `burn` | `metric-loss-burn` | any loss as a burn autodiff operation with its backward pass |
 //!
 //! The [`prelude`] holds what a training loop names: the trait and its inputs and outputs,
 //! the part traits and built-in parts, the loss types, `DistanceKind` and `l2_normalize`, the registry's `Format`,
-//! `RegisteredLoss` and `ConfigExt`, and `CandleLoss` with the `candle` feature.
+//! `RegisteredLoss` and `ConfigExt`, `CandleLoss` with the `candle` feature and `BurnLoss`
+//! with the `burn` feature.
 //!
 //! # Feature flags
 //! | feature | default | what it adds |
@@ -56,6 +58,7 @@
 //! | `yaml` | yes | YAML configs in the registry |
 //! | `threads` | no | distance matrices, mining and gradient products split by rows over threads; results identical bit for bit (`METRIC_LOSS_THREADS` caps the thread count) |
 //! | `candle` | no | `metric_loss::candle`: any loss as a [candle](https://docs.rs/candle-core) operation |
+//! | `burn` | no | `metric_loss::burn`: any loss as a [burn](https://docs.rs/burn) autodiff operation (Rust 1.95 or newer, burn's minimum) |
 //!
 //! With `default-features = false` only the core is left: the trait and the types to
 //! write a loss of your own. The example above needs the default features.
@@ -102,6 +105,10 @@ pub use metric_loss_registry as registry;
 #[doc(inline)]
 pub use metric_loss_candle as candle;
 
+#[cfg(feature = "burn")]
+#[doc(inline)]
+pub use metric_loss_burn as burn;
+
 /// What a training loop names, for `use metric_loss::prelude::*`: the [`MetricLoss`]
 /// trait with [`MetricLossExt::evaluate`], inputs and outputs, and each enabled loss.
 pub mod prelude {
@@ -139,6 +146,9 @@ pub mod prelude {
 
     #[cfg(feature = "candle")]
     pub use metric_loss_candle::CandleLoss;
+
+    #[cfg(feature = "burn")]
+    pub use metric_loss_burn::BurnLoss;
 }
 
 // The README's examples run as doctests, so the page crates.io shows stays true.
@@ -149,7 +159,7 @@ struct ReadmeDoctests;
 // The other crates' READMEs lie outside this package, so they are doctested only in the
 // repository, where `.ci/run` sets `--cfg metric_loss_readmes` (a packaged copy of this
 // crate would not find the files). The candle README is left to candle's own doctest,
-// which it copies, so that this crate needs no candle dev-dependency.
+// which it copies, so that this crate needs no candle dev-dependency; the burn README too.
 #[cfg(all(doctest, metric_loss_readmes))]
 mod workspace_readmes {
     #[doc = include_str!("../../metric-loss-core/README.md")]
