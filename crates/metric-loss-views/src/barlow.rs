@@ -1,11 +1,12 @@
 //! `Barlow`: the Barlow Twins loss (Zbontar et al., 2021), as TF Similarity 0.17.1
 //! computes it.
 
+use metric_loss_core::params::finite;
 use metric_loss_core::{
     config_setters, Float, LossError, LossInput, LossOutput, Reduction, SampleWeight,
 };
 
-use crate::common::{finite, keras_reduce, same_rows, two_views, view_metric_loss};
+use crate::common::{keras_reduce, same_rows, two_views, view_metric_loss};
 
 /// `Barlow`'s arguments with TF Similarity 0.17.1's names and defaults, not yet validated.
 ///

@@ -120,19 +120,6 @@ pub(crate) fn two_views<'a, T: Float>(
     Ok((a, b, a.cols()))
 }
 
-/// A finite hyper-parameter, or [`LossError::InvalidParameter`].
-pub(crate) fn finite(name: &'static str, value: f64) -> Result<f64, LossError> {
-    if value.is_finite() {
-        Ok(value)
-    } else {
-        Err(LossError::InvalidParameter {
-            name,
-            value,
-            expected: "a finite number",
-        })
-    }
-}
-
 /// `alpha · A Bᵀ` for row-major `A` (n×d) and `B` (m×d): the n×m matrix of scaled dot
 /// products.
 pub(crate) fn a_bt<T: Float>(a: &[T], n: usize, b: &[T], m: usize, d: usize, alpha: T) -> Vec<T> {

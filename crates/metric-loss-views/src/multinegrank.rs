@@ -1,10 +1,11 @@
 //! `MultiNegativesRankLoss`: the multiple-negatives ranking loss of Henderson et al.
 //! (2017), as TF Similarity 0.17.1 computes it.
 
+use metric_loss_core::params::finite;
 use metric_loss_core::{config_setters, Float, LossError, LossInput, LossOutput, Reduction};
 use metric_loss_distances::DistanceKind;
 
-use crate::common::{a_bt, add_product, finite, keras_reduce, two_views, view_metric_loss};
+use crate::common::{a_bt, add_product, keras_reduce, two_views, view_metric_loss};
 
 /// `MultiNegativesRankLoss`'s arguments with TF Similarity 0.17.1's names and defaults, not
 /// yet validated.

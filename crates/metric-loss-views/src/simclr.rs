@@ -1,6 +1,7 @@
 //! `SimCLRLoss`: SimCLR's NT-Xent loss (Chen et al., 2020), as TF Similarity 0.17.1
 //! computes it.
 
+use metric_loss_core::params::finite_nonzero;
 use metric_loss_core::{config_setters, Float, LossError, LossInput, LossOutput, Reduction};
 
 use crate::common::{
@@ -65,16 +66,14 @@ impl SimCLRLossConfig {
     /// [`LossError::UnknownReduction`]; [`LossError::InvalidParameter`] for T = 0 (TF
     /// divides by it: NaN everywhere) or a non-finite T.
     pub fn build(&self) -> Result<SimCLRLoss, LossError> {
-        if self.temperature == 0.0 || !self.temperature.is_finite() {
-            return Err(LossError::InvalidParameter {
-                name: "temperature",
-                value: self.temperature,
-                expected: "a finite, non-zero number (the similarities are divided by it)",
-            });
-        }
+        let temperature = finite_nonzero(
+            "temperature",
+            self.temperature,
+            "a finite, non-zero number (the similarities are divided by it)",
+        )?;
         Ok(SimCLRLoss {
             name: self.name.clone(),
-            temperature: self.temperature,
+            temperature,
             reduction: self.reduction.parse()?,
         })
     }

@@ -1,9 +1,10 @@
 //! `SimSiamLoss`: SimSiam's negative cosine similarity (Chen and He, 2021), as TF
 //! Similarity 0.17.1 computes it.
 
+use metric_loss_core::params::finite;
 use metric_loss_core::{config_setters, Float, LossError, LossInput, LossOutput, Reduction};
 
-use crate::common::{finite, keras_reduce, two_views, view_metric_loss, Normalized};
+use crate::common::{keras_reduce, two_views, view_metric_loss, Normalized};
 
 /// The projections TF accepts, spelled exactly (case-sensitive).
 const PROJECTIONS: [&str; 3] = ["negative_cosine_sim", "cosine_distance", "angular_distance"];

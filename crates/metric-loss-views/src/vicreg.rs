@@ -1,9 +1,10 @@
 //! `VicReg`: the VICReg loss (Bardes, Ponce and LeCun, 2022), as TF Similarity 0.17.1
 //! computes it.
 
+use metric_loss_core::params::finite;
 use metric_loss_core::{config_setters, Float, LossError, LossInput, LossOutput, Reduction};
 
-use crate::common::{finite, keras_reduce, same_rows, two_views, view_metric_loss};
+use crate::common::{keras_reduce, same_rows, two_views, view_metric_loss};
 
 /// `VicReg`'s arguments with TF Similarity 0.17.1's names and defaults, not yet validated.
 ///
