@@ -9,24 +9,10 @@ use metric_loss_core::{
     Batch, Embeddings, LossError, LossInput, LossOutput, MetricLoss, MetricLossExt, Reduction,
     SampleWeight,
 };
+use metric_loss_testkit::values;
 use metric_loss_triplet::{TripletLoss, TripletLossConfig};
 
 const CPU: Device = Device::Cpu;
-
-/// Deterministic pseudo-random values in [-1, 1) (SplitMix64).
-fn values(n: usize, seed: u64) -> Vec<f64> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-        })
-        .collect()
-}
 
 fn unit_rows(x: &[f64], dims: usize) -> Vec<f64> {
     let mut y = vec![0.0; x.len()];
