@@ -106,11 +106,11 @@ mod attach;
 mod host;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use burn::tensor::{DType, Int, Tensor};
 use metric_loss_core::{LossError, MetricLoss, Workspace};
-use metric_loss_registry::RegistryError;
+use metric_loss_registry::{RegistryError, SharedLoss};
 
 /// What went wrong in a call: the input's dtypes, shapes or devices, reading a tensor, or
 /// the loss itself.
@@ -165,17 +165,13 @@ pub enum BurnLossError {
 /// cheaply (the loss and workspace are shared).
 #[derive(Debug, Clone)]
 pub struct BurnLoss {
-    loss: Arc<dyn MetricLoss>,
-    workspace: Arc<Mutex<Workspace>>,
+    shared: SharedLoss,
 }
 
 impl BurnLoss {
     /// Wraps a shared loss.
     pub fn new(loss: Arc<dyn MetricLoss>) -> Self {
-        Self {
-            loss,
-            workspace: Arc::new(Mutex::new(Workspace::new())),
-        }
+        Self::from(SharedLoss::new(loss))
     }
 
     /// Wraps a concrete loss.
@@ -199,13 +195,12 @@ impl BurnLoss {
     /// Every [`RegistryError`] of [`metric_loss_registry::load`]: an unreadable file, an
     /// unknown format or class, an invalid config.
     pub fn from_config(path: impl AsRef<Path>) -> Result<Self, RegistryError> {
-        let loss: Box<dyn MetricLoss> = metric_loss_registry::load(path)?;
-        Ok(Self::from(loss))
+        SharedLoss::from_config(path).map(Self::from)
     }
 
     /// The wrapped loss.
     pub fn metric_loss(&self) -> &Arc<dyn MetricLoss> {
-        &self.loss
+        self.shared.metric_loss()
     }
 
     /// The loss of `embeddings` (`n x dims`, `f16`, `bf16`, `f32` or `f64`, any device) with
@@ -239,13 +234,14 @@ impl BurnLoss {
     /// # Errors
     /// As [`BurnLoss::loss`], for the keys and weights too.
     pub fn compute(&self, input: BurnInput) -> Result<LossTensors, BurnLossError> {
-        // A poisoned lock only means another thread panicked mid-call: the workspace holds
-        // scratch buffers that every call resets, so it is still usable.
-        let mut workspace = self
-            .workspace
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        host::evaluate(self.loss.as_ref(), &mut workspace, input)
+        self.shared
+            .with_workspace(|loss, workspace| host::evaluate(loss, workspace, input))
+    }
+}
+
+impl From<SharedLoss> for BurnLoss {
+    fn from(shared: SharedLoss) -> Self {
+        Self { shared }
     }
 }
 
@@ -257,7 +253,7 @@ impl From<Arc<dyn MetricLoss>> for BurnLoss {
 
 impl From<Box<dyn MetricLoss>> for BurnLoss {
     fn from(loss: Box<dyn MetricLoss>) -> Self {
-        Self::new(Arc::from(loss))
+        Self::from(SharedLoss::from(loss))
     }
 }
 

@@ -86,7 +86,7 @@
 //! The minimum supported Rust version is 1.89 (nalgebra 0.35 requires it). Raising it is a minor-version change.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, DType, Device, Error, Layout, Result, Shape, Tensor,
@@ -96,7 +96,7 @@ use metric_loss_core::{
     Batch, Embeddings, Float, LossError, LossInput, LossOutput, MetricLoss, MetricLossExt,
     SampleWeight, Workspace,
 };
-use metric_loss_registry::RegistryError;
+use metric_loss_registry::{RegistryError, SharedLoss};
 
 /// Converts a [`LossError`] into a [`candle_core::Error`] that displays the same message.
 ///
@@ -116,17 +116,13 @@ pub fn to_candle_error(error: LossError) -> Error {
 /// cheaply (the loss and workspace are shared).
 #[derive(Debug, Clone)]
 pub struct CandleLoss {
-    loss: Arc<dyn MetricLoss>,
-    workspace: Arc<Mutex<Workspace>>,
+    shared: SharedLoss,
 }
 
 impl CandleLoss {
     /// Wraps a shared loss.
     pub fn new(loss: Arc<dyn MetricLoss>) -> Self {
-        Self {
-            loss,
-            workspace: Arc::new(Mutex::new(Workspace::new())),
-        }
+        Self::from(SharedLoss::new(loss))
     }
 
     /// Wraps a concrete loss.
@@ -150,13 +146,12 @@ impl CandleLoss {
     /// Every [`RegistryError`] of [`metric_loss_registry::load`]: an unreadable file, an
     /// unknown format or class, an invalid config.
     pub fn from_config(path: impl AsRef<Path>) -> std::result::Result<Self, RegistryError> {
-        let loss: Box<dyn MetricLoss> = metric_loss_registry::load(path)?;
-        Ok(Self::from(loss))
+        SharedLoss::from_config(path).map(Self::from)
     }
 
     /// The wrapped loss.
     pub fn metric_loss(&self) -> &Arc<dyn MetricLoss> {
-        &self.loss
+        self.shared.metric_loss()
     }
 
     /// The loss of `embeddings` (`n x dims`, `f16`, `bf16`, `f32` or `f64`, any device) with
@@ -183,13 +178,14 @@ impl CandleLoss {
     /// # Errors
     /// As [`CandleLoss::loss`], for the keys and weights too.
     pub fn compute(&self, input: &CandleInput<'_>) -> Result<LossTensors> {
-        // A poisoned lock only means another thread panicked mid-call: the workspace holds
-        // scratch buffers that every call resets, so it is still usable.
-        let mut workspace = self
-            .workspace
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        evaluate(self.loss.as_ref(), &mut workspace, input)
+        self.shared
+            .with_workspace(|loss, workspace| evaluate(loss, workspace, input))
+    }
+}
+
+impl From<SharedLoss> for CandleLoss {
+    fn from(shared: SharedLoss) -> Self {
+        Self { shared }
     }
 }
 
@@ -201,7 +197,7 @@ impl From<Arc<dyn MetricLoss>> for CandleLoss {
 
 impl From<Box<dyn MetricLoss>> for CandleLoss {
     fn from(loss: Box<dyn MetricLoss>) -> Self {
-        Self::new(Arc::from(loss))
+        Self::from(SharedLoss::from(loss))
     }
 }
 

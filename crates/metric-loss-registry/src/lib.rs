@@ -181,6 +181,7 @@ mod error;
 mod format;
 mod load;
 mod names;
+mod shared;
 
 use metric_loss_core::{LossError, LossInput, LossOutput, MetricLoss, Reduction, Workspace};
 use metric_loss_losses::{CircleLoss, MultiSimilarityLoss, PNLoss, SoftNearestNeighborLoss, XBM};
@@ -195,6 +196,7 @@ pub use load::{
     KERAS_PACKAGE_PREFIX, MAX_CONFIG_BYTES,
 };
 pub use names::{catalog, Catalog, DistanceNames};
+pub use shared::SharedLoss;
 
 /// typetag, re-exported so that `#[typetag::serde]` works through
 /// `use metric_loss_registry::typetag;` (adding `typetag` to your dependencies works too).
