@@ -37,12 +37,13 @@ impl<T: Float> Normalized<T> {
         out
     }
 
-    /// The gradient with respect to x given `g` = ∂/∂x̂ (both row-major like `x`):
-    /// gᵢrᵢ − xᵢrᵢ³(gᵢ·xᵢ) where the norm was used, gᵢrᵢ where the clamp was.
-    pub(crate) fn backward(&self, x: Embeddings<'_, T>, g: &[T], out: &mut [T]) {
+    /// The gradient with respect to x given `g` = ∂/∂x̂ (row i of `g` starting at
+    /// `i · g_stride`, `out` row-major like `x`): gᵢrᵢ − xᵢrᵢ³(gᵢ·xᵢ) where the norm was
+    /// used, gᵢrᵢ where the clamp was.
+    pub(crate) fn backward(&self, x: Embeddings<'_, T>, g: &[T], g_stride: usize, out: &mut [T]) {
         let d = x.cols();
         for i in 0..x.rows() {
-            let (row, gi) = (x.row(i), &g[i * d..(i + 1) * d]);
+            let (row, gi) = (x.row(i), &g[i * g_stride..i * g_stride + d]);
             let r = self.scale[i];
             let along = if self.by_norm[i] {
                 let dot = row
@@ -138,7 +139,8 @@ pub(crate) fn a_bt<T: Float>(a: &[T], n: usize, b: &[T], m: usize, d: usize, alp
 }
 
 /// `C += alpha · op(M) X` for a square or rectangular row-major `M` (rows×inner, or
-/// inner×rows when `transpose`) and a row-major `X` (inner×d), into `C` (rows×d).
+/// inner×rows when `transpose`) and a row-major `X` (inner×d), into `C` (rows×d, row i
+/// starting at `i · c_stride`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn add_product<T: Float>(
     c: &mut [T],
@@ -148,6 +150,7 @@ pub(crate) fn add_product<T: Float>(
     inner: usize,
     x: &[T],
     d: usize,
+    c_stride: usize,
     alpha: T,
 ) {
     let strides = if transpose { (1, rows) } else { (inner, 1) };
@@ -159,7 +162,7 @@ pub(crate) fn add_product<T: Float>(
         (m, strides.0, strides.1),
         (x, d, 1),
         T::ONE,
-        (c, d, 1),
+        (c, c_stride, 1),
     );
 }
 

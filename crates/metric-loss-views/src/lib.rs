@@ -45,8 +45,17 @@
 //! On finite input these losses return a finite value or a typed error, never NaN or ±∞;
 //! each loss's docs list where that differs from TF.
 //!
+//! # Memory
+//! [`SimCLRLoss`] on more than 2048 rows per view runs in tiles: the logits are recomputed
+//! block by block (an online log-sum-exp, then the gradient per tile) and never stored
+//! whole, so memory grows with n·d rather than n². The other losses hold their n×m (or
+//! d×d) matrices.
+//!
 //! # Feature flags
-//! None: serde is always on (the configs are what the registry reads).
+//! - `threads`: SimCLR's tiles split over rows on several threads (the same bits whatever
+//!   the thread count; `METRIC_LOSS_THREADS` caps it).
+//!
+//! serde is always on (the configs are what the registry reads).
 //!
 //! # Supported Rust versions
 //! The workspace's MSRV, Rust 1.89.
@@ -55,6 +64,7 @@ mod barlow;
 mod common;
 mod multinegrank;
 mod simclr;
+mod simclr_tiles;
 mod simsiam;
 mod vicreg;
 

@@ -227,9 +227,20 @@ impl MultiNegativesRankLoss {
             m,
             keys.as_slice(),
             d,
+            d,
             scale,
         );
-        add_product(&mut out.grad_keys, &s, true, m, n, q.as_slice(), d, scale);
+        add_product(
+            &mut out.grad_keys,
+            &s,
+            true,
+            m,
+            n,
+            q.as_slice(),
+            d,
+            d,
+            scale,
+        );
         Ok(())
     }
 }

@@ -7,6 +7,11 @@ use metric_loss_core::{config_setters, Float, LossError, LossInput, LossOutput, 
 use crate::common::{
     a_bt, add_product, keras_reduce, same_rows, two_views, view_metric_loss, Normalized,
 };
+use crate::simclr_tiles::{RowStats, Tiles, KEY_BLOCK, ROW_BLOCK};
+
+/// Batches with more rows per view than this run in tiles (memory linear in n instead of
+/// about 7n² logits: 117 MB in f32 at this size, 30 GB at 65,536).
+pub(crate) const TILED_ABOVE: usize = 2048;
 
 /// What TF subtracts from a row's self-similarity so that it never wins the softmax.
 const SELF_MASK: f64 = 1e9;
@@ -175,6 +180,18 @@ impl SimCLRLoss {
         input: &LossInput<'_, T>,
         out: &mut LossOutput<T>,
     ) -> Result<(), LossError> {
+        let rows = input.queries().embeddings().rows();
+        let tiles = (rows > TILED_ABOVE).then_some((ROW_BLOCK, KEY_BLOCK));
+        self.run_on(input, out, tiles)
+    }
+
+    /// The loss, in tiles of `tiles` = (rows, keys) when given, else on the whole matrices.
+    pub(crate) fn run_on<T: Float>(
+        &self,
+        input: &LossInput<'_, T>,
+        out: &mut LossOutput<T>,
+        tiles: Option<(usize, usize)>,
+    ) -> Result<(), LossError> {
         let (a, b, d) = two_views(input)?;
         let n = same_rows(a, b)?;
         if n == 0 {
@@ -186,28 +203,32 @@ impl SimCLRLoss {
         let weights = input.sample_weight();
         weights.check(n)?;
         let (na, nb) = (Normalized::new(a), Normalized::new(b));
-        let t = T::from_f64(self.temperature);
-        // Divided by T, not multiplied by 1/T, as TF rounds.
-        let logits = |x: &[T], y: &[T], own: bool| {
-            let mut m = a_bt(x, n, y, n, d, T::ONE);
-            m.iter_mut().for_each(|v| *v = *v / t);
-            if own {
-                let mask = T::from_f64(SELF_MASK);
-                (0..n).for_each(|i| m[i * n + i] -= mask);
-            }
-            m
-        };
-        let ab = logits(&na.rows, &nb.rows, false);
-        let ba = transpose(&ab, n);
-        let forward = direction(ab, logits(&na.rows, &na.rows, true), n);
-        let backward = direction(ba, logits(&nb.rows, &nb.rows, true), n);
         out.reset(n, n, d, input.wants_gradient());
-        for (o, (f, g)) in out
-            .per_example
-            .iter_mut()
-            .zip(forward.loss.iter().zip(&backward.loss))
-        {
-            *o = *f + *g;
+        let t = T::from_f64(self.temperature);
+        let dense = tiles.is_none().then(|| dense(&na.rows, &nb.rows, n, d, t));
+        let tiles = Tiles {
+            a: &na.rows,
+            b: &nb.rows,
+            n,
+            d,
+            t,
+            blocks: tiles.unwrap_or((n, n)),
+        };
+        let mut stats = Vec::new();
+        match &dense {
+            Some(dense) => {
+                for (o, (f, g)) in out
+                    .per_example
+                    .iter_mut()
+                    .zip(dense.forward.loss.iter().zip(&dense.backward.loss))
+                {
+                    *o = *f + *g;
+                }
+            }
+            None => {
+                stats.resize(n, RowStats::default());
+                tiles.statistics(T::from_f64(SELF_MASK), &mut out.per_example, &mut stats);
+            }
         }
         let (loss, red) = keras_reduce(&out.per_example, 1, &weights, self.reduction);
         out.loss = loss;
@@ -215,55 +236,77 @@ impl SimCLRLoss {
             return Ok(());
         }
         let gamma: Vec<T> = (0..n).map(|i| red * weights.get(i)).collect();
-        // X = Δ¹ᶜ + (Δ²ᶜ)ᵀ: ∂/∂(âᵢ·b̂ⱼ) times T, from both directions.
-        let mut x = vec![T::ZERO; n * n];
-        for i in 0..n {
-            for j in 0..n {
-                let own = if i == j { T::ONE } else { T::ZERO };
-                x[i * n + j] = gamma[i] * (forward.cross[i * n + j] - own)
-                    + gamma[j] * (backward.cross[j * n + i] - own);
-            }
+        // Row i is [∂/∂âᵢ | ∂/∂b̂ᵢ].
+        let mut grads = vec![T::ZERO; n * 2 * d];
+        match &dense {
+            Some(dense) => dense_gradient(&tiles, dense, &gamma, &mut grads),
+            None => tiles.gradient(T::from_f64(SELF_MASK), &gamma, &stats, &mut grads),
         }
-        let symmetric = |p: &[T]| {
-            let mut s = vec![T::ZERO; n * n];
-            for i in 0..n {
-                for j in 0..n {
-                    s[i * n + j] = gamma[i] * p[i * n + j] + gamma[j] * p[j * n + i];
-                }
-            }
-            s
-        };
-        let inv_t = T::ONE / t;
-        let mut ga = vec![T::ZERO; n * d];
-        add_product(&mut ga, &x, false, n, n, &nb.rows, d, inv_t);
-        add_product(
-            &mut ga,
-            &symmetric(&forward.own),
-            false,
-            n,
-            n,
-            &na.rows,
-            d,
-            inv_t,
-        );
-        let mut gb = vec![T::ZERO; n * d];
-        add_product(&mut gb, &x, true, n, n, &na.rows, d, inv_t);
-        add_product(
-            &mut gb,
-            &symmetric(&backward.own),
-            false,
-            n,
-            n,
-            &nb.rows,
-            d,
-            inv_t,
-        );
-        na.backward(a, &ga, &mut out.grad_queries);
-        nb.backward(b, &gb, &mut out.grad_keys);
+        na.backward(a, &grads, 2 * d, &mut out.grad_queries);
+        nb.backward(b, &grads[d..], 2 * d, &mut out.grad_keys);
         Ok(())
     }
 }
 
+/// Both directions' softmaxes over the whole n×n logit matrices.
+struct Dense<T> {
+    forward: Direction<T>,
+    backward: Direction<T>,
+}
+
+fn dense<T: Float>(a: &[T], b: &[T], n: usize, d: usize, t: T) -> Dense<T> {
+    // Divided by T, not multiplied by 1/T, as TF rounds.
+    let logits = |x: &[T], y: &[T], own: bool| {
+        let mut m = a_bt(x, n, y, n, d, T::ONE);
+        m.iter_mut().for_each(|v| *v = *v / t);
+        if own {
+            let mask = T::from_f64(SELF_MASK);
+            (0..n).for_each(|i| m[i * n + i] -= mask);
+        }
+        m
+    };
+    let ab = logits(a, b, false);
+    let ba = transpose(&ab, n);
+    Dense {
+        forward: direction(ab, logits(a, a, true), n),
+        backward: direction(ba, logits(b, b, true), n),
+    }
+}
+
+/// `[∂/∂â | ∂/∂b̂]` into `grads` (2d entries per row) from the dense softmaxes.
+fn dense_gradient<T: Float>(tiles: &Tiles<'_, T>, dense: &Dense<T>, gamma: &[T], grads: &mut [T]) {
+    let (n, d) = (tiles.n, tiles.d);
+    let (forward, backward) = (&dense.forward, &dense.backward);
+    // X = Δ¹ᶜ + (Δ²ᶜ)ᵀ: ∂/∂(âᵢ·b̂ⱼ) times T, from both directions.
+    let mut x = vec![T::ZERO; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            let own = if i == j { T::ONE } else { T::ZERO };
+            x[i * n + j] = gamma[i] * (forward.cross[i * n + j] - own)
+                + gamma[j] * (backward.cross[j * n + i] - own);
+        }
+    }
+    let symmetric = |p: &[T]| {
+        let mut s = vec![T::ZERO; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                s[i * n + j] = gamma[i] * p[i * n + j] + gamma[j] * p[j * n + i];
+            }
+        }
+        s
+    };
+    let inv_t = T::ONE / tiles.t;
+    let product = |g: &mut [T], m: &[T], transpose: bool, y: &[T]| {
+        add_product(g, m, transpose, n, n, y, d, 2 * d, inv_t);
+    };
+    // ∂/∂â in columns 0..d, then ∂/∂b̂ in d..2d.
+    product(grads, &x, false, tiles.b);
+    product(grads, &symmetric(&forward.own), false, tiles.a);
+    product(&mut grads[d..], &x, true, tiles.a);
+    product(&mut grads[d..], &symmetric(&backward.own), false, tiles.b);
+}
+
+/// The transpose of a square row-major n×n matrix.
 fn transpose<T: Float>(m: &[T], n: usize) -> Vec<T> {
     let mut t = vec![T::ZERO; n * n];
     for i in 0..n {
@@ -275,3 +318,76 @@ fn transpose<T: Float>(m: &[T], n: usize) -> Vec<T> {
 }
 
 view_metric_loss!(SimCLRLoss, SimCLRLossConfig);
+
+#[cfg(test)]
+mod tests {
+    use metric_loss_core::{Embeddings, LossInput, LossOutput, SampleWeight};
+    use metric_loss_testkit::values;
+
+    use super::*;
+
+    /// Both paths on the same input: (dense, tiled in blocks of `blocks`).
+    fn both<T: Float>(
+        loss: &SimCLRLoss,
+        n: usize,
+        d: usize,
+        weights: Option<&[T]>,
+        blocks: (usize, usize),
+    ) -> (LossOutput<T>, LossOutput<T>) {
+        let cast = |v: Vec<f64>| v.into_iter().map(T::from_f64).collect::<Vec<T>>();
+        let (a, b) = (cast(values(n * d, 3)), cast(values(n * d, 4)));
+        let mut input = LossInput::views(
+            Embeddings::from_row_major(&a, n, d).unwrap(),
+            Embeddings::from_row_major(&b, n, d).unwrap(),
+        );
+        if let Some(w) = weights {
+            input = input.with_sample_weight(SampleWeight::PerExample(w));
+        }
+        let (mut dense, mut tiled) = (LossOutput::new(), LossOutput::new());
+        loss.run_on(&input, &mut dense, None).unwrap();
+        loss.run_on(&input, &mut tiled, Some(blocks)).unwrap();
+        (dense, tiled)
+    }
+
+    fn assert_close<T: Float>(what: &str, dense: &[T], tiled: &[T], rel: f64) {
+        assert_eq!(dense.len(), tiled.len(), "{what}");
+        let scale = dense.iter().fold(0.0f64, |m, v| m.max(v.to_f64().abs()));
+        for (k, (x, y)) in dense.iter().zip(tiled).enumerate() {
+            let (x, y) = (x.to_f64(), y.to_f64());
+            assert!(
+                (x - y).abs() <= rel * scale.max(f64::MIN_POSITIVE),
+                "{what}[{k}]: dense {x}, tiled {y}"
+            );
+        }
+    }
+
+    fn agree<T: Float>(loss: &SimCLRLoss, n: usize, d: usize, blocks: (usize, usize), rel: f64) {
+        let w: Vec<T> = (0..n).map(|i| T::from_f64((i % 4) as f64 * 0.5)).collect();
+        for weights in [None, Some(w.as_slice())] {
+            let (dense, tiled) = both::<T>(loss, n, d, weights, blocks);
+            assert_close("loss", &[dense.loss], &[tiled.loss], rel);
+            assert_close("per_example", &dense.per_example, &tiled.per_example, rel);
+            assert_close("grad_a", &dense.grad_queries, &tiled.grad_queries, rel);
+            assert_close("grad_b", &dense.grad_keys, &tiled.grad_keys, rel);
+        }
+    }
+
+    #[test]
+    fn tiles_agree_with_the_whole_matrices() {
+        // Blocks that divide the batch, that do not, of one row, and larger than it.
+        for blocks in [(5, 7), (1, 1), (23, 23), (8, 64), (64, 3)] {
+            for t in [0.05, 0.5, -0.3] {
+                let loss = SimCLRLossConfig::default().temperature(t).build().unwrap();
+                agree::<f64>(&loss, 23, 6, blocks, 1e-12);
+                agree::<f32>(&loss, 23, 6, blocks, 2e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn one_row_agrees() {
+        let loss = SimCLRLoss::default();
+        agree::<f64>(&loss, 1, 3, (4, 4), 1e-12);
+        agree::<f32>(&loss, 1, 3, (1, 1), 2e-5);
+    }
+}

@@ -246,8 +246,8 @@ impl SimSiamLoss {
         }
         out.grad_queries.resize(rows_a * d, T::ZERO);
         out.grad_keys.resize(rows_b * d, T::ZERO);
-        pa.backward(a, &ga, &mut out.grad_queries);
-        pb.backward(b, &gb, &mut out.grad_keys);
+        pa.backward(a, &ga, d, &mut out.grad_queries);
+        pb.backward(b, &gb, d, &mut out.grad_keys);
         Ok(())
     }
 }
