@@ -28,7 +28,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Evaluate a loss on embeddings and labels; print {"loss", "per_example_loss"} as JSON.
+    /// Evaluate a loss on embeddings and labels (or two views); print {"loss", "per_example_loss"} as JSON.
     Eval(EvalArgs),
     /// List the registered losses, the distances with their aliases, the mining strategies
     /// and the reductions.
@@ -43,9 +43,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 The precision follows the embeddings' dtype: float32 or float64 (.npy, C or Fortran order).
-Labels: [n] or [n, 1], any integer dtype. Sample weights: [n], [n, 1] or a scalar, any
-numeric dtype. The output is one JSON line; a non-finite value (possible with the soft
-margin) is written as the string \"inf\", \"-inf\" or \"nan\".
+Labels: [n] or [n, 1], any integer dtype. A two-view loss (SimCLRLoss, Barlow, ...) takes no
+labels: --embeddings is view A and --key-embeddings view B, row i of one paired with row i
+of the other; --grad-out and --key-grad-out get d loss / d A and d loss / d B.
+Sample weights: [n], [n, 1] or a scalar, any numeric dtype. The output is one JSON line;
+a non-finite value (possible with the soft margin) is written as the string \"inf\",
+\"-inf\" or \"nan\".
 
 Examples:
   metric-loss eval --config triplet.json --embeddings x.npy --labels y.npy
@@ -53,6 +56,7 @@ Examples:
       --sample-weight w.npy --grad-out grad.npy
   metric-loss eval --config triplet.yaml --embeddings q.npy --labels qy.npy \\
       --key-embeddings bank.npy --key-labels bank_y.npy --keep-diagonal
+  metric-loss eval --config simclr.yaml --embeddings view_a.npy --key-embeddings view_b.npy
 
 Output:
   {\"loss\":0.099999756,\"per_example_loss\":[0.0,0.3,0.09999901,0.0]}")]
@@ -64,13 +68,15 @@ pub struct EvalArgs {
     /// Query embeddings: a float32 or float64 .npy array of shape [n, d].
     #[arg(long, value_name = "X.npy")]
     pub embeddings: PathBuf,
-    /// Query labels: an integer .npy array of shape `[n]` or `[n, 1]`.
+    /// Query labels: an integer .npy array of shape `[n]` or `[n, 1]`; left out for a
+    /// two-view loss.
     #[arg(
         long,
         value_name = "Y.npy",
-        help = "Query labels: an integer .npy array of shape [n] or [n, 1]"
+        required_unless_present = "key_embeddings",
+        help = "Query labels: an integer .npy array of shape [n] or [n, 1]; left out for a two-view loss"
     )]
-    pub labels: PathBuf,
+    pub labels: Option<PathBuf>,
     /// Per-example weights: a .npy array of shape `[n]` or `[n, 1]`, or a scalar.
     #[arg(
         long,
@@ -79,20 +85,25 @@ pub struct EvalArgs {
     )]
     pub sample_weight: Option<PathBuf>,
     /// A separate key set (e.g. a memory bank) of shape [m, d], same dtype as the
-    /// embeddings; distances are then queries x keys.
-    #[arg(long, value_name = "K.npy", requires = "key_labels")]
+    /// embeddings; distances are then queries x keys. Without labels: view B of a two-view
+    /// loss.
+    #[arg(
+        long,
+        value_name = "K.npy",
+        help = "A separate key set (e.g. a memory bank) of shape [m, d], same dtype as the embeddings; distances are then queries x keys. Without --labels: view B of a two-view loss"
+    )]
     pub key_embeddings: Option<PathBuf>,
     /// The labels of the key set, shape `[m]` or `[m, 1]`.
     #[arg(
         long,
         value_name = "KY.npy",
-        requires = "key_embeddings",
+        requires_all = ["key_embeddings", "labels"],
         help = "The labels of the key set, shape [m] or [m, 1]"
     )]
     pub key_labels: Option<PathBuf>,
     /// With separate keys: count the pair (i, i) as an ordinary pair. By default it is not
     /// a positive, which is right when the keys start with the queries.
-    #[arg(long, requires = "key_embeddings")]
+    #[arg(long, requires = "key_labels")]
     pub keep_diagonal: bool,
     /// Write d loss / d embeddings here, as .npy of shape [n, d] in the embeddings' dtype.
     #[arg(long, value_name = "G.npy")]

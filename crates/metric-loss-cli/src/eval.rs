@@ -67,8 +67,14 @@ impl<T: Float + Serialize> Serialize for JsonFloat<T> {
 pub fn run(args: &EvalArgs) -> Result<String, CliError> {
     let loss = load_loss(&args.config)?;
     let x = npy::read_embeddings(&args.embeddings)?;
-    let labels = npy::read_labels(&args.labels)?;
-    check_len(&args.labels, labels.len(), &args.embeddings, x.rows())?;
+    let labels = match &args.labels {
+        Some(path) => {
+            let labels = npy::read_labels(path)?;
+            check_len(path, labels.len(), &args.embeddings, x.rows())?;
+            Some(labels)
+        }
+        None => None,
+    };
     let weights = match &args.sample_weight {
         Some(path) => {
             let w = npy::read_weights(path)?;
@@ -79,8 +85,8 @@ pub fn run(args: &EvalArgs) -> Result<String, CliError> {
         }
         None => None,
     };
-    let keys = match (&args.key_embeddings, &args.key_labels) {
-        (Some(kx), Some(ky)) => {
+    let keys = match &args.key_embeddings {
+        Some(kx) => {
             let k = npy::read_embeddings(kx)?;
             if k.dtype() != x.dtype() {
                 return Err(CliError::in_file(
@@ -104,15 +110,27 @@ pub fn run(args: &EvalArgs) -> Result<String, CliError> {
                     ),
                 ));
             }
-            let key_labels = npy::read_labels(ky)?;
-            check_len(ky, key_labels.len(), kx, k.rows())?;
+            let key_labels = match (&labels, &args.key_labels) {
+                (Some(_), Some(ky)) => {
+                    let key_labels = npy::read_labels(ky)?;
+                    check_len(ky, key_labels.len(), kx, k.rows())?;
+                    Some(key_labels)
+                }
+                (Some(_), None) => {
+                    return Err(CliError::in_file(
+                        kx,
+                        "key embeddings of a labelled batch need --key-labels (a two-view loss takes neither --labels nor --key-labels)",
+                    ))
+                }
+                (None, _) => None,
+            };
             Some((k, key_labels))
         }
-        _ => None,
+        None => None,
     };
     let request = Request {
         loss: &loss,
-        labels: &labels,
+        labels: labels.as_deref(),
         weights,
         args,
     };
@@ -157,7 +175,8 @@ impl Precision for f64 {
 
 struct Request<'a> {
     loss: &'a dyn MetricLoss,
-    labels: &'a [i64],
+    /// `None` for two views.
+    labels: Option<&'a [i64]>,
     weights: Option<(&'a Path, Weights)>,
     args: &'a EvalArgs,
 }
@@ -166,30 +185,39 @@ impl Request<'_> {
     fn evaluate<T: Precision>(
         self,
         x: Matrix<T>,
-        keys: Option<(Matrix<T>, Vec<i64>)>,
+        keys: Option<(Matrix<T>, Option<Vec<i64>>)>,
     ) -> Result<String, CliError> {
         let args = self.args;
         let shape_error = |path: &Path, e: metric_loss_core::LossError| CliError::in_file(path, e);
-        let queries = Batch::new(
-            self.labels,
-            Embeddings::from_row_major(&x.data, x.rows, x.cols)
-                .map_err(|e| shape_error(&args.embeddings, e))?,
-        )
-        .map_err(|e| shape_error(&args.labels, e))?;
-        let mut input = LossInput::new(queries);
-
-        let key_batch = match &keys {
-            Some((k, key_labels)) => {
-                let kx = args.key_embeddings.as_deref().unwrap_or(Path::new("keys"));
-                let e = Embeddings::from_row_major(&k.data, k.rows, k.cols)
-                    .map_err(|e| shape_error(kx, e))?;
-                Some(Batch::new(key_labels, e).map_err(|e| shape_error(kx, e))?)
-            }
+        let queries = Embeddings::from_row_major(&x.data, x.rows, x.cols)
+            .map_err(|e| shape_error(&args.embeddings, e))?;
+        let kx = args.key_embeddings.as_deref().unwrap_or(Path::new("keys"));
+        let key_embeddings = match &keys {
+            Some((k, _)) => Some(
+                Embeddings::from_row_major(&k.data, k.rows, k.cols)
+                    .map_err(|e| shape_error(kx, e))?,
+            ),
             None => None,
         };
-        if let Some(keys) = key_batch {
-            input = input.with_keys(keys).remove_diagonal(!args.keep_diagonal);
-        }
+        let key_labels = keys.as_ref().and_then(|(_, l)| l.as_deref());
+        let mut input = match (self.labels, key_embeddings, key_labels) {
+            (Some(labels), keys, key_labels) => {
+                let labels_path = args.labels.as_deref().unwrap_or(Path::new("labels"));
+                let queries =
+                    Batch::new(labels, queries).map_err(|e| shape_error(labels_path, e))?;
+                let input = LossInput::new(queries);
+                match (keys, key_labels) {
+                    (Some(e), Some(l)) => input
+                        .with_keys(Batch::new(l, e).map_err(|e| shape_error(kx, e))?)
+                        .remove_diagonal(!args.keep_diagonal),
+                    _ => input,
+                }
+            }
+            (None, Some(view_b), _) => LossInput::views(queries, view_b),
+            (None, None, _) => return Err(CliError::new(
+                "give --labels (a labelled loss) or --key-embeddings as view B (a two-view loss)",
+            )),
+        };
 
         let weights: Option<Vec<T>> = match &self.weights {
             Some((path, w)) => {

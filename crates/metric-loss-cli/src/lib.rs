@@ -37,6 +37,9 @@
 //!   `--keep-diagonal` is given (right when the keys start with the queries).
 //! - `--grad-out G.npy`: d loss / d embeddings, `[n, d]`, in the embeddings' dtype;
 //!   `--key-grad-out GK.npy`: d loss / d keys, `[m, d]`.
+//! - A two-view loss (`SimCLRLoss`, `Barlow`, ...) takes no labels: `--embeddings A.npy
+//!   --key-embeddings B.npy` are its two views, row i of one paired with row i of the
+//!   other, and `--grad-out` / `--key-grad-out` receive d loss / d A and d loss / d B.
 //!
 //! The output is one JSON line, `{"loss": ..., "per_example_loss": [...]}` (per-example
 //! losses without sample weights; the loss reduced and weighted). Numbers are the shortest

@@ -268,6 +268,52 @@ fn eval_with_separate_keys() {
 }
 
 #[test]
+fn eval_two_views_matches_the_library_exactly() {
+    let fx = Fixture::new("eval_views");
+    let view_b: [f64; 8] = [0.8, 0.6, 0.0, 1.0, -0.6, -0.8, 1.0, 0.1];
+    let view_a = X.map(f64::from);
+    let a = fx.npy("a.npy", &view_a, &[4, 2]);
+    let b = fx.npy("b.npy", &view_b, &[4, 2]);
+    let config = fx.text(
+        "simclr.yaml",
+        "class_name: SimCLRLoss\nconfig: {temperature: 0.5}\n",
+    );
+    let (ga, gb) = (fx.path("ga.npy"), fx.path("gb.npy"));
+    let (code, stdout, stderr) = fx.run(&[
+        &"eval",
+        &"--config",
+        &config,
+        &"--embeddings",
+        &a,
+        &"--key-embeddings",
+        &b,
+        &"--grad-out",
+        &ga,
+        &"--key-grad-out",
+        &gb,
+    ]);
+    assert_eq!((code, stderr.as_str()), (0, ""));
+
+    let loss = metric_loss_registry::load(&config).unwrap();
+    let input = LossInput::views(
+        Embeddings::from_row_major(&view_a, 4, 2).unwrap(),
+        Embeddings::from_row_major(&view_b, 4, 2).unwrap(),
+    );
+    let expected = loss.compute(&input).unwrap();
+    let got = json(&stdout);
+    assert_eq!(got["loss"].as_f64().unwrap(), expected.loss);
+    assert_eq!(floats(&got["per_example_loss"]), expected.per_example);
+    assert_eq!(
+        read_npy::<f64>(&ga),
+        (vec![4, 2], "'<f8'".into(), expected.grad_queries)
+    );
+    assert_eq!(
+        read_npy::<f64>(&gb),
+        (vec![4, 2], "'<f8'".into(), expected.grad_keys)
+    );
+}
+
+#[test]
 fn every_config_format_gives_the_same_result() {
     let fx = Fixture::new("formats");
     let (json_config, x, y) = fx.golden();
@@ -487,6 +533,11 @@ fn bad_inputs_exit_2_with_one_error_line_naming_the_file() {
     let bad_class = fx.text("bad_class.yaml", "class_name: QuadrupletLoss\n");
     let bad_syntax = fx.text("bad_syntax.json", "{\"class_name\": ");
     let bad_ext = fx.text("config.ini", "[config]\n");
+    let view_b = fx.npy("view_b.npy", &X, &[4, 2]);
+    let simclr = fx.text(
+        "simclr.json",
+        r#"{"class_name": "SimCLRLoss", "config": {}}"#,
+    );
     let soft_margin = fx.text(
         "soft.json",
         r#"{"class_name": "TripletLoss", "config": {"soft_margin": true, "margin": 0.3}}"#,
@@ -551,6 +602,29 @@ fn bad_inputs_exit_2_with_one_error_line_naming_the_file() {
                 &[&"--key-embeddings", &x64, &"--key-labels", &y],
             ),
             &x64,
+        ),
+        (
+            "labelled keys without key labels",
+            with(eval(&config, &x, &y), &[&"--key-embeddings", &view_b]),
+            &view_b,
+        ),
+        (
+            "a labelled loss on two views",
+            vec![
+                "eval".into(),
+                "--config".into(),
+                config.clone(),
+                "--embeddings".into(),
+                x.clone(),
+                "--key-embeddings".into(),
+                view_b.clone(),
+            ],
+            &x,
+        ),
+        (
+            "a two-view loss on a labelled batch",
+            eval(&simclr, &x, &y),
+            &x,
         ),
         ("not a .npy file", eval(&config, &not_npy, &y), &not_npy),
         (
@@ -643,6 +717,28 @@ fn usage_errors_exit_2() {
             "y.npy",
             "--key-labels",
             "k.npy",
+        ],
+        // Key labels and --keep-diagonal belong to a labelled batch.
+        vec![
+            "eval",
+            "--config",
+            "c.json",
+            "--embeddings",
+            "x.npy",
+            "--key-embeddings",
+            "k.npy",
+            "--key-labels",
+            "k.npy",
+        ],
+        vec![
+            "eval",
+            "--config",
+            "c.json",
+            "--embeddings",
+            "x.npy",
+            "--key-embeddings",
+            "k.npy",
+            "--keep-diagonal",
         ],
     ] {
         let args: Vec<&dyn AsRef<std::ffi::OsStr>> = args
