@@ -33,7 +33,7 @@ impl Peer {
 }
 
 /// The losses of the table by default, with their reference package.
-pub(crate) const DEFAULT_LOSSES: [(&str, Peer); 12] = [
+pub(crate) const DEFAULT_LOSSES: [(&str, Peer); 16] = [
     ("PNLoss", Peer::TfSimilarity),
     ("MultiSimilarityLoss", Peer::TfSimilarity),
     ("CircleLoss", Peer::TfSimilarity),
@@ -41,12 +41,37 @@ pub(crate) const DEFAULT_LOSSES: [(&str, Peer); 12] = [
     ("ContrastiveLoss", Peer::Pml),
     ("NTXentLoss", Peer::Pml),
     ("SupConLoss", Peer::Pml),
+    ("ArcFaceLoss", Peer::Pml),
+    ("CosFaceLoss", Peer::Pml),
+    ("SubCenterArcFaceLoss", Peer::Pml),
+    ("ProxyAnchorLoss", Peer::Pml),
     ("MultiNegativesRankLoss", Peer::TfSimilarityViews),
     ("SimCLRLoss", Peer::TfSimilarityViews),
     ("SimSiamLoss", Peer::TfSimilarityViews),
     ("Barlow", Peer::TfSimilarityViews),
     ("VicReg", Peer::TfSimilarityViews),
 ];
+
+/// The losses that own a class-weight or proxy matrix: built, as the PML script builds
+/// them, with one class per four rows (the batch's classes) and the batch's width.
+const WITH_CLASSES: [&str; 4] = [
+    "ArcFaceLoss",
+    "CosFaceLoss",
+    "SubCenterArcFaceLoss",
+    "ProxyAnchorLoss",
+];
+
+/// The config of `loss` with its default arguments for a batch of `n` rows of width `d`.
+fn config_for(loss: &str, n: usize, d: usize) -> String {
+    if WITH_CLASSES.contains(&loss) {
+        format!(
+            "{{\"class_name\": \"{loss}\", \"config\": {{\"num_classes\": {}, \"embedding_size\": {d}}}}}\n",
+            n / 4
+        )
+    } else {
+        format!("{{\"class_name\": \"{loss}\"}}\n")
+    }
+}
 
 /// The reference package of a loss class name, if the table knows it.
 pub(crate) fn peer_of(loss: &str) -> Option<Peer> {
@@ -152,16 +177,16 @@ fn peer_entry(doc: Option<&Value>, loss: &str) -> Result<f64, String> {
 /// Times every (loss, N, D): ours on 1 and `threads` threads, then each peer once per shape.
 pub(crate) fn measure(s: &Setup<'_>) -> Result<Vec<Row>, String> {
     std::fs::create_dir_all(s.scratch).map_err(|e| format!("{}: {e}", s.scratch.display()))?;
-    let mut configs = BTreeMap::new();
-    for loss in s.losses {
-        let path: PathBuf = s.scratch.join(format!("{loss}.json"));
-        std::fs::write(&path, format!("{{\"class_name\": \"{loss}\"}}\n"))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        configs.insert(loss.clone(), path);
-    }
     let mut rows = Vec::new();
     for &n in s.sizes {
         for &d in s.dims {
+            let mut configs = BTreeMap::new();
+            for loss in s.losses {
+                let path: PathBuf = s.scratch.join(format!("{loss}_{n}x{d}.json"));
+                std::fs::write(&path, config_for(loss, n, d))
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                configs.insert(loss.clone(), path);
+            }
             let wants = |peer| s.losses.iter().any(|l| peer_of(l) == Some(peer));
             let tf_doc = match s.tfsim {
                 Some(py) if wants(Peer::TfSimilarity) => {
