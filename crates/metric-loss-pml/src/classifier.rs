@@ -134,13 +134,13 @@ impl<M: TargetMargin> Learnable for Classifier<M> {
         }
         s.grad.clear();
         s.grad.resize(n * cols, T::ZERO);
-        for i in 0..n {
+        for (i, label) in labels.iter().enumerate() {
             let g = s.scales[i];
             if g == T::ZERO {
                 continue;
             }
             let [slope, log_norm] = s.aux[i];
-            let target = labels[i] as usize;
+            let target = *label as usize;
             for c in 0..classes {
                 let p = (s.logits[i * classes + c] - log_norm).exp();
                 let mut d = g * scale * if c == target { p - T::ONE } else { p };
