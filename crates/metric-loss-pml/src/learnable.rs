@@ -259,6 +259,10 @@ macro_rules! learnable_loss {
             }
 
             metric_loss_core::config_setters! {
+                /// Sets `num_classes`.
+                num_classes: impl Into<Option<usize>>,
+                /// Sets `embedding_size`.
+                embedding_size: impl Into<Option<usize>>,
                 $(#[doc = concat!("Sets `", stringify!($field), "`.")] $field: $ty,)*
                 /// Sets the distance.
                 distance: impl Into<metric_loss_core::PartConfig<dyn metric_loss_core::RegisteredDistance>>,
