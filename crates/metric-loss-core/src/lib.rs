@@ -72,7 +72,7 @@ pub use miner::{
     AnyMiner, Mined, Miner, MiningView, Pick, PickMask, RowContext, UpperTriangleView,
 };
 pub use output::{AllowNonFinite, LossOutput};
-pub use parameters::{normal_values, ParameterShape, Parameters};
+pub use parameters::{normal_values, ParameterShape, Parameters, SplitMix64};
 pub use part_config::{PartConfig, RegisteredDistance, RegisteredMiner, RegisteredReducer};
 pub use reducer::{reduce_checked, AnyReducer, MeanOverNonZero, Reducer, Threshold};
 pub use reduction::{reduce, Reduction, SampleWeight};

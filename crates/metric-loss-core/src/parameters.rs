@@ -148,11 +148,29 @@ impl Parameters {
     }
 }
 
-/// The splitmix64 generator: one 64-bit state, advanced by a constant, mixed at each draw.
-struct SplitMix64(u64);
+/// The splitmix64 generator: one 64-bit state, advanced by a constant and mixed at each
+/// draw. Tiny, seeded, the same stream on every platform, no dependency: what
+/// [`normal_values`] draws from, and test data anywhere in the workspace.
+///
+/// ```
+/// use metric_loss_core::SplitMix64;
+/// let mut rng = SplitMix64::new(1);
+/// let (a, b) = (rng.next_u64(), rng.next_u64());
+/// assert_ne!(a, b);
+/// assert_eq!(SplitMix64::new(1).next_u64(), a);
+/// assert!((0.0..=1.0).contains(&rng.uniform()));
+/// ```
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    /// The generator at `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -160,9 +178,25 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
-    /// A uniform draw in (0, 1]: the top 53 bits, shifted away from 0 so its log is finite.
-    fn uniform(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    /// A uniform draw in (0, 1]: the top 53 bits, shifted away from 0 so that its log is
+    /// finite.
+    pub fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+
+    /// A standard normal draw (Box–Muller, its cosine branch).
+    pub fn gaussian(&mut self) -> f64 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+
+    /// A uniform draw in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next_u64() % n as u64) as usize
+        }
     }
 }
 
@@ -180,7 +214,7 @@ impl SplitMix64 {
 /// assert!(mean.abs() < 0.1 && (std - 2.0).abs() < 0.1);
 /// ```
 pub fn normal_values(seed: u64, std: f64, out: &mut [f64]) {
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     for pair in out.chunks_mut(2) {
         let (u, v) = (rng.uniform(), rng.uniform());
         let r = (-2.0 * u.ln()).sqrt() * std;

@@ -98,12 +98,11 @@ learnable_loss! {
         /// The scale of every logit (default 64).
         scale: f64 = 64.0,
     },
-    build: |c, num_classes, embedding_size| -> Classifier<Angular<false>> {
+    build: |c, sizes| -> Classifier<Angular<false>> {
         Classifier {
             margin: Angular::degrees(c.margin)?,
             scale: finite("scale", c.scale)?,
-            num_classes,
-            embedding_size,
+            sizes,
             sub_centers: 1,
         }
     }
@@ -142,7 +141,7 @@ learnable_loss! {
         /// Weight vectors per class (default 3, at least 1).
         sub_centers: usize = 3,
     },
-    build: |c, num_classes, embedding_size| -> Classifier<Angular<true>> {
+    build: |c, sizes| -> Classifier<Angular<true>> {
         if c.sub_centers == 0 {
             return Err(LossError::InvalidParameter {
                 name: "sub_centers",
@@ -153,8 +152,7 @@ learnable_loss! {
         Classifier {
             margin: Angular::degrees(c.margin)?,
             scale: finite("scale", c.scale)?,
-            num_classes,
-            embedding_size,
+            sizes,
             sub_centers: c.sub_centers,
         }
     }

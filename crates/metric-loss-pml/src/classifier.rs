@@ -9,7 +9,7 @@ use std::fmt::Debug;
 use metric_loss_core::{Float, LossError, LossInput, LossOutput, ParameterShape};
 use metric_loss_triplet::DenseParts;
 
-use crate::learnable::{distance_vjp, distances, reduce_elements, Learnable, Scratch};
+use crate::learnable::{distance_vjp, distances, reduce_elements, Learnable, Scratch, Sizes};
 use crate::CosineSimilarity;
 
 /// What a classifier loss does to the cosine of a row with its own class.
@@ -27,16 +27,15 @@ pub(crate) trait TargetMargin: Debug + Clone + Copy + PartialEq + Send + Sync {
 pub(crate) struct Classifier<M> {
     pub(crate) margin: M,
     pub(crate) scale: f64,
-    pub(crate) num_classes: usize,
-    pub(crate) embedding_size: usize,
+    pub(crate) sizes: Sizes,
     pub(crate) sub_centers: usize,
 }
 
 impl<M: TargetMargin> Learnable for Classifier<M> {
     const CLASS: &'static str = M::CLASS;
 
-    fn num_classes(&self) -> usize {
-        self.num_classes
+    fn sizes(&self) -> Sizes {
+        self.sizes
     }
 
     /// PML's `W`: `embedding_size x (num_classes · sub_centers)`, one column per class (or
@@ -44,13 +43,9 @@ impl<M: TargetMargin> Learnable for Classifier<M> {
     fn shape(&self) -> ParameterShape {
         ParameterShape {
             name: "W",
-            rows: self.embedding_size,
-            cols: self.num_classes * self.sub_centers,
+            rows: self.sizes.embedding_size,
+            cols: self.sizes.num_classes * self.sub_centers,
         }
-    }
-
-    fn embedding_size(&self) -> usize {
-        self.embedding_size
     }
 
     /// PML's `torch.nn.init.normal_`: a standard normal.
@@ -82,7 +77,7 @@ impl<M: TargetMargin> Learnable for Classifier<M> {
         let distance = T::distance(parts.distance_part());
         let (x, labels) = (input.queries().embeddings(), input.queries().labels());
         let (n, dims) = (x.rows(), x.cols());
-        let (classes, k) = (self.num_classes, self.sub_centers);
+        let (classes, k) = (self.sizes.num_classes, self.sub_centers);
         let cols = classes * k;
         // The columns of W are the keys: transpose it to one row per column.
         transpose(&s.params, dims, cols, &mut s.keys);

@@ -56,12 +56,11 @@ learnable_loss! {
         /// The scale of every logit (default 64).
         scale: f64 = 64.0,
     },
-    build: |c, num_classes, embedding_size| -> Classifier<Additive> {
+    build: |c, sizes| -> Classifier<Additive> {
         Classifier {
             margin: Additive { margin: finite("margin", c.margin)? },
             scale: finite("scale", c.scale)?,
-            num_classes,
-            embedding_size,
+            sizes,
             sub_centers: 1,
         }
     }

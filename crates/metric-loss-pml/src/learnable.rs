@@ -8,7 +8,16 @@ use metric_loss_core::{
     AllowNonFinite, Distance, Embeddings, Float, LossError, LossInput, LossOutput, ParameterShape,
     Parameters, SampleWeight, Workspace,
 };
-use metric_loss_triplet::{check_matrix_size, DenseParts};
+use metric_loss_triplet::{check_matrix_size, finite_distances, DenseParts};
+
+/// A loss's required constructor arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sizes {
+    /// Labels lie in `0..num_classes`.
+    pub(crate) num_classes: usize,
+    /// The embeddings' width.
+    pub(crate) embedding_size: usize,
+}
 
 /// A loss whose parameter matrix is its second operand: ArcFace's classes, ProxyAnchor's
 /// proxies.
@@ -16,15 +25,11 @@ pub(crate) trait Learnable {
     /// The class name, for errors.
     const CLASS: &'static str;
 
-    /// Number of classes: labels must lie in `0..num_classes`.
-    fn num_classes(&self) -> usize;
+    /// The classes (labels must lie in `0..num_classes`) and the embedding width.
+    fn sizes(&self) -> Sizes;
 
-    /// The parameter matrix's name and shape; its column count (or row count) names the
-    /// embedding width the loss takes.
+    /// The parameter matrix's name and shape.
     fn shape(&self) -> ParameterShape;
-
-    /// The embedding width the loss was built for.
-    fn embedding_size(&self) -> usize;
 
     /// The standard deviation of the normal the matrix is initialised from (PML's).
     fn init_std(&self) -> f64;
@@ -102,13 +107,16 @@ pub(crate) fn run_learnable<T: Float, F: Learnable>(
     }
     let queries = input.queries();
     let (n, dims) = (queries.len(), queries.embeddings().cols());
-    if dims != formula.embedding_size() && n > 0 {
+    let Sizes {
+        num_classes: classes,
+        embedding_size,
+    } = formula.sizes();
+    if dims != embedding_size && n > 0 {
         return Err(LossError::EmbeddingSize {
             got: dims,
-            expected: formula.embedding_size(),
+            expected: embedding_size,
         });
     }
-    let classes = formula.num_classes();
     let out_of_range = |l: i64| usize::try_from(l).map_or(true, |c| c >= classes);
     if let Some(index) = queries.labels().iter().position(|l| out_of_range(*l)) {
         return Err(LossError::LabelOutOfRange {
@@ -149,16 +157,7 @@ pub(crate) fn distances<T: Float>(
     matrix.resize(x.rows() * m, T::ZERO);
     stats.clear();
     distance.matrix(x, k, false, stats, matrix)?;
-    if let Some(at) = matrix.iter().position(|v| !v.is_finite()) {
-        return Err(LossError::NonFiniteDistance {
-            distance: distance.name(),
-            row: at / m,
-            col: at % m,
-            value: matrix[at].to_f64(),
-            dtype: T::DTYPE,
-        });
-    }
-    Ok(())
+    finite_distances(distance.name(), matrix, m)
 }
 
 /// Adds ∂L/∂x into `grad_x` and writes ∂L/∂keys into `grad_keys` (zeroed first), from
@@ -209,7 +208,7 @@ macro_rules! learnable_loss {
         distance: $distance:expr,
         reducer: $reducer:expr,
         fields: { $($(#[$field_doc:meta])* $field:ident: $ty:ty = $default:expr),* $(,)? },
-        build: |$c:ident, $num_classes:ident, $embedding_size:ident| -> $formula:ty $build:block
+        build: |$c:ident, $sizes:ident| -> $formula:ty $build:block
     ) => {
         $(#[$config_doc])*
         #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -290,8 +289,10 @@ macro_rules! learnable_loss {
                         expected: "a positive integer",
                     })
                 };
-                let $num_classes = required("num_classes", self.num_classes)?;
-                let $embedding_size = required("embedding_size", self.embedding_size)?;
+                let $sizes = $crate::learnable::Sizes {
+                    num_classes: required("num_classes", self.num_classes)?,
+                    embedding_size: required("embedding_size", self.embedding_size)?,
+                };
                 let $c = self;
                 let formula: $formula = $build;
                 let parts = metric_loss_triplet::DenseParts::from_config(&self.distance, &self.reducer)?;
@@ -346,59 +347,11 @@ macro_rules! learnable_loss {
             }
         }
 
-        /// Equal configs; the parameters' current values are not compared.
-        impl PartialEq for $loss {
-            fn eq(&self, other: &Self) -> bool {
-                self.config == other.config
-            }
-        }
+        $crate::loss_config::config_serde!($loss, $config);
 
-        #[doc = concat!("A `", stringify!($loss), "` serialises as its [`", stringify!($config), "`] (not its parameters' values).")]
-        impl serde::Serialize for $loss {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                self.config.serialize(serializer)
-            }
-        }
-
-        #[doc = concat!("A `", stringify!($loss), "` deserialises from a [`", stringify!($config), "`], validated by its `build`.")]
-        impl<'de> serde::Deserialize<'de> for $loss {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                use serde::de::Error as _;
-                $config::deserialize(deserializer)?
-                    .build()
-                    .map_err(D::Error::custom)
-            }
-        }
-
-        impl metric_loss_core::MetricLoss for $loss {
-            fn name(&self) -> &str {
-                &self.name
-            }
-
-            fn compute_f32(
-                &self,
-                input: &metric_loss_core::LossInput<'_, f32>,
-                workspace: &mut metric_loss_core::Workspace,
-                out: &mut metric_loss_core::LossOutput<f32>,
-            ) -> Result<(), metric_loss_core::LossError> {
-                $crate::learnable::run_learnable(&self.formula, &self.params, &self.parts, input, workspace, out)
-            }
-
-            fn compute_f64(
-                &self,
-                input: &metric_loss_core::LossInput<'_, f64>,
-                workspace: &mut metric_loss_core::Workspace,
-                out: &mut metric_loss_core::LossOutput<f64>,
-            ) -> Result<(), metric_loss_core::LossError> {
-                $crate::learnable::run_learnable(&self.formula, &self.params, &self.parts, input, workspace, out)
-            }
-
-            /// PML's reducers weigh elements (rows or classes), not examples: not a Keras
-            /// reduction.
-            fn keras_reduction(&self) -> Option<metric_loss_core::Reduction> {
-                None
-            }
-
+        $crate::loss_config::impl_metric_loss!($loss, |loss, input, workspace, out| {
+            $crate::learnable::run_learnable(&loss.formula, &loss.params, &loss.parts, input, workspace, out)
+        }, {
             fn parameter_shape(&self) -> Option<metric_loss_core::ParameterShape> {
                 Some(self.params.shape())
             }
@@ -410,7 +363,7 @@ macro_rules! learnable_loss {
             fn set_parameters(&self, values: &[f64]) -> Result<(), metric_loss_core::LossError> {
                 self.params.set(values)
             }
-        }
+        });
     };
 }
 pub(crate) use learnable_loss;

@@ -5,7 +5,7 @@ use metric_loss_core::{Float, LossError, LossInput, LossOutput, ParameterShape, 
 use metric_loss_triplet::DenseParts;
 
 use crate::learnable::{
-    distance_vjp, distances, learnable_loss, reduce_elements, Learnable, Scratch,
+    distance_vjp, distances, learnable_loss, reduce_elements, Learnable, Scratch, Sizes,
 };
 use crate::{CosineSimilarity, DivisorReducer};
 
@@ -15,8 +15,7 @@ use crate::{CosineSimilarity, DivisorReducer};
 pub(crate) struct ProxyAnchor {
     margin: f64,
     alpha: f64,
-    num_classes: usize,
-    embedding_size: usize,
+    sizes: Sizes,
 }
 
 /// log(1 + Σ exp(aᵢ)) over the kept entries, shifted by max(0, max aᵢ); 0 without any.
@@ -32,26 +31,22 @@ fn log_one_plus_sum_exp<T: Float>(entries: impl Iterator<Item = T> + Clone) -> T
 impl Learnable for ProxyAnchor {
     const CLASS: &'static str = "ProxyAnchorLoss";
 
-    fn num_classes(&self) -> usize {
-        self.num_classes
+    fn sizes(&self) -> Sizes {
+        self.sizes
     }
 
     /// PML's `proxies`: `num_classes x embedding_size`, row c the proxy of class c.
     fn shape(&self) -> ParameterShape {
         ParameterShape {
             name: "proxies",
-            rows: self.num_classes,
-            cols: self.embedding_size,
+            rows: self.sizes.num_classes,
+            cols: self.sizes.embedding_size,
         }
-    }
-
-    fn embedding_size(&self) -> usize {
-        self.embedding_size
     }
 
     /// PML's `kaiming_normal_(mode="fan_out")`: std √(2 / num_classes).
     fn init_std(&self) -> f64 {
-        (2.0 / self.num_classes as f64).sqrt()
+        (2.0 / self.sizes.num_classes as f64).sqrt()
     }
 
     fn run<T: Float>(
@@ -71,7 +66,7 @@ impl Learnable for ProxyAnchor {
         }
         let distance = T::distance(parts.distance_part());
         let (x, labels) = (input.queries().embeddings(), input.queries().labels());
-        let (n, classes) = (x.rows(), self.num_classes);
+        let (n, classes) = (x.rows(), self.sizes.num_classes);
         distances(distance, x, &s.params, classes, &mut s.matrix, &mut s.stats)?;
         let similarity = distance.is_similarity();
         let (margin, alpha) = (T::from_f64(self.margin), T::from_f64(self.alpha));
@@ -196,12 +191,11 @@ learnable_loss! {
         /// The sharpness α (default 32).
         alpha: f64 = 32.0,
     },
-    build: |c, num_classes, embedding_size| -> ProxyAnchor {
+    build: |c, sizes| -> ProxyAnchor {
         ProxyAnchor {
             margin: finite("margin", c.margin)?,
             alpha: finite("alpha", c.alpha)?,
-            num_classes,
-            embedding_size,
+            sizes,
         }
     }
 }
