@@ -38,19 +38,31 @@ fn pml_configs_round_trip_to_the_same_numbers() {
 
 #[test]
 fn shipped_pml_configs_are_the_defaults_built_in_code() {
-    use metric_loss_pml::{ContrastiveLoss, NTXentLoss, SupConLoss};
+    use metric_loss_pml::{ArcFaceLoss, ContrastiveLoss, NTXentLoss, SupConLoss};
     use metric_loss_registry::load;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/configs");
     let x = [
         0.3f32, -0.2, 0.9, 0.1, -0.5, 0.4, 0.2, 0.8, -0.7, -0.3, 0.6, -0.1,
     ];
     let labels = [0, 1, 0, 1, 2, 2];
-    let defaults: [(&str, Box<dyn metric_loss_registry::RegisteredLoss>); 3] = [
-        ("supcon.yaml", Box::new(SupConLoss::default())),
-        ("ntxent.yaml", Box::new(NTXentLoss::default())),
-        ("contrastive.json", Box::new(ContrastiveLoss::default())),
+    // (file, the loss built in code, the embedding width it takes)
+    let defaults: [(&str, Box<dyn metric_loss_registry::RegisteredLoss>, usize); 4] = [
+        ("supcon.yaml", Box::new(SupConLoss::default()), 2),
+        (
+            "arcface.yaml",
+            Box::new(ArcFaceLoss::new(10, 128).unwrap()),
+            128,
+        ),
+        ("ntxent.yaml", Box::new(NTXentLoss::default()), 2),
+        ("contrastive.json", Box::new(ContrastiveLoss::default()), 2),
     ];
-    for (file, in_code) in defaults {
+    for (file, in_code, dims) in defaults {
+        let x: Vec<f32> = x
+            .iter()
+            .copied()
+            .cycle()
+            .take(labels.len() * dims)
+            .collect();
         let loaded = load(dir.join(file)).unwrap();
         assert_eq!(
             loaded.get_config().unwrap(),
@@ -58,8 +70,8 @@ fn shipped_pml_configs_are_the_defaults_built_in_code() {
             "{file}"
         );
         let (a, b) = (
-            loaded.evaluate(&labels, &x, 2).unwrap(),
-            in_code.evaluate(&labels, &x, 2).unwrap(),
+            loaded.evaluate(&labels, &x, dims).unwrap(),
+            in_code.evaluate(&labels, &x, dims).unwrap(),
         );
         assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{file}");
     }
