@@ -36,9 +36,9 @@ pub struct ParameterShape {
 }
 
 impl ParameterShape {
-    /// `rows * cols`.
+    /// `rows * cols` (saturating: a loss refuses a shape that large when it is built).
     pub fn len(&self) -> usize {
-        self.rows * self.cols
+        self.rows.saturating_mul(self.cols)
     }
 
     /// Whether the matrix holds no value.

@@ -44,7 +44,7 @@ impl<M: TargetMargin> Learnable for Classifier<M> {
         ParameterShape {
             name: "W",
             rows: self.sizes.embedding_size,
-            cols: self.sizes.num_classes * self.sub_centers,
+            cols: self.sizes.num_classes.saturating_mul(self.sub_centers),
         }
     }
 

@@ -8,7 +8,9 @@ use metric_loss_core::{
     AllowNonFinite, Distance, Embeddings, Float, LossError, LossInput, LossOutput, ParameterShape,
     Parameters, SampleWeight, Workspace,
 };
-use metric_loss_triplet::{check_matrix_size, finite_distances, DenseParts};
+use metric_loss_triplet::{
+    check_matrix_size, finite_distances, DenseParts, MAX_DISTANCE_MATRIX_BYTES,
+};
 
 /// A loss's required constructor arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +139,25 @@ pub(crate) fn run_learnable<T: Float, F: Learnable>(
     params.copy_into(&mut scratch.params);
     formula.run(parts, input, scratch, out)?;
     out.check_finite(AllowNonFinite::Never)
+}
+
+/// Refuses a parameter matrix larger than a distance matrix may be
+/// ([`MAX_DISTANCE_MATRIX_BYTES`]): a config's sizes are untrusted input.
+///
+/// # Errors
+/// [`LossError::TooLarge`].
+pub(crate) fn check_parameter_size(shape: ParameterShape) -> Result<(), LossError> {
+    let bytes = shape.rows as u128 * shape.cols as u128 * std::mem::size_of::<f64>() as u128;
+    if bytes > MAX_DISTANCE_MATRIX_BYTES {
+        return Err(LossError::TooLarge {
+            what: "the parameter matrix",
+            rows: shape.rows,
+            cols: shape.cols,
+            bytes,
+            limit: MAX_DISTANCE_MATRIX_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// Fills `scratch.matrix` with `distance(x, keys)` (`keys`: `m` rows of width
@@ -298,6 +319,7 @@ macro_rules! learnable_loss {
                 let parts = metric_loss_triplet::DenseParts::from_config(&self.distance, &self.reducer)?;
                 $crate::learnable::Learnable::check_parts(&formula, &parts)?;
                 let shape = $crate::learnable::Learnable::shape(&formula);
+                $crate::learnable::check_parameter_size(shape)?;
                 let std = $crate::learnable::Learnable::init_std(&formula);
                 Ok($loss {
                     name: self.name.clone(),

@@ -224,6 +224,19 @@ fn bad_configs_are_typed_errors() {
         .alpha(f64::INFINITY)
         .build()
         .is_err());
+    // Sizes from an untrusted config: refused before anything is allocated.
+    let huge = SubCenterArcFaceLossConfig::new(usize::MAX / 2, 1 << 20)
+        .sub_centers(4)
+        .build();
+    assert!(matches!(
+        huge,
+        Err(LossError::TooLarge {
+            what: "the parameter matrix",
+            ..
+        })
+    ));
+    let huge = ProxyAnchorLossConfig::new(1 << 40, 1 << 40).build();
+    assert!(matches!(huge, Err(LossError::TooLarge { .. })));
 }
 
 #[test]
