@@ -152,6 +152,26 @@ def _weights(w: ArrayLike, dtype: np.dtype) -> Union[None, float, np.ndarray]:
     return np.ascontiguousarray(a, dtype=dtype)
 
 
+def _batch(y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike):
+    """A labelled call's inputs, normalised: ``(labels, y_pred as given, embeddings,
+    weights)``; an empty batch is refused."""
+    labels = _labels(y_true, "y_true")
+    a = np.asarray(y_pred)
+    x = _embeddings(a, "y_pred")
+    if x.size == 0:
+        # The Rust losses define an empty batch as a loss of 0; from Python it is
+        # almost always a slicing mistake, so it is refused.
+        raise ValueError(f"y_pred is empty (shape {x.shape}): a batch needs at least one example and one dimension")
+    return labels, a, x, _weights(sample_weight, x.dtype)
+
+
+def _as_input_dtype(dtype: np.dtype, *arrays):
+    """The results in float16 when the input was (it is computed in float32)."""
+    if dtype != np.float16:
+        return arrays
+    return tuple(None if r is None else r.astype(np.float16) for r in arrays)
+
+
 def _to_json(value: Dict[str, Any]) -> str:
     try:
         return json.dumps(value, allow_nan=False)
@@ -227,14 +247,7 @@ class MetricLoss:
         positive unless ``remove_diagonal=False`` (right when the keys start with the
         queries, as a cross-batch memory's do). ``gradient=False`` skips the gradient.
         """
-        labels = _labels(y_true, "y_true")
-        a = np.asarray(y_pred)
-        x = _embeddings(a, "y_pred")
-        if x.size == 0:
-            # The Rust losses define an empty batch as a loss of 0; from Python it is
-            # almost always a slicing mistake, so it is refused.
-            raise ValueError(f"y_pred is empty (shape {x.shape}): a batch needs at least one example and one dimension")
-        weights = _weights(sample_weight, x.dtype)
+        labels, a, x, weights = _batch(y_true, y_pred, sample_weight)
         k = kl = None
         if keys is not None or key_labels is not None:
             if keys is None or key_labels is None:
@@ -248,10 +261,7 @@ class MetricLoss:
         loss, per_example, grad, grad_keys = self._native.compute(
             labels, x, weights, k, kl, remove_diagonal, gradient
         )
-        if a.dtype == np.float16:
-            per_example = per_example.astype(np.float16)
-            grad = None if grad is None else grad.astype(np.float16)
-            grad_keys = None if grad_keys is None else grad_keys.astype(np.float16)
+        per_example, grad, grad_keys = _as_input_dtype(a.dtype, per_example, grad, grad_keys)
         return LossResult(loss, per_example, grad, grad_keys)
 
     def reset_state(self) -> None:
@@ -454,17 +464,9 @@ class LearnableLoss(MetricLoss):
         """Evaluates the loss, its gradient with respect to ``y_pred`` and to the
         parameters. ``y_true``: integer labels in ``[0, num_classes)``; ``y_pred``: (n,
         embedding_size), float32 or float64; ``sample_weight``: None, a number, or (n,)."""
-        labels = _labels(y_true, "y_true")
-        a = np.asarray(y_pred)
-        x = _embeddings(a, "y_pred")
-        if x.size == 0:
-            raise ValueError(f"y_pred is empty (shape {x.shape}): a batch needs at least one example and one dimension")
-        weights = _weights(sample_weight, x.dtype)
+        labels, a, x, weights = _batch(y_true, y_pred, sample_weight)
         loss, per_example, grad, grad_p = self._native.compute_learnable(labels, x, weights, gradient)
-        if a.dtype == np.float16:
-            per_example = per_example.astype(np.float16)
-            grad = None if grad is None else grad.astype(np.float16)
-            grad_p = None if grad_p is None else grad_p.astype(np.float16)
+        per_example, grad, grad_p = _as_input_dtype(a.dtype, per_example, grad, grad_p)
         return LearnableResult(loss, per_example, grad, grad_p)
 
     def __reduce__(self):
@@ -553,10 +555,7 @@ class TwoViewLoss(MetricLoss):
             raise TypeError(f"view_b has dtype {b.dtype} but view_a has {a.dtype}; they must match")
         weights = _weights(sample_weight, a.dtype)
         loss, per_example, grad_a, grad_b = self._native.compute_views(a, b, weights, gradient)
-        if a_in.dtype == np.float16:
-            per_example = per_example.astype(np.float16)
-            grad_a = None if grad_a is None else grad_a.astype(np.float16)
-            grad_b = None if grad_b is None else grad_b.astype(np.float16)
+        per_example, grad_a, grad_b = _as_input_dtype(a_in.dtype, per_example, grad_a, grad_b)
         return ViewsResult(loss, per_example, grad_a, grad_b)
 
 
