@@ -23,42 +23,9 @@ use metric_loss_distances::l2_normalize;
 use metric_loss_distances::parallel::gemm_rows;
 use metric_loss_triplet::{TripletLoss, TripletLossConfig};
 
-/// A small deterministic generator (SplitMix64), so that benches need no RNG crate and
-/// every run times the same batch.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    pub fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-
-    /// A standard normal (Box–Muller).
-    pub fn gaussian(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-
-    /// Uniform in `0..n`.
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
+/// A small deterministic generator, so that benches need no RNG crate and every run times
+/// the same batch: core's.
+pub use metric_loss_core::SplitMix64;
 
 /// The peers' batch: labels (N/4 classes of 4 when N is a multiple of 4, shuffled) and
 /// L2-normalised gaussian rows, `n x d` row-major.

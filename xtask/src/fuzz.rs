@@ -270,26 +270,18 @@ fn run_one(target: &str, input: &[u8]) -> Result<(), String> {
 // Random numbers and input generation
 // ---------------------------------------------------------------------------------------
 
-/// SplitMix64: tiny, seeded, no dependency.
-struct Rng(u64);
+/// Core's SplitMix64, with the draws the fuzzer needs.
+struct Rng(metric_loss_core::SplitMix64);
 
 impl Rng {
     fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(metric_loss_core::SplitMix64::new(seed))
     }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
+        self.0.below(n)
     }
     fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.next() as u8).collect()

@@ -74,6 +74,10 @@
 //! - Errors: a [`metric_loss_core::LossError`] becomes a [`candle_core::Error`] whose
 //!   message is the `LossError`'s, unchanged ([`to_candle_error`]).
 //!
+//! - Learnable parameters (ArcFace's `W`, ProxyAnchor's `proxies`):
+//!   [`CandleLoss::parameters_var`] makes a [`Var`] of them for an optimizer, and
+//!   [`CandleInput::with_parameters`] computes with its values and gives it its gradient.
+//!
 //! A stateful loss is evaluated once per call (the gradient is kept from the forward
 //! pass), so its state advances exactly once per training step.
 //!
@@ -89,8 +93,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, DType, Device, Error, Layout, Result, Shape, Tensor,
-    WithDType,
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Error, Layout, Result, Shape,
+    Tensor, Var, WithDType,
 };
 use metric_loss_core::{
     Batch, Embeddings, Float, LossError, LossInput, LossOutput, MetricLoss, MetricLossExt,
@@ -173,6 +177,42 @@ impl CandleLoss {
         self.compute(&CandleInput::new(embeddings, labels))
     }
 
+    /// The loss's learnable parameters (ArcFace's `W`, ProxyAnchor's `proxies`) as a new
+    /// candle [`Var`] on `device` in `dtype`, initialised with their current values; `None`
+    /// for a loss without parameters. Give it to an optimizer and to every call through
+    /// [`CandleInput::with_parameters`]: the call computes with the Var's values and its
+    /// backward pass gives the Var its gradient.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use metric_loss_candle::{CandleInput, CandleLoss};
+    /// use metric_loss_pml::ArcFaceLoss;
+    ///
+    /// let cpu = Device::Cpu;
+    /// let loss = CandleLoss::from_loss(ArcFaceLoss::new(3, 2).unwrap());
+    /// let w = loss.parameters_var(&cpu, DType::F32)?.expect("ArcFace owns W");
+    /// assert_eq!(w.dims(), &[2, 3]);
+    /// let x = Tensor::from_slice(&[1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8], (4, 2), &cpu)?;
+    /// let labels = Tensor::new(&[0u32, 0, 1, 2], &cpu)?;
+    /// let out = loss.compute(&CandleInput::new(&x, &labels).with_parameters(w.as_tensor()))?;
+    /// let grads = out.loss.backward()?;
+    /// assert_eq!(grads.get(w.as_tensor()).expect("W is a variable").dims(), &[2, 3]);
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A candle error creating the tensor.
+    pub fn parameters_var(&self, device: &Device, dtype: DType) -> Result<Option<Var>> {
+        let loss = self.metric_loss();
+        let Some(shape) = loss.parameter_shape() else {
+            return Ok(None);
+        };
+        let mut values = vec![0.0f64; shape.len()];
+        loss.read_parameters(&mut values).map_err(to_candle_error)?;
+        let host = Tensor::from_vec(values, (shape.rows, shape.cols), &Device::Cpu)?;
+        Var::from_tensor(&host.to_dtype(dtype)?.to_device(device)?).map(Some)
+    }
+
     /// The loss of a full [`CandleInput`]: sample weights, a separate key set or both.
     ///
     /// # Errors
@@ -245,6 +285,7 @@ pub struct CandleInput<'a> {
     labels: &'a Tensor,
     keys: Option<(&'a Tensor, &'a Tensor)>,
     sample_weight: Option<&'a Tensor>,
+    parameters: Option<&'a Tensor>,
     remove_diagonal: bool,
 }
 
@@ -257,8 +298,17 @@ impl<'a> CandleInput<'a> {
             labels,
             keys: None,
             sample_weight: None,
+            parameters: None,
             remove_diagonal: true,
         }
+    }
+
+    /// The loss's learnable parameters as a tensor of their shape (for example the Var of
+    /// [`CandleLoss::parameters_var`]): the call sets the loss's parameters to its values
+    /// first, and the tensor gets the gradient with respect to them.
+    pub fn with_parameters(mut self, parameters: &'a Tensor) -> Self {
+        self.parameters = Some(parameters);
+        self
     }
 
     /// A separate key set (`m x dims`) with its `m` labels: distances are `queries x keys`
@@ -293,17 +343,23 @@ pub struct LossTensors {
 }
 
 /// Re-emits the loss value computed on the host and returns the kept gradients, scaled by
-/// the upstream gradient, in the backward pass. Applied as a unary op on the queries, or
-/// as a binary op on the queries and a separate key set.
+/// the upstream gradient, in the backward pass: one per operand, in the order the op is
+/// applied to (the queries, then a separate key set and the parameters when given).
 struct AttachGradient {
     value: CpuStorage,
-    grad_queries: Tensor,
-    grad_keys: Option<Tensor>,
+    grads: Vec<Tensor>,
 }
 
 impl AttachGradient {
-    fn scaled(grad: &Tensor, grad_result: &Tensor) -> Result<Tensor> {
-        grad.broadcast_mul(grad_result)
+    fn scaled(&self, at: usize, grad_result: &Tensor) -> Result<Option<Tensor>> {
+        self.grads
+            .get(at)
+            .map(|grad| grad.broadcast_mul(grad_result))
+            .transpose()
+    }
+
+    fn forward(&self) -> Result<(CpuStorage, Shape)> {
+        Ok((self.value.clone(), Shape::from(())))
     }
 }
 
@@ -313,11 +369,11 @@ impl CustomOp1 for AttachGradient {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        Ok((self.value.clone(), Shape::from(())))
+        self.forward()
     }
 
     fn bwd(&self, _: &Tensor, _: &Tensor, grad_result: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(Self::scaled(&self.grad_queries, grad_result)?))
+        self.scaled(0, grad_result)
     }
 }
 
@@ -333,7 +389,7 @@ impl CustomOp2 for AttachGradient {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        Ok((self.value.clone(), Shape::from(())))
+        self.forward()
     }
 
     fn bwd(
@@ -343,11 +399,40 @@ impl CustomOp2 for AttachGradient {
         _: &Tensor,
         grad_result: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let keys = match &self.grad_keys {
-            Some(grad) => Some(Self::scaled(grad, grad_result)?),
-            None => None,
-        };
-        Ok((Some(Self::scaled(&self.grad_queries, grad_result)?), keys))
+        Ok((self.scaled(0, grad_result)?, self.scaled(1, grad_result)?))
+    }
+}
+
+impl CustomOp3 for AttachGradient {
+    fn name(&self) -> &'static str {
+        "metric-loss"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.forward()
+    }
+
+    fn bwd(
+        &self,
+        _: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        grad_result: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        Ok((
+            self.scaled(0, grad_result)?,
+            self.scaled(1, grad_result)?,
+            self.scaled(2, grad_result)?,
+        ))
     }
 }
 
@@ -420,10 +505,15 @@ fn evaluate_as<T: Float + WithDType>(
         Some(w) => Some(HostTensor::<T>::new(w)?),
         None => None,
     };
+    let parameters = match input.parameters {
+        Some(p) => Some(set_parameters::<T>(loss, p)?),
+        None => None,
+    };
     let gradient = queries.tensor.track_op()
         || keys
             .as_ref()
-            .is_some_and(|(keys, _)| keys.tensor.track_op());
+            .is_some_and(|(keys, _)| keys.tensor.track_op())
+        || parameters.as_ref().is_some_and(Tensor::track_op);
 
     let batch = Batch::new(&labels, queries.embeddings()?).map_err(to_candle_error)?;
     let mut loss_input = LossInput::new(batch).remove_diagonal(input.remove_diagonal);
@@ -447,23 +537,30 @@ fn evaluate_as<T: Float + WithDType>(
     let host = Device::Cpu;
     let per_example = Tensor::from_vec(out.per_example, labels.len(), &host)?;
     let value = if gradient {
-        let grad_queries = Tensor::from_vec(out.grad_queries, queries.tensor.shape(), &host)?;
-        let attach = |grad_keys| AttachGradient {
+        // The operands the gradient goes to, each with its gradient on the host.
+        let mut operands = vec![queries.tensor.clone()];
+        let mut grads = vec![Tensor::from_vec(
+            out.grad_queries,
+            queries.tensor.shape(),
+            &host,
+        )?];
+        if let Some((keys, _)) = &keys {
+            operands.push(keys.tensor.clone());
+            grads.push(Tensor::from_vec(out.grad_keys, keys.tensor.shape(), &host)?);
+        }
+        if let Some(p) = &parameters {
+            operands.push(p.clone());
+            grads.push(Tensor::from_vec(out.grad_parameters, p.shape(), &host)?);
+        }
+        let attach = AttachGradient {
             value: T::to_cpu_storage_owned(vec![out.loss]),
-            grad_queries,
-            grad_keys,
+            grads,
         };
-        match &keys {
-            Some((keys, _)) => {
-                let grad_keys = Tensor::from_vec(out.grad_keys, keys.tensor.shape(), &host)?;
-                let op: Arc<Box<dyn CustomOp2 + Send + Sync>> =
-                    Arc::new(Box::new(attach(Some(grad_keys))));
-                queries.tensor.apply_op2_arc(&keys.tensor, op)?
-            }
-            None => {
-                let op: Arc<Box<dyn CustomOp1 + Send + Sync>> = Arc::new(Box::new(attach(None)));
-                queries.tensor.apply_op1_arc(op)?
-            }
+        match operands.as_slice() {
+            [q] => q.apply_op1_arc(Arc::new(Box::new(attach)))?,
+            [q, k] => q.apply_op2_arc(k, Arc::new(Box::new(attach)))?,
+            [q, k, p] => q.apply_op3_arc(k, p, Arc::new(Box::new(attach)))?,
+            _ => unreachable!("one to three operands"),
         }
     } else {
         Tensor::from_vec(vec![out.loss], (), &host)?
@@ -473,6 +570,29 @@ fn evaluate_as<T: Float + WithDType>(
         loss: from_host(&value, device, dtype)?,
         per_example: from_host(&per_example, device, dtype)?,
     })
+}
+
+/// Sets the loss's parameters to the values of `p` (which must have their shape) and
+/// returns `p` on the host in `T`, the operand its gradient flows back through.
+fn set_parameters<T: Float + WithDType>(loss: &dyn MetricLoss, p: &Tensor) -> Result<Tensor> {
+    let Some(shape) = loss.parameter_shape() else {
+        return Err(to_candle_error(LossError::NoParameters {
+            loss: loss.name().to_owned(),
+        }));
+    };
+    if p.dims() != [shape.rows, shape.cols] {
+        candle_core::bail!(
+            "metric-loss: {} must have shape [{}, {}], got {:?}",
+            shape.name,
+            shape.rows,
+            shape.cols,
+            p.dims()
+        );
+    }
+    let host = HostTensor::<T>::new(p)?;
+    let values: Vec<f64> = host.values.iter().map(|v| Float::to_f64(*v)).collect();
+    loss.set_parameters(&values).map_err(to_candle_error)?;
+    Ok(host.tensor)
 }
 
 const FLOATS: [DType; 4] = [DType::F16, DType::BF16, DType::F32, DType::F64];

@@ -307,6 +307,7 @@ mod tests {
             loss: 0.1,
             grad_queries: vec![],
             grad_keys: vec![],
+            grad_parameters: vec![],
         };
         let json = serde_json::to_string(&EvalReport::new(&out)).unwrap();
         assert_eq!(

@@ -1,9 +1,13 @@
-//! Checking the pair losses against pytorch-metric-learning 2.9.0 fixture records
-//! (`contrastive_public*.json`, `ntxent_public*.json`, `supcon_public*.json`).
+//! Checking PML's losses against pytorch-metric-learning 2.9.0 fixture records: the pair
+//! losses (`contrastive_public*.json`, `ntxent_public*.json`, `supcon_public*.json`) and the
+//! losses with a learnable matrix (`arcface_public*.json`, `cosface_public*.json`,
+//! `subcenter_arcface_public*.json`, `proxy_anchor_public*.json`).
 //!
-//! A case's `config` is `{"class_name", "config": {PML's keyword arguments}}`; the loss is
-//! built from those arguments as a config file would give them, run in the file's dtype,
-//! and its loss, gradient (`grad`) and key gradient (`grad_ref_emb`) compared within
+//! A case's `config` is `{"class_name", "config": {PML's keyword arguments}}` (positional
+//! `ctor_args` become `num_classes, embedding_size` where PML's signature takes them); the
+//! loss is built from those arguments as a config file would give them, its `parameters`
+//! set, run in the file's dtype, and its loss, gradient (`grad`), key gradient
+//! (`grad_ref_emb`) and parameter gradient (`grad_parameters`) compared within
 //! [`Tolerance::for_dtype`]. Cases whose `ulp_sensitive_rows` make the strict comparison
 //! meaningless (identical rows at √(rounding noise), every row identical) pass loosely
 //! when the loss is within the loose tolerance and the rows not flagged agree strictly,
@@ -13,7 +17,10 @@ use metric_loss_core::{
     Batch, Embeddings, Float, LossError, LossInput, LossOutput, MetricLoss, MetricLossExt,
     Workspace,
 };
-use metric_loss_pml::{ContrastiveLossConfig, NTXentLossConfig, SupConLossConfig};
+use metric_loss_pml::{
+    ArcFaceLossConfig, ContrastiveLossConfig, CosFaceLossConfig, NTXentLossConfig,
+    ProxyAnchorLossConfig, SubCenterArcFaceLossConfig, SupConLossConfig,
+};
 use serde_json::Value;
 
 use crate::compare::{gradient, scalar};
@@ -21,7 +28,19 @@ use crate::fixture::{integers, number, numbers};
 use crate::{Outcome, Tolerance};
 
 /// The PML classes this runner knows.
-pub(crate) const CLASSES: &[&str] = &["ContrastiveLoss", "NTXentLoss", "SupConLoss"];
+pub(crate) const CLASSES: &[&str] = &[
+    "ContrastiveLoss",
+    "NTXentLoss",
+    "SupConLoss",
+    "ArcFaceLoss",
+    "CosFaceLoss",
+    "SubCenterArcFaceLoss",
+    "ProxyAnchorLoss",
+];
+
+/// The classes whose constructor takes `num_classes, embedding_size` positionally
+/// (`SubCenterArcFaceLoss` requires keywords).
+const POSITIONAL: &[&str] = &["ArcFaceLoss", "CosFaceLoss", "ProxyAnchorLoss"];
 
 /// Checks one record of a PML fixture file.
 pub(crate) fn run_case(case: &Value, dtype: &str) -> Outcome {
@@ -34,17 +53,40 @@ pub(crate) fn run_case(case: &Value, dtype: &str) -> Outcome {
 }
 
 fn build(case: &Value) -> Result<Box<dyn MetricLoss>, String> {
-    let args = case["config"]["config"].clone();
+    let class = case["config"]["class_name"].as_str().unwrap_or("");
+    let mut args = case["config"]["config"].clone();
+    if let (Some(positional), Some(map)) = (case["ctor_args"].as_array(), args.as_object_mut()) {
+        if POSITIONAL.contains(&class) {
+            for (name, value) in ["num_classes", "embedding_size"].iter().zip(positional) {
+                map.insert((*name).to_owned(), value.clone());
+            }
+        }
+    }
     fn de<C: serde::de::DeserializeOwned>(v: Value) -> Result<C, String> {
         serde_json::from_value(v).map_err(|e| e.to_string())
     }
     let e = |e: LossError| e.to_string();
-    Ok(match case["config"]["class_name"].as_str().unwrap_or("") {
+    Ok(match class {
         "ContrastiveLoss" => Box::new(de::<ContrastiveLossConfig>(args)?.build().map_err(e)?),
         "NTXentLoss" => Box::new(de::<NTXentLossConfig>(args)?.build().map_err(e)?),
         "SupConLoss" => Box::new(de::<SupConLossConfig>(args)?.build().map_err(e)?),
+        "ArcFaceLoss" => Box::new(de::<ArcFaceLossConfig>(args)?.build().map_err(e)?),
+        "CosFaceLoss" => Box::new(de::<CosFaceLossConfig>(args)?.build().map_err(e)?),
+        "SubCenterArcFaceLoss" => {
+            Box::new(de::<SubCenterArcFaceLossConfig>(args)?.build().map_err(e)?)
+        }
+        "ProxyAnchorLoss" => Box::new(de::<ProxyAnchorLossConfig>(args)?.build().map_err(e)?),
         other => return Err(format!("unknown class_name {other:?}")),
     })
+}
+
+/// The case's `parameters` (`{"W": {"values": ...}}` or `{"proxies": ...}`), flattened
+/// row-major, with the gradient PML computed for them; `None` for a loss without.
+fn parameters(case: &Value) -> Option<(Vec<f64>, Vec<f64>, usize)> {
+    let (name, p) = case["parameters"].as_object()?.iter().next()?;
+    let cols = integers(&p["shape"])?.get(1).copied()? as usize;
+    let want = numbers(&case["grad_parameters"][name.as_str()]).unwrap_or_default();
+    Some((numbers(&p["values"])?, want, cols))
 }
 
 /// One call's inputs in `T`.
@@ -66,6 +108,9 @@ fn inputs<T: Float>(case: &Value) -> Result<Call<T>, String> {
         ));
     }
     let labels = integers(&case["labels"]).ok_or("labels are required (a list of integers)")?;
+    if let Some(dtype) = case["labels_dtype"].as_str().filter(|d| *d != "int64") {
+        return Err(format!("{dtype} labels: labels are i64 here"));
+    }
     let floats = |v: &Value| -> Vec<T> {
         numbers(v)
             .unwrap_or_default()
@@ -139,6 +184,10 @@ fn check<T: Float>(case: &Value, dtype: &str) -> Result<Outcome, String> {
         Ok(call) => call,
         Err(why) => return Ok(Outcome::Skipped(why)),
     };
+    if let Some((values, _, _)) = parameters(case) {
+        loss.set_parameters(&values)
+            .map_err(|e| format!("setting the parameters failed: {e}"))?;
+    }
     let out = evaluate(loss.as_ref(), &call).map_err(|e| format!("call failed: {e}"))?;
     compare(case, &out, &call, Tolerance::for_dtype(dtype))
 }
@@ -154,6 +203,12 @@ fn compare<T: Float>(
     let key_grad = widen(&out.grad_keys);
     let want_grad = numbers(&case["grad"]).unwrap_or_default();
     let want_key_grad = numbers(&case["grad_ref_emb"]).unwrap_or_default();
+    let param_grad = widen(&out.grad_parameters);
+    let params = parameters(case);
+    let parameter_gradient = |tol: f64| match &params {
+        Some((_, want, cols)) => gradient("grad_parameters", &param_grad, want, *cols, &[], tol),
+        None => Ok(()),
+    };
     let loss = number(&case["loss"]).unwrap_or(f64::NAN);
     let strict = |flagged: &[usize]| -> Result<(), String> {
         gradient("grad", &grad, &want_grad, call.dims, flagged, tol.grad)?;
@@ -170,7 +225,8 @@ fn compare<T: Float>(
         Ok(())
     };
     let loss_check = scalar("loss", out.loss.to_f64(), loss, tol.loss);
-    match (loss_check, strict(&[])) {
+    let strict_all = || strict(&[]).and_then(|()| parameter_gradient(tol.grad));
+    match (loss_check, strict_all()) {
         (Ok(()), Ok(())) => return Ok(Outcome::Passed),
         (Err(e), _) | (_, Err(e))
             if integers(&case["ulp_sensitive_rows"])
@@ -190,7 +246,9 @@ fn compare<T: Float>(
     let reasons = case["ulp_sensitive_reasons"].to_string();
     let all_flagged = flagged.len() >= call.rows;
     let loss_loose = scalar("loss", out.loss.to_f64(), loss, loose.loss).is_ok();
-    if loss_loose && !all_flagged && strict(&flagged).is_ok() {
+    // The parameters' gradient sums over every row, the flagged ones included.
+    let parameters_loose = parameter_gradient(loose.grad).is_ok();
+    if loss_loose && !all_flagged && strict(&flagged).is_ok() && parameters_loose {
         Ok(Outcome::PassedLoose)
     } else {
         Ok(Outcome::Skipped(format!(

@@ -1,6 +1,6 @@
 //! Every vendored case (TF Similarity's TripletLoss in f32 and f64, PN, MultiSimilarity,
-//! Circle, SoftNN, XBM, and its two-view losses; pytorch-metric-learning's Contrastive, NTXent and SupCon in f32 and
-//! f64), run once through the one harness and its public entry point.
+//! Circle, SoftNN, XBM, and its two-view losses; pytorch-metric-learning's Contrastive, NTXent, SupCon, ArcFace,
+//! CosFace, SubCenterArcFace and ProxyAnchor in f32 and f64), run once through the one harness and its public entry point.
 //!
 //! Prints each skipped case and deviation with its reason, then
 //! `conformance: N passed, M failed, K skipped`.
@@ -89,8 +89,15 @@ fn every_vendored_fixture_case_agrees_with_its_reference() {
         "{}",
         report.details()
     );
-    assert_eq!(report.cases.len(), 3964 + 23 + 965 + 19 + VIEW_CASES);
+    assert_eq!(
+        report.cases.len(),
+        3964 + 23 + 965 + 19 + VIEW_CASES + LEARNABLE_CASES
+    );
 }
+
+/// pytorch-metric-learning's losses with a learnable matrix, each file in f32 and f64:
+/// ArcFace 111, CosFace 105, SubCenterArcFace 111, ProxyAnchor 110; every case passes.
+const LEARNABLE_CASES: usize = 2 * (111 + 105 + 111 + 110);
 
 /// The two-view fixture files (TF Similarity 0.17.1).
 const VIEW_FILES: [&str; 5] = [

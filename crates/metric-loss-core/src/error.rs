@@ -206,6 +206,63 @@ pub enum LossError {
         /// The input it was given.
         got: &'static str,
     },
+    /// A loss without learnable parameters was asked to read or set them.
+    #[error("{loss} has no learnable parameters; only losses with a parameter matrix (a classifier's weights, proxies) can read or set them")]
+    NoParameters {
+        /// The loss's name.
+        loss: String,
+    },
+    /// A parameter value given to a loss is NaN or infinite.
+    #[error("{name}[{index}] is {value}; every parameter value must be finite")]
+    NonFiniteParameter {
+        /// The parameter's name.
+        name: &'static str,
+        /// The flat (row-major) index of the first bad value.
+        index: usize,
+        /// The value.
+        value: f64,
+    },
+    /// A label outside the classes a loss with one weight vector (or proxy) per class knows.
+    #[error("label {label} at index {index} is outside the {num_classes} classes; labels must be in 0..{num_classes}")]
+    LabelOutOfRange {
+        /// The example.
+        index: usize,
+        /// Its label.
+        label: i64,
+        /// The loss's `num_classes`.
+        num_classes: usize,
+    },
+    /// Embeddings whose width is not the `embedding_size` a loss's parameters were built for.
+    #[error(
+        "embeddings have {got} columns but the loss was built with embedding_size = {expected}"
+    )]
+    EmbeddingSize {
+        /// The embeddings' width.
+        got: usize,
+        /// The loss's `embedding_size`.
+        expected: usize,
+    },
+    /// A required constructor argument missing from a config.
+    #[error("{loss} requires {name}: {expected}")]
+    MissingArgument {
+        /// The loss's class name.
+        loss: &'static str,
+        /// The argument.
+        name: &'static str,
+        /// What it accepts.
+        expected: &'static str,
+    },
+    /// A part of a kind the loss cannot use (a classifier loss given a distance other than
+    /// the cosine similarity).
+    #[error("{loss} requires the distance to be {expected}, but it is {given}")]
+    UnsupportedDistance {
+        /// The loss's class name.
+        loss: &'static str,
+        /// The distance's name.
+        given: String,
+        /// The distance it requires.
+        expected: &'static str,
+    },
     /// A precondition of a specific loss (for example a stateful loss given the wrong batch).
     #[error("{loss}: {message}")]
     Unsupported {

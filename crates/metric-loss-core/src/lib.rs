@@ -21,6 +21,9 @@
 //!   user parts a config file can name (`"distance": {"class_name": "MyDistance", ...}`)
 //!   beside the built-ins' names.
 //! - [`SampleWeight`], [`reduce`]: Keras's sample weights and reduction arithmetic.
+//! - [`Parameters`], [`ParameterShape`]: a loss's learnable matrix (set and read through
+//!   [`MetricLoss::set_parameters`] / [`MetricLoss::read_parameters`], its gradient in
+//!   [`LossOutput::grad_parameters`]), seeded by [`normal_values`].
 //! - [`Workspace`], [`LossOutput`]: reusable buffers, so that training allocates nothing in
 //!   steady state.
 //! - [`config_setters!`]: a config struct's chained setters, written once.
@@ -50,6 +53,7 @@ mod input;
 mod loss;
 mod miner;
 mod output;
+mod parameters;
 pub mod params;
 mod part_config;
 mod reducer;
@@ -68,6 +72,7 @@ pub use miner::{
     AnyMiner, Mined, Miner, MiningView, Pick, PickMask, RowContext, UpperTriangleView,
 };
 pub use output::{AllowNonFinite, LossOutput};
+pub use parameters::{normal_values, ParameterShape, Parameters, SplitMix64};
 pub use part_config::{PartConfig, RegisteredDistance, RegisteredMiner, RegisteredReducer};
 pub use reducer::{reduce_checked, AnyReducer, MeanOverNonZero, Reducer, Threshold};
 pub use reduction::{reduce, Reduction, SampleWeight};

@@ -2,7 +2,10 @@
 
 use std::fmt::Debug;
 
-use crate::{Batch, Embeddings, Float, LossError, LossInput, LossOutput, Reduction, Workspace};
+use crate::{
+    Batch, Embeddings, Float, LossError, LossInput, LossOutput, ParameterShape, Reduction,
+    Workspace,
+};
 
 /// A metric-learning loss: labels and embeddings in, per-example losses, the reduced loss
 /// and the gradient with respect to the embeddings out.
@@ -89,6 +92,40 @@ pub trait MetricLoss: Debug + Send + Sync {
     /// Default: `Some(self.reduction())`.
     fn keras_reduction(&self) -> Option<Reduction> {
         Some(self.reduction())
+    }
+
+    /// The shape of the learnable matrix the loss owns (a classifier's weights, one proxy
+    /// per class), or `None` for a loss without parameters (the default). A loss with
+    /// parameters fills [`LossOutput::grad_parameters`] (row-major, this shape) on every
+    /// call that asks for the gradient.
+    fn parameter_shape(&self) -> Option<ParameterShape> {
+        None
+    }
+
+    /// Copies the parameters into `out` (row-major, [`MetricLoss::parameter_shape`]).
+    ///
+    /// # Errors
+    /// [`LossError::NoParameters`] for a loss without parameters (the default);
+    /// [`LossError::BufferLength`] when `out` has the wrong length.
+    fn read_parameters(&self, out: &mut [f64]) -> Result<(), LossError> {
+        let _ = out;
+        Err(LossError::NoParameters {
+            loss: self.name().to_owned(),
+        })
+    }
+
+    /// Replaces the parameters (row-major, [`MetricLoss::parameter_shape`]); the next call
+    /// uses them. Nothing changes when the values are refused.
+    ///
+    /// # Errors
+    /// [`LossError::NoParameters`] for a loss without parameters (the default);
+    /// [`LossError::BufferLength`] for the wrong number of values;
+    /// [`LossError::NonFiniteParameter`] for NaN or ±∞.
+    fn set_parameters(&self, values: &[f64]) -> Result<(), LossError> {
+        let _ = values;
+        Err(LossError::NoParameters {
+            loss: self.name().to_owned(),
+        })
     }
 
     /// Forgets any state kept between calls (for example a cross-batch memory). Stateless

@@ -33,6 +33,10 @@ pub struct LossOutput<T> {
     /// d loss / d key embeddings, row-major `m x dims`, for a separate key set; empty
     /// otherwise.
     pub grad_keys: Vec<T>,
+    /// d loss / d the loss's learnable parameters, row-major in the shape of
+    /// [`MetricLoss::parameter_shape`](crate::MetricLoss::parameter_shape); empty for a
+    /// loss without parameters or when the gradient was not requested.
+    pub grad_parameters: Vec<T>,
 }
 
 impl<T: Float> LossOutput<T> {
@@ -48,6 +52,14 @@ impl<T: Float> LossOutput<T> {
         fill(&mut self.per_example, n);
         fill(&mut self.grad_queries, if gradient { n * dims } else { 0 });
         fill(&mut self.grad_keys, if gradient { m * dims } else { 0 });
+        self.grad_parameters.clear();
+    }
+
+    /// Sizes [`LossOutput::grad_parameters`] to `len` zeros when `gradient` is set (empty
+    /// otherwise), keeping its capacity: a loss with parameters calls it after
+    /// [`LossOutput::reset`].
+    pub fn reset_parameters(&mut self, len: usize, gradient: bool) {
+        fill(&mut self.grad_parameters, if gradient { len } else { 0 });
     }
 
     /// Checks that the output holds no ±∞ or NaN beyond what `allow` permits, so that a
@@ -56,12 +68,13 @@ impl<T: Float> LossOutput<T> {
     /// weight times a large per-example loss, the reduced sum, a gradient entry).
     ///
     /// The per-example values are checked first, then the loss, then the gradient
-    /// (`grad_queries` followed by `grad_keys`, indexed as one flat sequence).
+    /// (`grad_queries` followed by `grad_keys`, indexed as one flat sequence), then the
+    /// parameters' gradient.
     ///
     /// # Errors
     /// [`LossError::NonFiniteResult`] naming the first offending value: `what` is
-    /// `"per-example loss"` (index: the example), `"loss"` (index 0) or `"gradient"` (index:
-    /// the flat gradient entry).
+    /// `"per-example loss"` (index: the example), `"loss"` (index 0), `"gradient"` (index:
+    /// the flat gradient entry) or `"parameter gradient"` (index: its flat entry).
     ///
     /// # Example
     /// ```
@@ -119,6 +132,9 @@ impl<T: Float> LossOutput<T> {
                 .unwrap_or_else(|| keys[i - queries.len()]);
             return Err(error("gradient", i, g));
         }
+        if let Some(i) = first_non_finite(&self.grad_parameters) {
+            return Err(error("parameter gradient", i, self.grad_parameters[i]));
+        }
         Ok(())
     }
 
@@ -143,6 +159,7 @@ mod tests {
             loss,
             grad_queries: vec![0.0; 2],
             grad_keys,
+            grad_parameters: vec![],
         }
     }
 
@@ -182,5 +199,12 @@ mod tests {
         let out = output(vec![1.0], 1.0, vec![0.0, f64::NAN]);
         let soft = AllowNonFinite::PositiveInfinitePerExample;
         assert_eq!(what(out.check_finite(soft)), Some(("gradient", 3)));
+        let mut out = output(vec![1.0], 1.0, vec![]);
+        out.grad_parameters = vec![0.0, f64::INFINITY];
+        let never = AllowNonFinite::Never;
+        assert_eq!(
+            what(out.check_finite(never)),
+            Some(("parameter gradient", 1))
+        );
     }
 }

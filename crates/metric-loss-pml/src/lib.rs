@@ -42,16 +42,26 @@
 //! # Supported Rust versions
 //! The workspace's MSRV, Rust 1.89.
 
+mod arcface;
+mod classifier;
 mod contrastive;
+mod cosface;
 mod distance;
+mod learnable;
 mod loss_config;
 mod ntxent;
 mod pairs;
+mod proxy_anchor;
 mod reducer;
 mod supcon;
 
+pub use arcface::{
+    ArcFaceLoss, ArcFaceLossConfig, SubCenterArcFaceLoss, SubCenterArcFaceLossConfig,
+};
 pub use contrastive::{ContrastiveLoss, ContrastiveLossConfig};
+pub use cosface::{CosFaceLoss, CosFaceLossConfig};
 pub use distance::{CosineSimilarity, DotProductSimilarity, LpDistance};
 pub use ntxent::{NTXentLoss, NTXentLossConfig};
-pub use reducer::{AvgNonZeroReducer, MeanReducer, SumReducer, ThresholdReducer};
+pub use proxy_anchor::{ProxyAnchorLoss, ProxyAnchorLossConfig};
+pub use reducer::{AvgNonZeroReducer, DivisorReducer, MeanReducer, SumReducer, ThresholdReducer};
 pub use supcon::{SupConLoss, SupConLossConfig};

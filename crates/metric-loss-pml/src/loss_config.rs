@@ -105,6 +105,21 @@ macro_rules! pair_loss {
             }
         }
 
+        $crate::loss_config::config_serde!($loss, $config);
+
+        $crate::loss_config::impl_metric_loss!($loss, |loss, input, workspace, out| {
+            $crate::pairs::run_pairs(&loss.formula, &loss.parts, input, workspace, out)
+        }, {});
+    };
+}
+pub(crate) use pair_loss;
+
+/// `PartialEq` (equal configs), `Serialize` (as the config) and `Deserialize` (the config,
+/// validated by its `build`) for a loss with a `config: $config` field.
+macro_rules! config_serde {
+    ($loss:ident, $config:ident) => {
+        /// Equal configs (for a loss with parameters, their current values are not
+        /// compared).
         impl PartialEq for $loss {
             fn eq(&self, other: &Self) -> bool {
                 self.config == other.config
@@ -127,8 +142,47 @@ macro_rules! pair_loss {
                     .map_err(D::Error::custom)
             }
         }
-
-        $crate::pairs::impl_pair_loss!($loss);
     };
 }
-pub(crate) use pair_loss;
+pub(crate) use config_serde;
+
+/// Implements `MetricLoss` for a loss with a `name` field, both precisions running `$run`
+/// (with `$loss` bound to `self`), plus the methods in `$extra`.
+macro_rules! impl_metric_loss {
+    ($ty:ty, |$loss:ident, $input:ident, $workspace:ident, $out:ident| $run:block, { $($extra:tt)* }) => {
+        impl metric_loss_core::MetricLoss for $ty {
+            fn name(&self) -> &str {
+                &self.name
+            }
+
+            fn compute_f32(
+                &self,
+                $input: &metric_loss_core::LossInput<'_, f32>,
+                $workspace: &mut metric_loss_core::Workspace,
+                $out: &mut metric_loss_core::LossOutput<f32>,
+            ) -> Result<(), metric_loss_core::LossError> {
+                let $loss = self;
+                $run
+            }
+
+            fn compute_f64(
+                &self,
+                $input: &metric_loss_core::LossInput<'_, f64>,
+                $workspace: &mut metric_loss_core::Workspace,
+                $out: &mut metric_loss_core::LossOutput<f64>,
+            ) -> Result<(), metric_loss_core::LossError> {
+                let $loss = self;
+                $run
+            }
+
+            /// PML's reducers weigh elements (pairs, rows, classes), not examples: not a
+            /// Keras reduction.
+            fn keras_reduction(&self) -> Option<metric_loss_core::Reduction> {
+                None
+            }
+
+            $($extra)*
+        }
+    };
+}
+pub(crate) use impl_metric_loss;

@@ -258,39 +258,3 @@ pub(crate) fn run_pairs<T: Float, F: PairFormula>(
 /// What a temperature accepts: the scores are divided by it.
 pub(crate) const TEMPERATURE: &str =
     "a finite, non-zero number (the similarities are divided by it)";
-
-/// Implements `MetricLoss` for a loss with a `formula()` and `parts`, run by
-/// [`run_pairs`].
-macro_rules! impl_pair_loss {
-    ($ty:ty) => {
-        impl metric_loss_core::MetricLoss for $ty {
-            fn name(&self) -> &str {
-                &self.name
-            }
-
-            fn compute_f32(
-                &self,
-                input: &metric_loss_core::LossInput<'_, f32>,
-                workspace: &mut metric_loss_core::Workspace,
-                out: &mut metric_loss_core::LossOutput<f32>,
-            ) -> Result<(), metric_loss_core::LossError> {
-                $crate::pairs::run_pairs(&self.formula, &self.parts, input, workspace, out)
-            }
-
-            fn compute_f64(
-                &self,
-                input: &metric_loss_core::LossInput<'_, f64>,
-                workspace: &mut metric_loss_core::Workspace,
-                out: &mut metric_loss_core::LossOutput<f64>,
-            ) -> Result<(), metric_loss_core::LossError> {
-                $crate::pairs::run_pairs(&self.formula, &self.parts, input, workspace, out)
-            }
-
-            /// PML's reducers weigh pairs, not examples: not a Keras reduction.
-            fn keras_reduction(&self) -> Option<metric_loss_core::Reduction> {
-                None
-            }
-        }
-    };
-}
-pub(crate) use impl_pair_loss;

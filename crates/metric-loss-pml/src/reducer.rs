@@ -1,5 +1,5 @@
 //! pytorch-metric-learning's reducers under their class names: [`MeanReducer`],
-//! [`SumReducer`], [`AvgNonZeroReducer`] and [`ThresholdReducer`].
+//! [`SumReducer`], [`AvgNonZeroReducer`], [`ThresholdReducer`] and [`DivisorReducer`].
 //!
 //! Each is the core's reducer of the same rule (a Keras reduction, or
 //! [`Threshold`]) under PML's name, so a config spells it as PML's constructor is called:
@@ -69,6 +69,16 @@ pml_reducer!(AvgNonZeroReducer, "AvgNonZeroReducer", |_r| Threshold::new(
     None
 )
 .expect("0 is a valid lower bound"));
+
+/// `DivisorReducer()`: the sum of the elements divided by the divisor the loss attaches
+/// ([`ProxyAnchorLoss`](crate::ProxyAnchorLoss)'s default: its positive terms by the
+/// number of classes present, its negative terms by `num_classes`). A loss that attaches
+/// no divisor gets the plain sum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DivisorReducer {}
+
+pml_reducer!(DivisorReducer, "DivisorReducer", |_r| Reduction::Sum);
 
 /// `ThresholdReducer(low=None, high=None)`: the mean of the elements strictly between
 /// the bounds; at least one bound is required, as in PML.

@@ -102,13 +102,21 @@ struct NativeLoss {
     workspace: Mutex<Workspace>,
 }
 
-/// What `compute` hands back to Python: `(loss, per_example, grad, grad_keys)`.
+/// What `compute` hands back to Python: `(loss, per_example, grad, grad_keys)`
+/// (`compute_learnable`: `grad_parameters` in the last place).
 type Computed<'py> = (
     f64,
     Bound<'py, PyAny>,
     Option<Bound<'py, PyAny>>,
     Option<Bound<'py, PyAny>>,
 );
+
+/// One evaluation's results as Python values: [`Computed`] and the gradient with respect
+/// to the loss's parameters (`None` without parameters or gradient).
+struct Results<'py> {
+    computed: Computed<'py>,
+    grad_parameters: Option<Bound<'py, PyAny>>,
+}
 
 /// The arguments of one evaluation, before their dtype is known.
 /// Without labels it is a two-view call: the embeddings are view A, the keys view B.
@@ -149,7 +157,7 @@ impl NativeLoss {
         })
     }
 
-    fn dispatch<'py>(&self, py: Python<'py>, call: &Call<'py, '_>) -> PyResult<Computed<'py>> {
+    fn dispatch<'py>(&self, py: Python<'py>, call: &Call<'py, '_>) -> PyResult<Results<'py>> {
         if call.embeddings.cast::<PyArray2<f64>>().is_ok() {
             self.compute_typed::<f64>(py, call)
         } else {
@@ -161,7 +169,7 @@ impl NativeLoss {
         &self,
         py: Python<'py>,
         call: &Call<'py, '_>,
-    ) -> PyResult<Computed<'py>> {
+    ) -> PyResult<Results<'py>> {
         let x = matrix::<T>(call.embeddings, call.names[0])?;
         let (rows, dims) = (x.shape()[0], x.shape()[1]);
         let x_data = row_major(&x);
@@ -235,21 +243,39 @@ impl NativeLoss {
 
         let out = self.run(py, &input).map_err(loss_error)?;
         let per_example = out.per_example.into_pyarray(py).into_any();
-        let as_matrix = |values: Vec<T>, rows: usize| -> PyResult<Bound<'py, PyAny>> {
+        let as_matrix = |values: Vec<T>, rows: usize, dims: usize| -> PyResult<Bound<'py, PyAny>> {
             let array = Array2::from_shape_vec((rows, dims), values)
                 .map_err(|e| PyValueError::new_err(format!("gradient shape: {e}")))?;
             Ok(array.into_pyarray(py).into_any())
         };
         let grad = if call.gradient {
-            Some(as_matrix(out.grad_queries, rows)?)
+            Some(as_matrix(out.grad_queries, rows, dims)?)
         } else {
             None
         };
         let grad_keys = match &key_data {
-            Some((_, m, _, _)) if call.gradient => Some(as_matrix(out.grad_keys, *m)?),
+            Some((_, m, _, _)) if call.gradient => Some(as_matrix(out.grad_keys, *m, dims)?),
             _ => None,
         };
-        Ok((out.loss.to_f64(), per_example, grad, grad_keys))
+        let grad_parameters = match self.loss.parameter_shape() {
+            Some(shape) if call.gradient => {
+                Some(as_matrix(out.grad_parameters, shape.rows, shape.cols)?)
+            }
+            _ => None,
+        };
+        Ok(Results {
+            computed: (out.loss.to_f64(), per_example, grad, grad_keys),
+            grad_parameters,
+        })
+    }
+
+    /// The loss's parameter shape, or a `ValueError` naming the loss.
+    fn shape(&self) -> PyResult<metric_loss_core::ParameterShape> {
+        self.loss.parameter_shape().ok_or_else(|| {
+            loss_error(LossError::NoParameters {
+                loss: self.loss.name().to_owned(),
+            })
+        })
     }
 }
 
@@ -327,6 +353,7 @@ impl NativeLoss {
                 gradient,
             },
         )
+        .map(|r| r.computed)
     }
 
     /// Evaluates a two-view loss (row i of `view_a` pairs with row i of `view_b`):
@@ -352,6 +379,73 @@ impl NativeLoss {
                 gradient,
             },
         )
+        .map(|r| r.computed)
+    }
+
+    /// Evaluates a loss with learnable parameters: `(loss, per_example, grad,
+    /// grad_parameters)`, the arrays in the embeddings' dtype (`grad_parameters` in the
+    /// parameters' shape); the gradients are `None` without `gradient`.
+    #[pyo3(signature = (labels, embeddings, sample_weight=None, gradient=true))]
+    fn compute_learnable<'py>(
+        &self,
+        py: Python<'py>,
+        labels: PyReadonlyArray1<'py, i64>,
+        embeddings: &Bound<'py, PyAny>,
+        sample_weight: Option<&Bound<'py, PyAny>>,
+        gradient: bool,
+    ) -> PyResult<Computed<'py>> {
+        self.shape()?;
+        let label_data = row_major(&labels);
+        let r = self.dispatch(
+            py,
+            &Call {
+                labels: Some(&label_data),
+                names: ["y_pred", "keys"],
+                embeddings,
+                sample_weight,
+                keys: None,
+                remove_diagonal: true,
+                gradient,
+            },
+        )?;
+        let (loss, per_example, grad, _) = r.computed;
+        Ok((loss, per_example, grad, r.grad_parameters))
+    }
+
+    /// The shape of the loss's parameter matrix as `(name, rows, cols)`, or `None` for a
+    /// loss without parameters.
+    #[getter]
+    fn parameter_shape(&self) -> Option<(&'static str, usize, usize)> {
+        self.loss
+            .parameter_shape()
+            .map(|s| (s.name, s.rows, s.cols))
+    }
+
+    /// A copy of the loss's parameters, a float64 array of their shape.
+    fn read_parameters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let shape = self.shape()?;
+        let mut values = vec![0.0; shape.len()];
+        self.loss.read_parameters(&mut values).map_err(loss_error)?;
+        let array = Array2::from_shape_vec((shape.rows, shape.cols), values)
+            .map_err(|e| PyValueError::new_err(format!("parameter shape: {e}")))?;
+        Ok(array.into_pyarray(py))
+    }
+
+    /// Replaces the loss's parameters with a float64 array of their shape.
+    fn set_parameters(&self, values: PyReadonlyArray2<'_, f64>) -> PyResult<()> {
+        let shape = self.shape()?;
+        if values.shape() != [shape.rows, shape.cols] {
+            return Err(PyValueError::new_err(format!(
+                "{} must have shape ({}, {}), got {:?}",
+                shape.name,
+                shape.rows,
+                shape.cols,
+                values.shape()
+            )));
+        }
+        self.loss
+            .set_parameters(&row_major(&values))
+            .map_err(loss_error)
     }
 
     fn __repr__(&self) -> String {

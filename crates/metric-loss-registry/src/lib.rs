@@ -46,6 +46,10 @@
 //! | `ContrastiveLoss` | [`ContrastiveLoss`] | [`metric_loss_pml::ContrastiveLossConfig`] (pytorch-metric-learning's keywords) |
 //! | `NTXentLoss` | [`NTXentLoss`] | [`metric_loss_pml::NTXentLossConfig`] |
 //! | `SupConLoss` | [`SupConLoss`] | [`metric_loss_pml::SupConLossConfig`] |
+//! | `ArcFaceLoss` | [`ArcFaceLoss`] | [`metric_loss_pml::ArcFaceLossConfig`] (owns its weights `W`; `seed`) |
+//! | `CosFaceLoss` | [`CosFaceLoss`] | [`metric_loss_pml::CosFaceLossConfig`] (owns `W`) |
+//! | `SubCenterArcFaceLoss` | [`SubCenterArcFaceLoss`] | [`metric_loss_pml::SubCenterArcFaceLossConfig`] (owns `W`) |
+//! | `ProxyAnchorLoss` | [`ProxyAnchorLoss`] | [`metric_loss_pml::ProxyAnchorLossConfig`] (owns its `proxies`) |
 //! | `MultiNegativesRankLoss` | [`MultiNegativesRankLoss`] | [`metric_loss_views::MultiNegativesRankLossConfig`] (two views: `LossInput::views`) |
 //! | `SimCLRLoss` | [`SimCLRLoss`] | [`metric_loss_views::SimCLRLossConfig`] |
 //! | `SimSiamLoss` | [`SimSiamLoss`] | [`metric_loss_views::SimSiamLossConfig`] |
@@ -185,7 +189,10 @@ mod shared;
 
 use metric_loss_core::{LossError, LossInput, LossOutput, MetricLoss, Reduction, Workspace};
 use metric_loss_losses::{CircleLoss, MultiSimilarityLoss, PNLoss, SoftNearestNeighborLoss, XBM};
-use metric_loss_pml::{ContrastiveLoss, NTXentLoss, SupConLoss};
+use metric_loss_pml::{
+    ArcFaceLoss, ContrastiveLoss, CosFaceLoss, NTXentLoss, ProxyAnchorLoss, SubCenterArcFaceLoss,
+    SupConLoss,
+};
 use metric_loss_triplet::TripletLoss;
 use metric_loss_views::{Barlow, MultiNegativesRankLoss, SimCLRLoss, SimSiamLoss, VicReg};
 
@@ -265,6 +272,28 @@ impl RegisteredLoss for NTXentLoss {}
 #[typetag::serde(name = "SupConLoss")]
 impl RegisteredLoss for SupConLoss {}
 
+/// pytorch-metric-learning's `ArcFaceLoss` (it owns its weight matrix `W`); its config is
+/// [`metric_loss_pml::ArcFaceLossConfig`] (`num_classes` and `embedding_size` required,
+/// `seed` for the initial `W`). The config carries no parameter values: a loaded loss
+/// starts from its seed.
+#[typetag::serde(name = "ArcFaceLoss")]
+impl RegisteredLoss for ArcFaceLoss {}
+
+/// pytorch-metric-learning's `CosFaceLoss`; its config is
+/// [`metric_loss_pml::CosFaceLossConfig`].
+#[typetag::serde(name = "CosFaceLoss")]
+impl RegisteredLoss for CosFaceLoss {}
+
+/// pytorch-metric-learning's `SubCenterArcFaceLoss`; its config is
+/// [`metric_loss_pml::SubCenterArcFaceLossConfig`].
+#[typetag::serde(name = "SubCenterArcFaceLoss")]
+impl RegisteredLoss for SubCenterArcFaceLoss {}
+
+/// pytorch-metric-learning's `ProxyAnchorLoss` (it owns its `proxies`); its config is
+/// [`metric_loss_pml::ProxyAnchorLossConfig`].
+#[typetag::serde(name = "ProxyAnchorLoss")]
+impl RegisteredLoss for ProxyAnchorLoss {}
+
 /// TF Similarity's `MultiNegativesRankLoss` (a two-view loss); its config is
 /// [`metric_loss_views::MultiNegativesRankLossConfig`], which keeps `scale`.
 #[typetag::serde(name = "MultiNegativesRankLoss")]
@@ -327,6 +356,18 @@ impl MetricLoss for Box<dyn RegisteredLoss> {
 
     fn reset_state(&self) {
         (**self).reset_state();
+    }
+
+    fn parameter_shape(&self) -> Option<metric_loss_core::ParameterShape> {
+        (**self).parameter_shape()
+    }
+
+    fn read_parameters(&self, out: &mut [f64]) -> Result<(), LossError> {
+        (**self).read_parameters(out)
+    }
+
+    fn set_parameters(&self, values: &[f64]) -> Result<(), LossError> {
+        (**self).set_parameters(values)
     }
 }
 

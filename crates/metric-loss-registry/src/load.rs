@@ -441,6 +441,9 @@ fn builtin_loss_error(class_name: &str, config: &Value) -> Option<LossError> {
         CircleLossConfig, MultiSimilarityLossConfig, PNLossConfig, SoftNearestNeighborLossConfig,
         XBMConfig,
     };
+    use metric_loss_pml::{
+        ArcFaceLossConfig, CosFaceLossConfig, ProxyAnchorLossConfig, SubCenterArcFaceLossConfig,
+    };
     use metric_loss_triplet::TripletLossConfig;
 
     /// Deserializes the config again and returns its build error.
@@ -458,6 +461,10 @@ fn builtin_loss_error(class_name: &str, config: &Value) -> Option<LossError> {
         "CircleLoss" => build_error(config, CircleLossConfig::build),
         "SoftNearestNeighborLoss" => build_error(config, SoftNearestNeighborLossConfig::build),
         "XBM" => build_error(config, XBMConfig::build),
+        "ArcFaceLoss" => build_error(config, ArcFaceLossConfig::build),
+        "CosFaceLoss" => build_error(config, CosFaceLossConfig::build),
+        "SubCenterArcFaceLoss" => build_error(config, SubCenterArcFaceLossConfig::build),
+        "ProxyAnchorLoss" => build_error(config, ProxyAnchorLossConfig::build),
         _ => None,
     }
 }

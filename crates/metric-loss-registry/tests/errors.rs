@@ -36,7 +36,7 @@ fn unknown_class_lists_the_registered_names() {
     assert!(registered.contains(&"TripletLoss".to_owned()));
     assert!(
         e.to_string().contains(
-            "registered losses: Barlow, CircleLoss, ContrastiveLoss, MultiNegativesRankLoss, MultiSimilarityLoss, NTXentLoss, PNLoss, SimCLRLoss, SimSiamLoss, SoftNearestNeighborLoss, SupConLoss, TripletLoss, VicReg, XBM"
+            "registered losses: ArcFaceLoss, Barlow, CircleLoss, ContrastiveLoss, CosFaceLoss, MultiNegativesRankLoss, MultiSimilarityLoss, NTXentLoss, PNLoss, ProxyAnchorLoss, SimCLRLoss, SimSiamLoss, SoftNearestNeighborLoss, SubCenterArcFaceLoss, SupConLoss, TripletLoss, VicReg, XBM"
         ),
         "{e}"
     );

@@ -3,17 +3,21 @@
 use metric_loss_registry::{catalog, duplicate_names, registered_names};
 
 /// The losses this crate registers itself, sorted: TF Similarity's class names.
-const BUILT_IN: [&str; 14] = [
+const BUILT_IN: [&str; 18] = [
+    "ArcFaceLoss",
     "Barlow",
     "CircleLoss",
     "ContrastiveLoss",
+    "CosFaceLoss",
     "MultiNegativesRankLoss",
     "MultiSimilarityLoss",
     "NTXentLoss",
     "PNLoss",
+    "ProxyAnchorLoss",
     "SimCLRLoss",
     "SimSiamLoss",
     "SoftNearestNeighborLoss",
+    "SubCenterArcFaceLoss",
     "SupConLoss",
     "TripletLoss",
     "VicReg",
@@ -57,7 +61,7 @@ fn catalog_lists_every_name() {
     );
     let text = c.to_string();
     assert!(
-        text.contains("losses (class_name): Barlow, CircleLoss, ContrastiveLoss, MultiNegativesRankLoss, MultiSimilarityLoss, NTXentLoss, PNLoss, SimCLRLoss, SimSiamLoss, SoftNearestNeighborLoss, SupConLoss, TripletLoss, VicReg, XBM\n"),
+        text.contains("losses (class_name): ArcFaceLoss, Barlow, CircleLoss, ContrastiveLoss, CosFaceLoss, MultiNegativesRankLoss, MultiSimilarityLoss, NTXentLoss, PNLoss, ProxyAnchorLoss, SimCLRLoss, SimSiamLoss, SoftNearestNeighborLoss, SubCenterArcFaceLoss, SupConLoss, TripletLoss, VicReg, XBM\n"),
         "{text}"
     );
     for needle in [

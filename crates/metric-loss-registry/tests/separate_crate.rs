@@ -19,17 +19,21 @@ fn the_other_crates_loss_is_registered_once() {
     assert_eq!(
         registered_names(),
         vec![
+            "ArcFaceLoss",
             "Barlow",
             "CircleLoss",
             "ContrastiveLoss",
+            "CosFaceLoss",
             "MultiNegativesRankLoss",
             "MultiSimilarityLoss",
             "NTXentLoss",
             "PNLoss",
+            "ProxyAnchorLoss",
             "ScaledNorm",
             "SimCLRLoss",
             "SimSiamLoss",
             "SoftNearestNeighborLoss",
+            "SubCenterArcFaceLoss",
             "SupConLoss",
             "TripletLoss",
             "VicReg",
@@ -100,7 +104,7 @@ fn the_other_crates_errors_are_typed() {
     let e = from_str("class_name = \"Nope\"", Format::Toml).unwrap_err();
     assert!(
         e.to_string()
-            .contains("PNLoss, ScaledNorm, SimCLRLoss, SimSiamLoss, SoftNearestNeighborLoss, SupConLoss, TripletLoss"),
+            .contains("PNLoss, ProxyAnchorLoss, ScaledNorm, SimCLRLoss, SimSiamLoss, SoftNearestNeighborLoss, SubCenterArcFaceLoss, SupConLoss, TripletLoss"),
         "{e}"
     );
 }

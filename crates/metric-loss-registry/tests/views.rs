@@ -73,15 +73,18 @@ const VIEW_CLASSES: [&str; 5] = [
     "VicReg",
 ];
 
-/// Every registered loss with its default arguments (XBM needs its two required ones).
+/// Every registered loss with its default arguments (XBM and the losses with a parameter
+/// matrix need their two required ones).
 fn every_registered_loss() -> Vec<(&'static str, Box<dyn RegisteredLoss>)> {
     registered_names()
         .into_iter()
         .map(|name| {
-            let config = if name == "XBM" {
-                r#"{"memory_size": 8, "loss": {"class_name": "TripletLoss"}}"#
-            } else {
-                "{}"
+            let config = match name {
+                "XBM" => r#"{"memory_size": 8, "loss": {"class_name": "TripletLoss"}}"#,
+                "ArcFaceLoss" | "CosFaceLoss" | "SubCenterArcFaceLoss" | "ProxyAnchorLoss" => {
+                    r#"{"num_classes": 2, "embedding_size": 2}"#
+                }
+                _ => "{}",
             };
             let text = format!(r#"{{"class_name": "{name}", "config": {config}}}"#);
             (name, from_str(&text, Format::Json).unwrap())
@@ -96,7 +99,7 @@ fn each_loss_refuses_the_other_kind_of_input_with_a_typed_error() {
         LossInput::new(Batch::new(&labels, Embeddings::from_row_major(&A, 4, 2).unwrap()).unwrap())
             .with_sample_weight(SampleWeight::None);
     let losses = every_registered_loss();
-    assert_eq!(losses.len(), 14);
+    assert_eq!(losses.len(), 18);
     for (name, loss) in losses {
         let loss: &dyn MetricLoss = loss.as_ref();
         let (wrong, right) = if VIEW_CLASSES.contains(&name) {

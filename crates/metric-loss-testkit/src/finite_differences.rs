@@ -83,8 +83,10 @@ impl<'a> GradientPoint<'a> {
     }
 }
 
-/// Compares `loss`'s analytic gradient (queries, and keys when given) with central
-/// differences of step `step`, entry by entry: `|analytic − numeric| ≤ tolerance · (1 +
+/// Compares `loss`'s analytic gradient (queries, keys when given, and the loss's own
+/// parameters when it has any, through
+/// [`MetricLoss::set_parameters`](metric_loss_core::MetricLoss::set_parameters)) with
+/// central differences of step `step`, entry by entry: `|analytic − numeric| ≤ tolerance · (1 +
 /// |numeric|)`. Returns the first entry that disagrees, named, as the error.
 ///
 /// Pick a point away from kinks (no ties among mined distances, no clamp hit): a finite
@@ -120,7 +122,69 @@ pub fn check_gradient(
         &analytic,
         &eval,
         (step, tolerance),
+    )?;
+    parameter_differences(
+        loss,
+        &analytic,
+        &|| eval(point.queries, keys),
+        (step, tolerance),
     )
+}
+
+/// Central differences of the loss in each of its parameters (if it has any), against
+/// `analytic.grad_parameters`. The parameters are restored afterwards, also on failure.
+fn parameter_differences(
+    loss: &dyn MetricLoss,
+    analytic: &LossOutput<f64>,
+    eval: &dyn Fn() -> Result<f64, LossError>,
+    (step, tolerance): (f64, f64),
+) -> Result<(), String> {
+    let Some(shape) = loss.parameter_shape() else {
+        return Ok(());
+    };
+    let name = loss.name();
+    let fail = |e: LossError| format!("{name}: {e}");
+    let mut p = vec![0.0; shape.len()];
+    loss.read_parameters(&mut p).map_err(fail)?;
+    if analytic.grad_parameters.len() != p.len() {
+        return Err(format!(
+            "{name}: grad_parameters has {} entries, the parameters {}",
+            analytic.grad_parameters.len(),
+            p.len()
+        ));
+    }
+    let original = p.clone();
+    let at = |p: &[f64]| loss.set_parameters(p).and_then(|()| eval());
+    let mut result = Ok(());
+    for t in 0..p.len() {
+        let v = p[t];
+        p[t] = v + step;
+        let plus = at(&p);
+        p[t] = v - step;
+        let minus = at(&p);
+        p[t] = v;
+        let (plus, minus) = match (plus, minus) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => {
+                result = Err(fail(e));
+                break;
+            }
+        };
+        let numeric = (plus - minus) / (2.0 * step);
+        let got = analytic.grad_parameters[t];
+        if (got - numeric).abs() > tolerance * (1.0 + numeric.abs()) {
+            result = Err(format!(
+                "{name}: d loss / d {}[{}][{}] is {got} analytically but {numeric} by finite \
+                 differences (tolerance {tolerance})",
+                shape.name,
+                t / shape.cols,
+                t % shape.cols
+            ));
+            break;
+        }
+    }
+    loss.set_parameters(&original).map_err(fail)?;
+    result
 }
 
 /// Like [`check_gradient`] for a two-view loss: views `a` and `b` (row-major, width

@@ -71,16 +71,9 @@ pub fn nasty() -> impl Strategy<Value = f64> {
 /// assert!(x.iter().all(|v| (-1.0..1.0).contains(v)));
 /// ```
 pub fn values(n: usize, seed: u64) -> Vec<f64> {
-    let mut state = seed;
+    let mut rng = metric_loss_core::SplitMix64::new(seed);
     (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-        })
+        .map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0)
         .collect()
 }
 

@@ -66,14 +66,28 @@ pub fn full_distance_matrix<T: Float>(
         stats,
         matrix,
     )?;
-    if let Some(at) = matrix.iter().position(|v| !v.is_finite()) {
-        return Err(LossError::NonFiniteDistance {
-            distance: distance.name(),
+    finite_distances(distance.name(), matrix, m)?;
+    Ok(Some(shape))
+}
+
+/// Checks that every entry of a distance matrix with `m` columns is finite: a distance
+/// can overflow although its inputs are finite.
+///
+/// # Errors
+/// [`LossError::NonFiniteDistance`] naming the first non-finite entry of `distance`.
+pub fn finite_distances<T: Float>(
+    distance: &'static str,
+    matrix: &[T],
+    m: usize,
+) -> Result<(), LossError> {
+    match matrix.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(at) => Err(LossError::NonFiniteDistance {
+            distance,
             row: at / m,
             col: at % m,
             value: matrix[at].to_f64(),
             dtype: T::DTYPE,
-        });
+        }),
     }
-    Ok(Some(shape))
 }

@@ -32,7 +32,7 @@
 //! | `mining` | `metric-loss-mining` | TF Similarity's mining (`StrategyMiner`: easy, hard, semi-hard) and `GivenTriplets` |
 //! | `triplet` | `metric-loss-triplet` | `TripletLoss`, its typed `TripletLossBuilder` and its `TripletLossConfig`; the driver of every loss on mined anchors (`MinedLoss`, `MinedParts`, `mined_metric_loss!`) |
 //! | `losses` | `metric-loss-losses` | `PNLoss`, `MultiSimilarityLoss`, `CircleLoss`, `SoftNearestNeighborLoss`, `XBM` |
-//! | `pml` | `metric-loss-pml` | pytorch-metric-learning's `ContrastiveLoss`, `NTXentLoss`, `SupConLoss`, its distances and reducers |
+//! | `pml` | `metric-loss-pml` | pytorch-metric-learning's `ContrastiveLoss`, `NTXentLoss`, `SupConLoss`, the losses owning a parameter matrix (`ArcFaceLoss`, `CosFaceLoss`, `SubCenterArcFaceLoss`, `ProxyAnchorLoss`), its distances and reducers |
 //! | `views` | `metric-loss-views` | TF Similarity's two-view losses: `MultiNegativesRankLoss`, `SimCLRLoss`, `SimSiamLoss`, `Barlow`, `VicReg` (on `LossInput::views`) |
 //! | `registry` | `metric-loss-registry` | any loss, yours included, from a config file (`load`, `from_str`) and back (`get_config`) |
 //! | `candle` | `metric-loss-candle` | any loss as a candle operation with its backward pass |
@@ -114,8 +114,8 @@ pub use metric_loss_burn as burn;
 pub mod prelude {
     pub use metric_loss_core::{
         Batch, Distance, Embeddings, LossError, LossInput, LossOutput, MeanOverNonZero, MetricLoss,
-        MetricLossExt, Miner, NegativeStrategy, PositiveStrategy, Reducer, Reduction, SampleWeight,
-        Threshold, Workspace,
+        MetricLossExt, Miner, NegativeStrategy, ParameterShape, PositiveStrategy, Reducer,
+        Reduction, SampleWeight, Threshold, Workspace,
     };
 
     #[cfg(feature = "distances")]
@@ -136,7 +136,10 @@ pub mod prelude {
     };
 
     #[cfg(feature = "pml")]
-    pub use metric_loss_pml::{ContrastiveLoss, NTXentLoss, SupConLoss};
+    pub use metric_loss_pml::{
+        ArcFaceLoss, ContrastiveLoss, CosFaceLoss, NTXentLoss, ProxyAnchorLoss,
+        SubCenterArcFaceLoss, SupConLoss,
+    };
 
     #[cfg(feature = "views")]
     pub use metric_loss_views::{Barlow, MultiNegativesRankLoss, SimCLRLoss, SimSiamLoss, VicReg};

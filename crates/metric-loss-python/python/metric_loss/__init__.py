@@ -15,7 +15,9 @@ TripletLoss(distance='cosine', ..., negative_mining_strategy='semi-hard', ...)
 Every loss is a class named as in TF Similarity (``TripletLoss``, ``PNLoss``,
 ``MultiSimilarityLoss``, ``CircleLoss``, ``SoftNearestNeighborLoss``, ``XBM``) taking TF
 Similarity's keyword arguments; pytorch-metric-learning's ``ContrastiveLoss``, ``NTXentLoss``
-and ``SupConLoss`` take PML's. The two-view losses (``MultiNegativesRankLoss``, ``SimCLRLoss``,
+and ``SupConLoss`` take PML's, and so do its losses that own a learnable matrix
+(``ArcFaceLoss``, ``CosFaceLoss``, ``SubCenterArcFaceLoss``, ``ProxyAnchorLoss``: a
+``parameters`` array to get and set, ``grad_parameters`` in every result). The two-view losses (``MultiNegativesRankLoss``, ``SimCLRLoss``,
 ``SimSiamLoss``, ``Barlow``, ``VicReg``) are called on two views instead of labels:
 ``loss(view_a, view_b)``. Embeddings are ``float32`` or ``float64`` (``float16`` is
 computed in ``float32``) and are read in place when C-contiguous; labels have an integer
@@ -48,6 +50,12 @@ __all__ = [
     "ContrastiveLoss",
     "NTXentLoss",
     "SupConLoss",
+    "LearnableLoss",
+    "LearnableResult",
+    "ArcFaceLoss",
+    "CosFaceLoss",
+    "SubCenterArcFaceLoss",
+    "ProxyAnchorLoss",
     "TwoViewLoss",
     "ViewsResult",
     "MultiNegativesRankLoss",
@@ -144,6 +152,26 @@ def _weights(w: ArrayLike, dtype: np.dtype) -> Union[None, float, np.ndarray]:
     return np.ascontiguousarray(a, dtype=dtype)
 
 
+def _batch(y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike):
+    """A labelled call's inputs, normalised: ``(labels, y_pred as given, embeddings,
+    weights)``; an empty batch is refused."""
+    labels = _labels(y_true, "y_true")
+    a = np.asarray(y_pred)
+    x = _embeddings(a, "y_pred")
+    if x.size == 0:
+        # The Rust losses define an empty batch as a loss of 0; from Python it is
+        # almost always a slicing mistake, so it is refused.
+        raise ValueError(f"y_pred is empty (shape {x.shape}): a batch needs at least one example and one dimension")
+    return labels, a, x, _weights(sample_weight, x.dtype)
+
+
+def _as_input_dtype(dtype: np.dtype, *arrays):
+    """The results in float16 when the input was (it is computed in float32)."""
+    if dtype != np.float16:
+        return arrays
+    return tuple(None if r is None else r.astype(np.float16) for r in arrays)
+
+
 def _to_json(value: Dict[str, Any]) -> str:
     try:
         return json.dumps(value, allow_nan=False)
@@ -219,14 +247,7 @@ class MetricLoss:
         positive unless ``remove_diagonal=False`` (right when the keys start with the
         queries, as a cross-batch memory's do). ``gradient=False`` skips the gradient.
         """
-        labels = _labels(y_true, "y_true")
-        a = np.asarray(y_pred)
-        x = _embeddings(a, "y_pred")
-        if x.size == 0:
-            # The Rust losses define an empty batch as a loss of 0; from Python it is
-            # almost always a slicing mistake, so it is refused.
-            raise ValueError(f"y_pred is empty (shape {x.shape}): a batch needs at least one example and one dimension")
-        weights = _weights(sample_weight, x.dtype)
+        labels, a, x, weights = _batch(y_true, y_pred, sample_weight)
         k = kl = None
         if keys is not None or key_labels is not None:
             if keys is None or key_labels is None:
@@ -240,10 +261,7 @@ class MetricLoss:
         loss, per_example, grad, grad_keys = self._native.compute(
             labels, x, weights, k, kl, remove_diagonal, gradient
         )
-        if a.dtype == np.float16:
-            per_example = per_example.astype(np.float16)
-            grad = None if grad is None else grad.astype(np.float16)
-            grad_keys = None if grad_keys is None else grad_keys.astype(np.float16)
+        per_example, grad, grad_keys = _as_input_dtype(a.dtype, per_example, grad, grad_keys)
         return LossResult(loss, per_example, grad, grad_keys)
 
     def reset_state(self) -> None:
@@ -387,6 +405,112 @@ class SupConLoss(MetricLoss):
     class_name = "SupConLoss"
 
 
+class LearnableResult(LossResult):
+    """One evaluation of a loss with learnable parameters: ``loss``, ``per_example_loss``,
+    ``grad`` and ``grad_parameters``, the gradient with respect to the loss's
+    ``parameters`` (their shape, the embeddings' dtype)."""
+
+    __slots__ = ("grad_parameters",)
+
+    def __init__(self, loss, per_example_loss, grad, grad_parameters):
+        super().__init__(loss, per_example_loss, grad, None)
+        self.grad_parameters: Optional[np.ndarray] = grad_parameters
+
+
+class LearnableLoss(MetricLoss):
+    """A loss that owns a learnable matrix (pytorch-metric-learning's classifier weights
+    ``W`` or ``proxies``), drawn from ``seed`` with PML's distribution (not torch's random
+    stream). Read and set it through ``parameters``; ``compute`` returns its gradient.
+
+    >>> import numpy as np, metric_loss
+    >>> loss = metric_loss.ArcFaceLoss(3, 2)
+    >>> loss.parameters = np.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    >>> y = np.array([0, 0, 1, 2])
+    >>> x = np.array([[1, 0], [0.8, 0.6], [0, 1], [-0.6, -0.8]], dtype=np.float32)
+    >>> round(loss(y, x), 4)
+    2.9573
+    >>> loss.compute(y, x).grad_parameters.shape
+    (2, 3)
+    """
+
+    def __init__(self, num_classes: Optional[int] = None, embedding_size: Optional[int] = None, **config: Any) -> None:
+        for key, value in (("num_classes", num_classes), ("embedding_size", embedding_size)):
+            if value is not None:
+                config[key] = value
+        self._set_config(config)
+
+    @property
+    def parameters(self) -> np.ndarray:
+        """A float64 copy of the learnable matrix; assign an array of its shape to set it."""
+        return self._native.read_parameters()
+
+    @parameters.setter
+    def parameters(self, values: ArrayLike) -> None:
+        self._native.set_parameters(np.ascontiguousarray(values, dtype=np.float64))
+
+    @property
+    def parameter_shape(self) -> tuple:
+        """``(name, rows, cols)`` of the learnable matrix."""
+        return self._native.parameter_shape
+
+    def compute(  # type: ignore[override]
+        self,
+        y_true: ArrayLike,
+        y_pred: ArrayLike,
+        sample_weight: ArrayLike = None,
+        *,
+        gradient: bool = True,
+    ) -> LearnableResult:
+        """Evaluates the loss, its gradient with respect to ``y_pred`` and to the
+        parameters. ``y_true``: integer labels in ``[0, num_classes)``; ``y_pred``: (n,
+        embedding_size), float32 or float64; ``sample_weight``: None, a number, or (n,)."""
+        labels, a, x, weights = _batch(y_true, y_pred, sample_weight)
+        loss, per_example, grad, grad_p = self._native.compute_learnable(labels, x, weights, gradient)
+        per_example, grad, grad_p = _as_input_dtype(a.dtype, per_example, grad, grad_p)
+        return LearnableResult(loss, per_example, grad, grad_p)
+
+    def __reduce__(self):
+        # The config draws the seed's matrix: the current values travel beside it.
+        return (_learnable_from_config, (serialize(self), self.parameters))
+
+
+def _learnable_from_config(config: Dict[str, Any], parameters: np.ndarray) -> LearnableLoss:
+    loss = from_config(config)
+    loss.parameters = parameters
+    return loss
+
+
+class ArcFaceLoss(LearnableLoss):
+    """pytorch-metric-learning's ``ArcFaceLoss(num_classes, embedding_size, margin=28.6,
+    scale=64)`` (margin in degrees; ``distance``, ``reducer``, ``seed``, ``name``)."""
+
+    class_name = "ArcFaceLoss"
+
+
+class CosFaceLoss(LearnableLoss):
+    """pytorch-metric-learning's ``CosFaceLoss(num_classes, embedding_size, margin=0.35,
+    scale=64)``."""
+
+    class_name = "CosFaceLoss"
+
+
+class SubCenterArcFaceLoss(LearnableLoss):
+    """pytorch-metric-learning's ``SubCenterArcFaceLoss(num_classes=, embedding_size=,
+    margin=28.6, scale=64, sub_centers=3)``: keyword arguments only, as in PML."""
+
+    class_name = "SubCenterArcFaceLoss"
+
+    def __init__(self, *, num_classes: Optional[int] = None, embedding_size: Optional[int] = None, **config: Any) -> None:
+        super().__init__(num_classes, embedding_size, **config)
+
+
+class ProxyAnchorLoss(LearnableLoss):
+    """pytorch-metric-learning's ``ProxyAnchorLoss(num_classes, embedding_size, margin=0.1,
+    alpha=32)`` (any PML distance; ``DivisorReducer`` by default)."""
+
+    class_name = "ProxyAnchorLoss"
+
+
 class TwoViewLoss(MetricLoss):
     """A loss on two views of the same examples, without labels: row i of ``view_a`` pairs
     with row i of ``view_b`` (TF Similarity's ``loss(za, zb)``).
@@ -431,10 +555,7 @@ class TwoViewLoss(MetricLoss):
             raise TypeError(f"view_b has dtype {b.dtype} but view_a has {a.dtype}; they must match")
         weights = _weights(sample_weight, a.dtype)
         loss, per_example, grad_a, grad_b = self._native.compute_views(a, b, weights, gradient)
-        if a_in.dtype == np.float16:
-            per_example = per_example.astype(np.float16)
-            grad_a = None if grad_a is None else grad_a.astype(np.float16)
-            grad_b = None if grad_b is None else grad_b.astype(np.float16)
+        per_example, grad_a, grad_b = _as_input_dtype(a_in.dtype, per_example, grad_a, grad_b)
         return ViewsResult(loss, per_example, grad_a, grad_b)
 
 
@@ -500,6 +621,10 @@ _CLASSES = {
         ContrastiveLoss,
         NTXentLoss,
         SupConLoss,
+        ArcFaceLoss,
+        CosFaceLoss,
+        SubCenterArcFaceLoss,
+        ProxyAnchorLoss,
         MultiNegativesRankLoss,
         SimCLRLoss,
         SimSiamLoss,
