@@ -6,7 +6,9 @@
 //! - Model (candle-nn): 64 -> 64 ReLU -> 16, then L2 normalisation; pixels scaled by 1/16.
 //! - Loss: read from `examples/configs/triplet_default.toml` with `metric-loss-registry`
 //!   (TripletLoss: cosine, hard positives, semi-hard negatives, margin 1.0), run as a
-//!   candle op with its analytic gradient (`metric-loss-candle`).
+//!   candle op with its analytic gradient (`metric-loss-candle`). `--config` takes any
+//!   registered loss; one with a parameter matrix (`examples/configs/arcface_digits.yaml`:
+//!   ArcFace's class weights) has it trained by the same Adam as the model.
 //! - Training: Adam with Keras's update rule and defaults (lr 1e-3, β₁ 0.9, β₂ 0.999,
 //!   ε 1e-7, no weight decay; `digits/adam.rs`), batches of 10 classes x 8 distinct examples
 //!   (TF Similarity's `MultiShotMemorySampler`), 1500 steps. Weights Glorot-uniform, biases
@@ -52,7 +54,7 @@ use candle_core::{DType, Device, Module, Tensor, Var, D};
 use candle_nn::Linear;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use metric_loss_candle::CandleLoss;
+use metric_loss_candle::{CandleInput, CandleLoss};
 use metric_loss_core::MetricLoss;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -230,7 +232,12 @@ fn train_model(
     args: &Args,
     rng: &mut ChaCha8Rng,
 ) -> candle_core::Result<Vec<f32>> {
-    let mut optimiser = adam::Adam::new(model.vars.clone(), args.recipe.lr);
+    // A loss with a parameter matrix (ArcFace's class weights, ProxyAnchor's proxies) trains
+    // it with the model: its Var goes to the optimiser and into every call.
+    let parameters = loss.parameters_var(x_train.device(), DType::F32)?;
+    let mut vars = model.vars.clone();
+    vars.extend(parameters.iter().cloned());
+    let mut optimiser = adam::Adam::new(vars, args.recipe.lr);
     let mut by_class = sampler::members_by_class(train);
     // Every batch has the same label layout: 8 of class 0, 8 of class 1, ...
     let labels = Tensor::new(sampler::batch_labels().as_slice(), x_train.device())?;
@@ -251,7 +258,14 @@ fn train_model(
         sampler::draw_batch(&mut by_class, rng, &mut indices);
         let idx = Tensor::new(indices.as_slice(), x_train.device())?;
         let x = x_train.index_select(&idx, 0)?;
-        let value = loss.loss(&model.embed(&x)?, &labels)?;
+        let embeddings = model.embed(&x)?;
+        let value = match &parameters {
+            Some(w) => {
+                let input = CandleInput::new(&embeddings, &labels).with_parameters(w.as_tensor());
+                loss.compute(&input)?.loss
+            }
+            None => loss.loss(&embeddings, &labels)?,
+        };
         optimiser.backward_step(&value)?;
         losses.push(value.to_scalar::<f32>()?);
         if step % 10 == 9 || step + 1 == args.recipe.steps {
@@ -342,6 +356,17 @@ mod tests {
             format!("{loss:?}"),
             format!("{:?}", metric_loss_triplet::TripletLoss::default())
         );
+    }
+
+    #[test]
+    fn the_arcface_config_fits_the_demo_model() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/arcface_digits.yaml");
+        let loss = load_loss(&path).unwrap();
+        let shape = loss
+            .parameter_shape()
+            .expect("ArcFace owns its class weights");
+        // W is embedding width x classes.
+        assert_eq!((shape.rows, shape.cols), (EMBEDDING, 10));
     }
 
     #[test]
