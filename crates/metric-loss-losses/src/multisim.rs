@@ -1,15 +1,14 @@
 //! `MultiSimilarityLoss`: the multi-similarity loss of Wang et al. (2019) on distances.
 
 use metric_loss_core::{
-    config_setters, Float, LossError, LossInput, LossOutput, NegativeStrategy, PartConfig,
+    config_setters, LossError, LossInput, LossOutput, NegativeStrategy, PartConfig,
     PositiveStrategy, RegisteredDistance, RegisteredReducer, Workspace,
 };
 use metric_loss_mining::mine_row;
 use metric_loss_triplet::DenseParts;
 
-use crate::common::{
-    dense_parts_methods, impl_metric_loss, run_dense, two_log1p_sum_exp, DenseSpec, Side,
-};
+use crate::common::{dense_parts_methods, impl_metric_loss, run_dense, DenseSpec};
+use crate::lanes::{two_softmaxes, DenseFloat};
 use metric_loss_core::params::{finite, finite_nonzero};
 
 /// `MultiSimilarityLoss`'s arguments with TF Similarity 0.17.1's names and defaults, not
@@ -262,7 +261,7 @@ impl MultiSimilarityLoss {
         /// ```
     }
 
-    fn run<T: Float>(
+    fn run<T: DenseFloat>(
         &self,
         input: &LossInput<'_, T>,
         workspace: &mut Workspace,
@@ -284,7 +283,7 @@ impl MultiSimilarityLoss {
                 reducer: T::reducer(self.parts.reducer_part()),
                 remove_diagonal: self.remove_diagonal,
             },
-            |row, grad| {
+            move |row, grad, scratch| {
                 let (d, ctx) = (row.d, &row.ctx);
                 // TF's masked extrema (its ±1e-6 sentinels for empty masks): the mining
                 // crate's vectorised row scan.
@@ -292,36 +291,24 @@ impl MultiSimilarityLoss {
                     .expect("distances are finite");
                 let mu = mined.negative - eps;
                 let nu = mined.positive + eps;
-                let side = |j: usize| {
-                    if ctx.is_positive(j) && d[j] > mu {
-                        Side::Positive
-                    } else if ctx.is_negative(j) && d[j] < nu {
-                        Side::Negative
-                    } else {
-                        Side::Neither
-                    }
-                };
-                let m = d.len();
-                if !((0..m).any(|j| side(j) == Side::Positive)
-                    && (0..m).any(|j| side(j) == Side::Negative))
-                {
-                    return T::ZERO;
-                }
-                for (j, g) in grad.iter_mut().enumerate() {
-                    let s = (d[j] + lmda) - center;
-                    *g = match side(j) {
-                        Side::Positive => alpha * s,
-                        Side::Negative => neg_beta * s,
-                        Side::Neither => T::ZERO,
-                    };
-                }
-                let (lse_p, lse_n) = two_log1p_sum_exp(grad, side);
-                for (j, g) in grad.iter_mut().enumerate() {
-                    if side(j) == Side::Negative {
-                        *g = -*g;
-                    }
-                }
-                lse_p / alpha + lse_n / beta
+                // A key is kept on its side if the mining says so; ∂ℓ/∂D is the α-softmax
+                // weight of a kept positive, minus the β-softmax weight of a kept negative.
+                two_softmaxes(
+                    row,
+                    grad,
+                    scratch,
+                    |dj, same, off_diagonal| {
+                        let pos = same & off_diagonal & (dj > mu);
+                        let s = (dj + lmda) - center;
+                        (
+                            pos,
+                            !same & (dj < nu),
+                            if pos { alpha * s } else { neg_beta * s },
+                        )
+                    },
+                    |_, pos| if pos { T::ONE } else { -T::ONE },
+                )
+                .map_or(T::ZERO, |(lse_p, lse_n)| lse_p / alpha + lse_n / beta)
             },
         )
     }
