@@ -6,7 +6,6 @@ use metric_loss_core::{
     Workspace,
 };
 use metric_loss_distances::parallel::for_row_chunks_with_scratch;
-use metric_loss_mining::RowContext;
 
 /// The largest distance matrix a call may allocate, in bytes (16 GiB, as for `TripletLoss`):
 /// larger batches get [`LossError::TooLarge`] instead of an allocation failure. The dense
@@ -21,8 +20,6 @@ use crate::lanes::all_finite;
 pub(crate) struct RowView<'a, T> {
     /// Dᵢⱼ for every key j.
     pub(crate) d: &'a [T],
-    /// Labels and the diagonal rule.
-    pub(crate) ctx: RowContext<'a>,
     /// The key that is the anchor itself (the diagonal), when keys start with the queries.
     pub(crate) self_col: Option<usize>,
     /// Each key's class number (equal numbers for equal labels).
@@ -112,7 +109,8 @@ pub(crate) struct DenseSpec<'a, T: Float> {
 
 /// The dense losses' driver: validates, fills D (`n x m`), calls
 /// `row(view, grad_row, scratch)` for each anchor (returning ℓᵢ and writing ∂ℓᵢ/∂Dᵢ· into
-/// `grad_row`, zeroed beforehand; `scratch` is the thread's [`RowScratch`]), reduces with the reducer, scales each gradient row by the
+/// `grad_row`, every entry of it: it holds the previous call's values on entry; `scratch` is
+/// the thread's [`RowScratch`]), reduces with the reducer, scales each gradient row by the
 /// reducer's ∂L/∂ℓᵢ and pushes the whole matrix through [`Distance::dense_vjp`].
 ///
 /// A row whose loss or gradient is not finite (scores overflowing the dtype, or a
@@ -151,11 +149,11 @@ pub(crate) fn run_dense<T: Float>(
         return Ok(());
     };
     let (queries, keys) = (input.queries(), input.keys());
-    scratch.dist_grad.clear();
+    // Not zeroed: every row formula writes its whole row.
     scratch.dist_grad.resize(n * m, T::ZERO);
     let self_rule = same || input.removes_diagonal();
     scratch.classes.assign(keys.labels());
-    let (distances, labels) = (&scratch.distances, (queries.labels(), keys.labels()));
+    let (distances, query_labels) = (&scratch.distances, queries.labels());
     let classes = &scratch.classes;
     let removes_diagonal = input.removes_diagonal() && remove_diagonal;
     // Rows are independent: split over threads, each row's numbers are the sequential
@@ -172,15 +170,9 @@ pub(crate) fn run_dense<T: Float>(
                 let i = first + t;
                 let view = RowView {
                     d: &distances[i * m..(i + 1) * m],
-                    ctx: RowContext {
-                        anchor: i,
-                        anchor_label: labels.0[i],
-                        key_labels: labels.1,
-                        remove_diagonal: removes_diagonal,
-                    },
                     self_col: (self_rule && i < m).then_some(i),
                     key_classes: &classes.of_key,
-                    anchor_class: classes.of(labels.0[i]),
+                    anchor_class: classes.of(query_labels[i]),
                     diag: if removes_diagonal { i } else { usize::MAX },
                 };
                 let v = row(&view, grad_row, row_scratch);
