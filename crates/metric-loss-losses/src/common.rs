@@ -238,13 +238,14 @@ fn dense_gradient<T: Float>(
             &mut scratch.key_grad,
         );
     } else {
-        distance.dense_vjp(
+        distance.dense_vjp_with_scratch(
             q,
             k,
             &scratch.distances,
             &mut scratch.dist_grad,
             &mut out.grad_queries,
             &mut out.grad_keys,
+            &mut scratch.key_grad,
         );
     }
 }
