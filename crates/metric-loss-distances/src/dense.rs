@@ -23,7 +23,9 @@ use metric_loss_core::{Distance, Embeddings, Float};
 use crate::parallel::gemm_rows;
 use crate::DistanceKind;
 
-/// The dense VJP of `kind`; see the module documentation.
+/// The dense VJP of `kind`; see the module documentation. `col_sums` is reusable memory
+/// (the euclidean distances' column sums).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn dense_vjp<T: Float>(
     kind: DistanceKind,
     q: Embeddings<'_, T>,
@@ -32,6 +34,7 @@ pub(crate) fn dense_vjp<T: Float>(
     dist_grad: &mut [T],
     grad_q: &mut [T],
     grad_k: &mut [T],
+    col_sums: &mut Vec<T>,
 ) {
     let (n, m, dims) = (q.rows(), k.rows(), q.cols());
     debug_assert_eq!(dist.len(), n * m);
@@ -50,7 +53,7 @@ pub(crate) fn dense_vjp<T: Float>(
             });
         }
         DistanceKind::SquaredEuclidean => {
-            differences(q, k, dist_grad, T::from_f64(2.0), grad_q, grad_k);
+            differences(q, k, dist_grad, T::from_f64(2.0), grad_q, grad_k, col_sums);
             for_each_clamped(dist, dist_grad, m, |i, j, g| {
                 let (qi, kj) = (q.row(i), k.row(j));
                 let two_g = T::from_f64(2.0) * g;
@@ -68,7 +71,7 @@ pub(crate) fn dense_vjp<T: Float>(
             for (g, d) in dist_grad.iter_mut().zip(dist) {
                 *g = if *d > T::ZERO { *g / *d } else { T::ZERO };
             }
-            differences(q, k, dist_grad, T::ONE, grad_q, grad_k);
+            differences(q, k, dist_grad, T::ONE, grad_q, grad_k, col_sums);
         }
         DistanceKind::Manhattan | DistanceKind::Snr => {
             for i in 0..n {
@@ -223,10 +226,12 @@ fn differences<T: Float>(
     factor: T,
     grad_q: &mut [T],
     grad_k: &mut [T],
+    col_sums: &mut Vec<T>,
 ) {
     let (m, dims) = (k.rows(), q.cols());
     products(q, k, h, -factor, grad_q, grad_k);
-    let mut col_sums = vec![T::ZERO; m];
+    col_sums.clear();
+    col_sums.resize(m, T::ZERO);
     for (i, row) in h.chunks_exact(m).enumerate() {
         let mut row_sum = T::ZERO;
         for (c, v) in col_sums.iter_mut().zip(row) {

@@ -256,7 +256,29 @@ impl<T: Float> Distance<T> for DistanceKind {
         grad_q: &mut [T],
         grad_k: &mut [T],
     ) {
-        crate::dense::dense_vjp(*self, q, k, dist, dist_grad, grad_q, grad_k);
+        crate::dense::dense_vjp(
+            *self,
+            q,
+            k,
+            dist,
+            dist_grad,
+            grad_q,
+            grad_k,
+            &mut Vec::new(),
+        );
+    }
+
+    fn dense_vjp_with_scratch(
+        &self,
+        q: Embeddings<'_, T>,
+        k: Embeddings<'_, T>,
+        dist: &[T],
+        dist_grad: &mut [T],
+        grad_q: &mut [T],
+        grad_k: &mut [T],
+        scratch: &mut Vec<T>,
+    ) {
+        crate::dense::dense_vjp(*self, q, k, dist, dist_grad, grad_q, grad_k, scratch);
     }
 
     fn dense_vjp_same(

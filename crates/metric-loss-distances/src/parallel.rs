@@ -147,6 +147,78 @@ pub(crate) fn for_row_chunks_on<A: Send, B: Send, C: Send, E: Send>(
     )
 }
 
+/// [`for_row_chunks`] with one scratch value per chunk instead of a per-row `b`:
+/// `f(first_row, a_chunk, scratch, c_chunk)`. `scratch` grows to the chunk count (with
+/// `S::default()`) and is otherwise left as the previous call left it, so buffers inside
+/// it are reused: a caller keeping `scratch` allocates nothing in steady state. Results
+/// must not depend on what `scratch` held before (each row overwrites what it reads), or
+/// they would depend on the thread count.
+///
+/// ```
+/// use metric_loss_distances::parallel::for_row_chunks_with_scratch;
+///
+/// // Each chunk sorts its rows in its own reusable buffer.
+/// let mut medians = vec![0u32; 300];
+/// let mut rows: Vec<u32> = (0..300 * 5).map(|i| (i * 7919 % 13) as u32).collect();
+/// let mut buffers: Vec<Vec<u32>> = Vec::new();
+/// for_row_chunks_with_scratch(&mut medians, &mut rows, 5, &mut buffers, |_, out, buf, rows| {
+///     for (m, row) in out.iter_mut().zip(rows.chunks_exact(5)) {
+///         buf.clear();
+///         buf.extend_from_slice(row);
+///         buf.sort_unstable();
+///         *m = buf[2];
+///     }
+///     Ok::<(), ()>(())
+/// })
+/// .unwrap();
+/// assert!(!buffers.is_empty());
+/// ```
+///
+/// # Panics
+/// If `c.len() != a.len() * c_stride`, or if `f` panics.
+pub fn for_row_chunks_with_scratch<A: Send, C: Send, S: Send + Default, E: Send>(
+    a: &mut [A],
+    c: &mut [C],
+    c_stride: usize,
+    scratch: &mut Vec<S>,
+    f: impl Fn(usize, &mut [A], &mut S, &mut [C]) -> Result<(), E> + Sync,
+) -> Result<(), E> {
+    for_row_chunks_with_scratch_on(threads_for(a.len()), a, c, c_stride, scratch, f)
+}
+
+/// [`for_row_chunks_with_scratch`] on exactly `threads` threads (at most one per row).
+pub(crate) fn for_row_chunks_with_scratch_on<A: Send, C: Send, S: Send + Default, E: Send>(
+    threads: usize,
+    a: &mut [A],
+    c: &mut [C],
+    c_stride: usize,
+    scratch: &mut Vec<S>,
+    f: impl Fn(usize, &mut [A], &mut S, &mut [C]) -> Result<(), E> + Sync,
+) -> Result<(), E> {
+    assert_eq!(
+        c.len(),
+        a.len() * c_stride,
+        "for_row_chunks_with_scratch: `c_stride` `c` entries per row"
+    );
+    let rows = a.len();
+    let threads = threads.min(rows).max(1);
+    if scratch.len() < threads {
+        scratch.resize_with(threads, S::default);
+    }
+    if threads == 1 || c_stride == 0 {
+        return f(0, a, &mut scratch[0], c);
+    }
+    let chunk = rows.div_ceil(threads);
+    run_chunks(
+        a.chunks_mut(chunk)
+            .zip(c.chunks_mut(chunk * c_stride))
+            .zip(scratch.iter_mut())
+            .enumerate()
+            .map(|(i, ((a, c), s))| (i * chunk, a, std::slice::from_mut(s), c)),
+        &|first, a, s: &mut [S], c| f(first, a, &mut s[0], c),
+    )
+}
+
 /// Runs `f` on every chunk, the first on the calling thread and the others on
 /// [`helpers`], and returns the lowest chunk's error.
 ///
@@ -469,6 +541,38 @@ mod tests {
                     },
                 );
             assert_eq!(err, Err(299), "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn chunk_scratch_is_one_per_chunk_and_reused() {
+        for threads in [1, 2, 3, 7] {
+            let mut a = vec![0usize; 1000];
+            let mut c = vec![0usize; 2000];
+            let mut scratch: Vec<Vec<usize>> = Vec::new();
+            for _ in 0..2 {
+                for_row_chunks_with_scratch_on(
+                    threads,
+                    &mut a,
+                    &mut c,
+                    2,
+                    &mut scratch,
+                    |start, a, s, c| {
+                        s.clear();
+                        s.extend(start..start + a.len());
+                        for ((x, z), v) in a.iter_mut().zip(c.chunks_mut(2)).zip(s.iter()) {
+                            *x = *v;
+                            z.fill(*v);
+                        }
+                        Ok::<(), ()>(())
+                    },
+                )
+                .unwrap();
+            }
+            assert!(a.iter().enumerate().all(|(i, x)| *x == i));
+            assert!(c.iter().enumerate().all(|(i, z)| *z == i / 2));
+            assert_eq!(scratch.len(), threads, "{threads} threads");
+            assert_eq!(scratch.iter().map(Vec::len).sum::<usize>(), 1000);
         }
     }
 

@@ -1,14 +1,13 @@
 //! `CircleLoss`: the circle loss of Sun et al. (2020), rewritten for distances.
 
 use metric_loss_core::{
-    config_setters, Float, LossError, LossInput, LossOutput, PartConfig, RegisteredDistance,
+    config_setters, LossError, LossInput, LossOutput, PartConfig, RegisteredDistance,
     RegisteredReducer, Workspace,
 };
 use metric_loss_triplet::DenseParts;
 
-use crate::common::{
-    dense_parts_methods, impl_metric_loss, run_dense, two_log1p_sum_exp, DenseSpec, Side,
-};
+use crate::common::{dense_parts_methods, impl_metric_loss, run_dense, DenseSpec};
+use crate::lanes::{two_softmaxes, DenseFloat};
 use metric_loss_core::params::finite;
 
 /// `CircleLoss`'s arguments with TF Similarity 0.17.1's names and defaults, not yet
@@ -200,7 +199,7 @@ impl CircleLoss {
         /// [`crate::MultiSimilarityLoss::with_parts`]).
     }
 
-    fn run<T: Float>(
+    fn run<T: DenseFloat>(
         &self,
         input: &LossInput<'_, T>,
         workspace: &mut Workspace,
@@ -221,56 +220,48 @@ impl CircleLoss {
                 reducer: T::reducer(self.parts.reducer_part()),
                 remove_diagonal: self.remove_diagonal,
             },
-            |row, grad| {
-                let (d, ctx) = (row.d, &row.ctx);
-                let m = d.len();
-                if !((0..m).any(|j| ctx.is_positive(j)) && (0..m).any(|j| ctx.is_negative(j))) {
-                    return T::ZERO;
-                }
-                let side = |j: usize| {
-                    if ctx.is_positive(j) {
-                        Side::Positive
-                    } else if ctx.is_negative(j) {
-                        Side::Negative
+            move |row, grad, scratch| {
+                // Entry j's score on either side, with the clipped weight α and its slope.
+                let positive = |dj: T| {
+                    let t = o_pos + dj;
+                    let (a, da) = if t >= T::ZERO {
+                        (t, T::ONE)
                     } else {
-                        Side::Neither
-                    }
+                        (T::ZERO, T::ZERO)
+                    };
+                    ((-gamma * a) * (delta_pos - dj), a, da)
                 };
-                // Entry j's score and ∂score/∂D (through the clipped weight α too).
-                let score = |j: usize| {
-                    let dj = d[j];
-                    match side(j) {
-                        Side::Positive => {
-                            let t = o_pos + dj;
-                            let (a, da) = if t >= T::ZERO {
-                                (t, T::ONE)
-                            } else {
-                                (T::ZERO, T::ZERO)
-                            };
-                            let s = (-gamma * a) * (delta_pos - dj);
-                            (s, -gamma * (da * (delta_pos - dj) - a))
-                        }
-                        Side::Negative => {
-                            let t = o_neg - dj;
-                            let (a, da) = if t >= T::ZERO {
-                                (t, -T::ONE)
-                            } else {
-                                (T::ZERO, T::ZERO)
-                            };
-                            let s = (gamma * a) * (delta_neg - dj);
-                            (s, gamma * (da * (delta_neg - dj) - a))
-                        }
-                        Side::Neither => (T::ZERO, T::ZERO),
-                    }
+                let negative = |dj: T| {
+                    let t = o_neg - dj;
+                    let (a, da) = if t >= T::ZERO {
+                        (t, -T::ONE)
+                    } else {
+                        (T::ZERO, T::ZERO)
+                    };
+                    ((gamma * a) * (delta_neg - dj), a, da)
                 };
-                for (j, g) in grad.iter_mut().enumerate() {
-                    *g = score(j).0;
-                }
-                let (lse_p, lse_n) = two_log1p_sum_exp(grad, side);
-                for (j, g) in grad.iter_mut().enumerate() {
-                    *g *= score(j).1;
-                }
-                lse_p + lse_n
+                // ∂ℓ/∂D: the softmax weight within the side times ∂score/∂D (through the
+                // clipped weight α too).
+                two_softmaxes(
+                    row,
+                    grad,
+                    scratch,
+                    |dj, same, off_diagonal| {
+                        let pos = same & off_diagonal;
+                        let x = if pos { positive(dj).0 } else { negative(dj).0 };
+                        (pos, !same, x)
+                    },
+                    |dj, pos| {
+                        if pos {
+                            let (_, a, da) = positive(dj);
+                            -gamma * (da * (delta_pos - dj) - a)
+                        } else {
+                            let (_, a, da) = negative(dj);
+                            gamma * (da * (delta_neg - dj) - a)
+                        }
+                    },
+                )
+                .map_or(T::ZERO, |(lse_p, lse_n)| lse_p + lse_n)
             },
         )
     }

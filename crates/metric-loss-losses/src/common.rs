@@ -1,12 +1,11 @@
-//! Machinery the losses share: the distance matrix in the workspace, the dense-loss driver
-//! and numerically careful exponentials.
+//! Machinery the losses share: the distance matrix in the workspace and the dense-loss
+//! driver.
 
 use metric_loss_core::{
     reduce_checked, AllowNonFinite, Distance, Float, LossError, LossInput, LossOutput, Reducer,
     Workspace,
 };
-use metric_loss_distances::parallel::for_row_chunks;
-use metric_loss_mining::RowContext;
+use metric_loss_distances::parallel::for_row_chunks_with_scratch;
 
 /// The largest distance matrix a call may allocate, in bytes (16 GiB, as for `TripletLoss`):
 /// larger batches get [`LossError::TooLarge`] instead of an allocation failure. The dense
@@ -15,79 +14,20 @@ pub const MAX_MATRIX_BYTES: u128 = metric_loss_triplet::MAX_DISTANCE_MATRIX_BYTE
 
 use metric_loss_triplet::{full_distance_matrix, CallShape};
 
-/// `e^x` with results below the smallest normal number flushed to 0, as TensorFlow's CPU
-/// kernels do (e^x is 0 below x ≈ −87.34 in f32, not a subnormal).
-#[inline]
-pub(crate) fn exp_ftz<T: Float>(x: T) -> T {
-    let e = x.exp();
-    let smallest = if T::DTYPE == "f32" {
-        f64::from(f32::MIN_POSITIVE)
-    } else {
-        f64::MIN_POSITIVE
-    };
-    if e < T::from_f64(smallest) {
-        T::ZERO
-    } else {
-        e
-    }
-}
-
-/// Which of a row's two softmaxes an entry belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Side {
-    Positive,
-    Negative,
-    Neither,
-}
-
-/// The two values ln(1 + Σ_{side} e^{sⱼ}) of a row, one per side, each shifted by
-/// c = max(0, largest score of its side) so that it never overflows nor underflows to −∞.
-/// `scores` holds each entry's score sⱼ on input and its softmax weight
-/// ∂/∂sⱼ = e^{sⱼ−c} / (e^{−c} + Σ e^{sₖ−c}) within its side on output (0 for `Neither`).
-pub(crate) fn two_log1p_sum_exp<T: Float>(
-    scores: &mut [T],
-    side: impl Fn(usize) -> Side,
-) -> (T, T) {
-    let (mut c_pos, mut c_neg) = (T::ZERO, T::ZERO);
-    for (j, s) in scores.iter().enumerate() {
-        match side(j) {
-            Side::Positive => c_pos = c_pos.max(*s),
-            Side::Negative => c_neg = c_neg.max(*s),
-            Side::Neither => {}
-        }
-    }
-    let (mut sum_pos, mut sum_neg) = ((-c_pos).exp(), (-c_neg).exp());
-    for (j, s) in scores.iter_mut().enumerate() {
-        match side(j) {
-            Side::Positive => {
-                *s = (*s - c_pos).exp();
-                sum_pos += *s;
-            }
-            Side::Negative => {
-                *s = (*s - c_neg).exp();
-                sum_neg += *s;
-            }
-            Side::Neither => *s = T::ZERO,
-        }
-    }
-    for (j, s) in scores.iter_mut().enumerate() {
-        match side(j) {
-            Side::Positive => *s = *s / sum_pos,
-            Side::Negative => *s = *s / sum_neg,
-            Side::Neither => {}
-        }
-    }
-    (sum_pos.ln() + c_pos, sum_neg.ln() + c_neg)
-}
+use crate::lanes::all_finite;
 
 /// One anchor's row, as a dense loss sees it.
 pub(crate) struct RowView<'a, T> {
     /// Dᵢⱼ for every key j.
     pub(crate) d: &'a [T],
-    /// Labels and the diagonal rule.
-    pub(crate) ctx: RowContext<'a>,
     /// The key that is the anchor itself (the diagonal), when keys start with the queries.
     pub(crate) self_col: Option<usize>,
+    /// Each key's class number (equal numbers for equal labels).
+    pub(crate) key_classes: &'a [u32],
+    /// The anchor's class number (one no key has when no key shares its label).
+    pub(crate) anchor_class: u32,
+    /// The key the diagonal rule takes out of the positives, or `usize::MAX`.
+    pub(crate) diag: usize,
 }
 
 /// Scratch of the dense losses, kept in the [`Workspace`].
@@ -98,6 +38,62 @@ struct DenseScratch<T> {
     dist_grad: Vec<T>,
     key_grad: Vec<T>,
     scales: Vec<T>,
+    rows: Vec<RowScratch>,
+    classes: KeyClasses,
+}
+
+/// The keys' labels as small class numbers: the row formulas compare 32-bit numbers, which
+/// vectorise on every x86-64 (64-bit lane comparisons need SSE4.1).
+#[derive(Debug, Default)]
+struct KeyClasses {
+    /// Each key's class.
+    of_key: Vec<u32>,
+    /// (label, class) for each distinct label, by label.
+    by_label: Vec<(i64, u32)>,
+}
+
+impl KeyClasses {
+    /// Numbers the distinct labels of `keys` (allocation-free once the buffers are grown).
+    fn assign(&mut self, keys: &[i64]) {
+        self.by_label.clear();
+        self.by_label.extend(keys.iter().map(|&l| (l, 0)));
+        self.by_label.sort_unstable();
+        self.by_label.dedup_by_key(|e| e.0);
+        for (c, e) in self.by_label.iter_mut().enumerate() {
+            e.1 = c as u32;
+        }
+        self.of_key.clear();
+        let by_label = &self.by_label;
+        self.of_key
+            .extend(keys.iter().map(|l| Self::lookup(by_label, *l)));
+    }
+
+    /// The class of `label`: its number, or `u32::MAX` when no key has it.
+    fn of(&self, label: i64) -> u32 {
+        Self::lookup(&self.by_label, label)
+    }
+
+    fn lookup(by_label: &[(i64, u32)], label: i64) -> u32 {
+        by_label
+            .binary_search_by_key(&label, |e| e.0)
+            .map_or(u32::MAX, |at| by_label[at].1)
+    }
+}
+
+/// A row formula's reusable memory, one per thread: what it holds on entry is whatever
+/// the previous row left, so a formula overwrites what it reads.
+#[derive(Debug, Default)]
+pub(crate) struct RowScratch {
+    /// One side per key ([`crate::lanes::POSITIVE`], ...).
+    pub(crate) side: Vec<u8>,
+}
+
+impl RowScratch {
+    /// The side buffer, `m` long (contents unspecified).
+    pub(crate) fn sides(&mut self, m: usize) -> &mut [u8] {
+        self.side.resize(m, crate::lanes::NEITHER);
+        &mut self.side[..m]
+    }
 }
 
 /// What the dense driver needs to know about a loss: its name (for errors) and its parts
@@ -113,7 +109,8 @@ pub(crate) struct DenseSpec<'a, T: Float> {
 
 /// The dense losses' driver: validates, fills D (`n x m`), calls
 /// `row(view, grad_row, scratch)` for each anchor (returning ℓᵢ and writing ∂ℓᵢ/∂Dᵢ· into
-/// `grad_row`, zeroed beforehand), reduces with the reducer, scales each gradient row by the
+/// `grad_row`, every entry of it: it holds the previous call's values on entry; `scratch` is
+/// the thread's [`RowScratch`]), reduces with the reducer, scales each gradient row by the
 /// reducer's ∂L/∂ℓᵢ and pushes the whole matrix through [`Distance::dense_vjp`].
 ///
 /// A row whose loss or gradient is not finite (scores overflowing the dtype, or a
@@ -125,7 +122,7 @@ pub(crate) fn run_dense<T: Float>(
     workspace: &mut Workspace,
     out: &mut LossOutput<T>,
     spec: DenseSpec<'_, T>,
-    row: impl Fn(&RowView<'_, T>, &mut [T]) -> T + Sync,
+    row: impl Fn(&RowView<'_, T>, &mut [T], &mut RowScratch) -> T + Sync,
 ) -> Result<(), LossError> {
     let DenseSpec {
         name,
@@ -152,34 +149,34 @@ pub(crate) fn run_dense<T: Float>(
         return Ok(());
     };
     let (queries, keys) = (input.queries(), input.keys());
-    scratch.dist_grad.clear();
+    // Not zeroed: every row formula writes its whole row.
     scratch.dist_grad.resize(n * m, T::ZERO);
     let self_rule = same || input.removes_diagonal();
-    let (distances, labels) = (&scratch.distances, (queries.labels(), keys.labels()));
+    scratch.classes.assign(keys.labels());
+    let (distances, query_labels) = (&scratch.distances, queries.labels());
+    let classes = &scratch.classes;
+    let removes_diagonal = input.removes_diagonal() && remove_diagonal;
     // Rows are independent: split over threads, each row's numbers are the sequential
     // ones, and the lowest failing row's error wins.
-    for_row_chunks(
+    for_row_chunks_with_scratch(
         &mut out.per_example,
-        &mut vec![(); n],
         &mut scratch.dist_grad,
         m,
-        |first, values, _, grads| {
+        &mut scratch.rows,
+        |first, values, row_scratch, grads| {
             for (t, (value, grad_row)) in
                 values.iter_mut().zip(grads.chunks_exact_mut(m)).enumerate()
             {
                 let i = first + t;
                 let view = RowView {
                     d: &distances[i * m..(i + 1) * m],
-                    ctx: RowContext {
-                        anchor: i,
-                        anchor_label: labels.0[i],
-                        key_labels: labels.1,
-                        remove_diagonal: input.removes_diagonal() && remove_diagonal,
-                    },
                     self_col: (self_rule && i < m).then_some(i),
+                    key_classes: &classes.of_key,
+                    anchor_class: classes.of(query_labels[i]),
+                    diag: if removes_diagonal { i } else { usize::MAX },
                 };
-                let v = row(&view, grad_row);
-                if !v.is_finite() || grad_row.iter().any(|g| !g.is_finite()) {
+                let v = row(&view, grad_row, row_scratch);
+                if !v.is_finite() || !all_finite(grad_row) {
                     return Err(overflow(name, i, view.d));
                 }
                 *value = v;
@@ -241,13 +238,14 @@ fn dense_gradient<T: Float>(
             &mut scratch.key_grad,
         );
     } else {
-        distance.dense_vjp(
+        distance.dense_vjp_with_scratch(
             q,
             k,
             &scratch.distances,
             &mut scratch.dist_grad,
             &mut out.grad_queries,
             &mut out.grad_keys,
+            &mut scratch.key_grad,
         );
     }
 }
@@ -314,34 +312,4 @@ pub(crate) use impl_metric_loss;
 #[cfg(feature = "serde")]
 pub(crate) fn is_true(v: &bool) -> bool {
     *v
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn two_log1p_sum_exp_is_stable() {
-        let sides = [Side::Positive, Side::Negative, Side::Neither];
-        let mut s = [-200.0f32, -300.0, 5.0];
-        let (p, n) = two_log1p_sum_exp(&mut s, |j| sides[j]);
-        assert!(
-            (0.0..1e-30).contains(&p) && (0.0..1e-30).contains(&n),
-            "{p} {n}"
-        );
-        assert_eq!(s[2], 0.0);
-        let sides = [Side::Positive, Side::Neither, Side::Positive];
-        let mut s = [200.0f32, 7.0, 200.0];
-        let (p, n) = two_log1p_sum_exp(&mut s, |j| sides[j]);
-        assert!((p - (200.0 + 2f32.ln())).abs() < 1e-4, "{p}");
-        assert_eq!(n, 0f32.exp().ln());
-        assert!((s[0] - 0.5).abs() < 1e-6 && s[1] == 0.0);
-    }
-
-    #[test]
-    fn exp_flushes_subnormals() {
-        assert_eq!(exp_ftz(-88.0f32), 0.0);
-        assert!(exp_ftz(-87.0f32) > 0.0);
-        assert!(exp_ftz(-88.0f64) > 0.0);
-    }
 }

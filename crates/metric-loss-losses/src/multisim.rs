@@ -1,15 +1,14 @@
 //! `MultiSimilarityLoss`: the multi-similarity loss of Wang et al. (2019) on distances.
 
 use metric_loss_core::{
-    config_setters, Float, LossError, LossInput, LossOutput, NegativeStrategy, PartConfig,
-    PositiveStrategy, RegisteredDistance, RegisteredReducer, Workspace,
+    config_setters, LossError, LossInput, LossOutput, PartConfig, RegisteredDistance,
+    RegisteredReducer, Workspace,
 };
-use metric_loss_mining::mine_row;
+use metric_loss_mining::SENTINEL_OFFSET;
 use metric_loss_triplet::DenseParts;
 
-use crate::common::{
-    dense_parts_methods, impl_metric_loss, run_dense, two_log1p_sum_exp, DenseSpec, Side,
-};
+use crate::common::{dense_parts_methods, impl_metric_loss, run_dense, DenseSpec, RowView};
+use crate::lanes::{two_softmaxes, DenseFloat};
 use metric_loss_core::params::{finite, finite_nonzero};
 
 /// `MultiSimilarityLoss`'s arguments with TF Similarity 0.17.1's names and defaults, not
@@ -262,7 +261,7 @@ impl MultiSimilarityLoss {
         /// ```
     }
 
-    fn run<T: Float>(
+    fn run<T: DenseFloat>(
         &self,
         input: &LossInput<'_, T>,
         workspace: &mut Workspace,
@@ -284,47 +283,65 @@ impl MultiSimilarityLoss {
                 reducer: T::reducer(self.parts.reducer_part()),
                 remove_diagonal: self.remove_diagonal,
             },
-            |row, grad| {
-                let (d, ctx) = (row.d, &row.ctx);
-                // TF's masked extrema (its ±1e-6 sentinels for empty masks): the mining
-                // crate's vectorised row scan.
-                let mined = mine_row(d, ctx, PositiveStrategy::Hard, NegativeStrategy::Hard)
-                    .expect("distances are finite");
-                let mu = mined.negative - eps;
-                let nu = mined.positive + eps;
-                let side = |j: usize| {
-                    if ctx.is_positive(j) && d[j] > mu {
-                        Side::Positive
-                    } else if ctx.is_negative(j) && d[j] < nu {
-                        Side::Negative
-                    } else {
-                        Side::Neither
-                    }
-                };
-                let m = d.len();
-                if !((0..m).any(|j| side(j) == Side::Positive)
-                    && (0..m).any(|j| side(j) == Side::Negative))
-                {
-                    return T::ZERO;
-                }
-                for (j, g) in grad.iter_mut().enumerate() {
-                    let s = (d[j] + lmda) - center;
-                    *g = match side(j) {
-                        Side::Positive => alpha * s,
-                        Side::Negative => neg_beta * s,
-                        Side::Neither => T::ZERO,
-                    };
-                }
-                let (lse_p, lse_n) = two_log1p_sum_exp(grad, side);
-                for (j, g) in grad.iter_mut().enumerate() {
-                    if side(j) == Side::Negative {
-                        *g = -*g;
-                    }
-                }
-                lse_p / alpha + lse_n / beta
+            move |row, grad, scratch| {
+                let (mined_positive, mined_negative) = hard_extrema(row);
+                let mu = mined_negative - eps;
+                let nu = mined_positive + eps;
+                // A key is kept on its side if the mining says so; ∂ℓ/∂D is the α-softmax
+                // weight of a kept positive, minus the β-softmax weight of a kept negative.
+                two_softmaxes(
+                    row,
+                    grad,
+                    scratch,
+                    |dj, same, off_diagonal| {
+                        let pos = same & off_diagonal & (dj > mu);
+                        let s = (dj + lmda) - center;
+                        (
+                            pos,
+                            !same & (dj < nu),
+                            if pos { alpha * s } else { neg_beta * s },
+                        )
+                    },
+                    |_, pos| if pos { T::ONE } else { -T::ONE },
+                )
+                .map_or(T::ZERO, |(lse_p, lse_n)| lse_p / alpha + lse_n / beta)
             },
         )
     }
+}
+
+/// TF's masked extrema of the row: the largest positive distance and the smallest
+/// negative one, each as TF computes it, `(d − offset) + offset` with the row minimum (or
+/// maximum) shifted by the ±1e-6 sentinel offset, in f64 (exactly d in f32), and that
+/// offset for an empty mask. One branch-free pass (integer maxima, so that it vectorises).
+fn hard_extrema<T: DenseFloat>(row: &RowView<'_, T>) -> (T, T) {
+    let (d, classes, class, diag) = (row.d, row.key_classes, row.anchor_class, row.diag);
+    let (none_below, none_above) = (
+        T::from_f64(f64::NEG_INFINITY).key(),
+        T::from_f64(f64::INFINITY).key(),
+    );
+    let (mut lo, mut hi) = (none_above, none_below);
+    let (mut pos_hi, mut neg_lo) = (none_below, none_above);
+    for (j, (&dj, &c)) in d.iter().zip(classes).enumerate() {
+        let (same, key) = (c == class, dj.key());
+        lo = lo.min(key);
+        hi = hi.max(key);
+        pos_hi = pos_hi.max(if same & (j != diag) { key } else { none_below });
+        neg_lo = neg_lo.min(if same { none_above } else { key });
+    }
+    let below = T::from_key(lo).to_f64() - SENTINEL_OFFSET;
+    let above = T::from_key(hi).to_f64() + SENTINEL_OFFSET;
+    let masked = |key: T::Key, empty: T::Key, offset: f64| {
+        T::from_f64(if key == empty {
+            offset
+        } else {
+            (T::from_key(key).to_f64() - offset) + offset
+        })
+    };
+    (
+        masked(pos_hi, none_below, below),
+        masked(neg_lo, none_above, above),
+    )
 }
 
 impl_metric_loss!(MultiSimilarityLoss);

@@ -2,12 +2,13 @@
 //! Hinton (2019).
 
 use metric_loss_core::{
-    config_setters, Float, LossError, LossInput, LossOutput, PartConfig, RegisteredDistance,
+    config_setters, LossError, LossInput, LossOutput, PartConfig, RegisteredDistance,
     RegisteredReducer, Workspace,
 };
 use metric_loss_triplet::DenseParts;
 
-use crate::common::{dense_parts_methods, exp_ftz, impl_metric_loss, run_dense, DenseSpec};
+use crate::common::{dense_parts_methods, impl_metric_loss, run_dense, DenseSpec};
+use crate::lanes::{keep, side_sums, DenseFloat, NEGATIVE, POSITIVE};
 use metric_loss_core::params::finite_nonzero;
 
 /// `SoftNearestNeighborLoss`'s arguments with TF Similarity 0.17.1's names and defaults,
@@ -202,7 +203,7 @@ impl SoftNearestNeighborLoss {
         /// [`crate::MultiSimilarityLoss::with_parts`]).
     }
 
-    fn run<T: Float>(
+    fn run<T: DenseFloat>(
         &self,
         input: &LossInput<'_, T>,
         workspace: &mut Workspace,
@@ -220,44 +221,58 @@ impl SoftNearestNeighborLoss {
                 reducer: T::reducer(self.parts.reducer_part()),
                 remove_diagonal: self.remove_diagonal,
             },
-            |row, grad| {
-                let (d, ctx) = (row.d, &row.ctx);
+            move |row, grad, scratch| {
+                let d = row.d;
                 let m = d.len();
-                let has_positive = (0..m).any(|j| ctx.is_positive(j));
-                let others = |j: &usize| Some(*j) != row.self_col;
-                // Eᵢⱼ waits in `grad` (0 for the anchor itself).
-                for j in (0..m).filter(others) {
-                    grad[j] = exp_ftz(-d[j] / t);
-                }
-                let mut a: T = grad.iter().copied().sum();
+                let (labels, label, diag) = (&row.key_classes[..m], row.anchor_class, row.diag);
+                let self_col = row.self_col.unwrap_or(usize::MAX);
+                let (side, grad) = (scratch.sides(m), &mut grad[..m]);
+                // Eᵢⱼ waits in `grad` (0 for the anchor itself); A = Σ Eᵢⱼ and B, its part
+                // over the positives. Branch-free, so that it vectorises.
+                let exps = |grad: &mut [T], side: &mut [u8], shift: T| {
+                    let mut sides = 0u8;
+                    for (j, (((g, k), &dj), &lab)) in grad
+                        .iter_mut()
+                        .zip(side.iter_mut())
+                        .zip(d)
+                        .zip(labels)
+                        .enumerate()
+                    {
+                        let pos = (lab == label) & (j != diag);
+                        *g = keep(j != self_col, T::exp_ftz(-dj / t - shift));
+                        let this = if pos { POSITIVE } else { NEGATIVE };
+                        sides |= this;
+                        *k = this;
+                    }
+                    let (b, others) = side_sums(grad, side);
+                    (b + others, b, sides & POSITIVE != 0)
+                };
+                let (mut a, mut b, has_positive) = exps(grad, side, T::ZERO);
                 if !(a > T::ZERO && a.is_finite()) {
                     // TF: 0/0 (or ∞/∞). The ratio is shift-invariant: shift by the largest
                     // exponent of the row.
-                    let Some(c) = (0..m).filter(others).map(|j| -d[j] / t).reduce(T::max) else {
+                    if m == 0 || (m == 1 && self_col == 0) {
                         return T::ZERO; // no key besides the anchor
-                    };
-                    for j in (0..m).filter(others) {
-                        grad[j] = exp_ftz(-d[j] / t - c);
                     }
-                    a = grad.iter().copied().sum();
+                    let c = (0..m)
+                        .filter(|&j| j != self_col)
+                        .map(|j| (-d[j] / t).key())
+                        .max()
+                        .map_or(T::ZERO, T::from_key);
+                    (a, b, _) = exps(grad, side, c);
                 }
                 if !has_positive {
-                    grad.iter_mut().for_each(|g| *g = T::ZERO);
+                    grad.fill(T::ZERO);
                     return T::ZERO;
                 }
-                let b: T = (0..m)
-                    .filter(|&j| ctx.is_positive(j))
-                    .map(|j| grad[j])
-                    .sum();
                 let r = b / a;
                 let denom = tiny + r;
-                for (j, g) in grad.iter_mut().enumerate() {
-                    if *g != T::ZERO {
-                        // (Eᵢⱼ/T)/(1e-9 + r)·(Pᵢⱼ/A − B/A²), as (Eᵢⱼ/A)/T·(Pᵢⱼ − r)/(1e-9 + r):
-                        // A² would underflow for rows close to the edge.
-                        let p = if ctx.is_positive(j) { T::ONE } else { T::ZERO };
-                        *g = (*g / a) / t * (p - r) / denom;
-                    }
+                // (Eᵢⱼ/T)/(1e-9 + r)·(Pᵢⱼ/A − B/A²), as (Eᵢⱼ/A)·((Pᵢⱼ − r)/(1e-9 + r))/T:
+                // A² would underflow for rows close to the edge.
+                let (f_pos, f_neg) = (((T::ONE - r) / denom) / t, ((-r) / denom) / t);
+                for (g, &k) in grad.iter_mut().zip(side.iter()) {
+                    let f = if k == POSITIVE { f_pos } else { f_neg };
+                    *g = keep(*g != T::ZERO, (*g / a) * f);
                 }
                 -denom.ln()
             },

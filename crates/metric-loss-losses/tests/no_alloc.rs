@@ -21,7 +21,22 @@ fn check<T: Float>(n: usize, d: usize) {
         .map(|i| T::from_f64(((i * 37 % 101) as f64 - 50.0) / 130.0))
         .collect();
     let batch = Batch::new(&labels, Embeddings::from_row_major(&x, n, d).unwrap()).unwrap();
-    let with_grad = LossInput::new(batch);
+    // A separate key set too (its labels numbered per call, some shared with no query).
+    let key_labels: Vec<i64> = (0..n as i64 + 3).map(|i| i % 5 + 1).collect();
+    let key_x: Vec<T> = (0..(n + 3) * d)
+        .map(|i| T::from_f64(((i * 53 % 97) as f64 - 48.0) / 110.0))
+        .collect();
+    let keys = Batch::new(
+        &key_labels,
+        Embeddings::from_row_major(&key_x, n + 3, d).unwrap(),
+    )
+    .unwrap();
+    for with_grad in [LossInput::new(batch), LossInput::new(batch).with_keys(keys)] {
+        check_input(&with_grad);
+    }
+}
+
+fn check_input<T: Float>(with_grad: &LossInput<'_, T>) {
     let forward = with_grad.without_gradient();
     for kind in DistanceKind::ALL {
         let parts = DenseParts::default().distance(kind);
@@ -33,13 +48,13 @@ fn check<T: Float>(n: usize, d: usize) {
         ] {
             let mut ws = Workspace::new();
             let mut out = LossOutput::new();
-            loss.compute_into(&with_grad, &mut ws, &mut out).unwrap();
+            loss.compute_into(with_grad, &mut ws, &mut out).unwrap();
             loss.compute_into(&forward, &mut ws, &mut out).unwrap();
-            loss.compute_into(&with_grad, &mut ws, &mut out).unwrap();
+            loss.compute_into(with_grad, &mut ws, &mut out).unwrap();
             let before = allocations().0;
             for _ in 0..3 {
                 loss.compute_into(&forward, &mut ws, &mut out).unwrap();
-                loss.compute_into(&with_grad, &mut ws, &mut out).unwrap();
+                loss.compute_into(with_grad, &mut ws, &mut out).unwrap();
             }
             let plain = allocations().0 - before;
             assert_eq!(
