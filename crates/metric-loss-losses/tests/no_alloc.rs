@@ -4,12 +4,10 @@
 //! one per product) are not counted; the batch stays below what `threads` would split
 //! (spawning work on other threads allocates).
 
-use metric_loss_core::{
-    Batch, Embeddings, Float, LossInput, LossOutput, MetricLoss, MetricLossExt, Workspace,
-};
+use metric_loss_core::{Batch, Embeddings, Float, LossInput, MetricLoss};
 use metric_loss_distances::DistanceKind;
 use metric_loss_losses::{CircleLoss, MultiSimilarityLoss, SoftNearestNeighborLoss};
-use metric_loss_testkit::{allocations, CountingAllocator};
+use metric_loss_testkit::{assert_steady_state_does_not_allocate, CountingAllocator};
 use metric_loss_triplet::DenseParts;
 
 #[global_allocator]
@@ -37,7 +35,6 @@ fn check<T: Float>(n: usize, d: usize) {
 }
 
 fn check_input<T: Float>(with_grad: &LossInput<'_, T>) {
-    let forward = with_grad.without_gradient();
     for kind in DistanceKind::ALL {
         let parts = DenseParts::default().distance(kind);
         for loss in [
@@ -46,24 +43,7 @@ fn check_input<T: Float>(with_grad: &LossInput<'_, T>) {
             Box::new(CircleLoss::default().with_parts(parts.clone())),
             Box::new(SoftNearestNeighborLoss::default().with_parts(parts)),
         ] {
-            let mut ws = Workspace::new();
-            let mut out = LossOutput::new();
-            loss.compute_into(with_grad, &mut ws, &mut out).unwrap();
-            loss.compute_into(&forward, &mut ws, &mut out).unwrap();
-            loss.compute_into(with_grad, &mut ws, &mut out).unwrap();
-            let before = allocations().0;
-            for _ in 0..3 {
-                loss.compute_into(&forward, &mut ws, &mut out).unwrap();
-                loss.compute_into(with_grad, &mut ws, &mut out).unwrap();
-            }
-            let plain = allocations().0 - before;
-            assert_eq!(
-                plain,
-                0,
-                "{} {} {kind}: {plain} allocations in 6 calls",
-                T::DTYPE,
-                loss.name()
-            );
+            assert_steady_state_does_not_allocate(loss.as_ref(), with_grad, &kind.to_string());
         }
     }
 }

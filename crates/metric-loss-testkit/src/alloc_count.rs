@@ -4,6 +4,8 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+
+use metric_loss_core::{Float, LossInput, LossOutput, MetricLoss, MetricLossExt, Workspace};
 use std::cell::Cell;
 
 /// Forwards to [`System`] and counts this thread's allocations (see [`allocations`]).
@@ -36,6 +38,44 @@ fn note(layout: Layout) {
 /// SIMD-aligned ones). Always (0, 0) without it.
 pub fn allocations() -> (usize, usize) {
     COUNTS.with(Cell::get)
+}
+
+/// Asserts that six steady-state calls of `loss` make no ordinary allocation on this
+/// thread (see [`allocations`]): after three warm-up calls (with gradient, forward only,
+/// with gradient), three rounds of a forward-only call and a call with gradient, all
+/// reusing one workspace and one output.
+///
+/// # Panics
+/// If a call fails or allocates.
+pub fn assert_steady_state_does_not_allocate<T: Float>(
+    loss: &dyn MetricLoss,
+    with_grad: &LossInput<'_, T>,
+    case: &str,
+) {
+    let forward = with_grad.without_gradient();
+    let mut ws = Workspace::new();
+    let mut out = LossOutput::new();
+    let mut call = |input: &LossInput<'_, T>| {
+        if let Err(e) = loss.compute_into(input, &mut ws, &mut out) {
+            panic!("{} {} {case}: {e}", T::DTYPE, loss.name());
+        }
+    };
+    call(with_grad);
+    call(&forward);
+    call(with_grad);
+    let before = allocations().0;
+    for _ in 0..3 {
+        call(&forward);
+        call(with_grad);
+    }
+    let plain = allocations().0 - before;
+    assert_eq!(
+        plain,
+        0,
+        "{} {} {case}: {plain} allocations in 6 calls",
+        T::DTYPE,
+        loss.name()
+    );
 }
 
 // SAFETY: every method forwards to `System` with the caller's arguments unchanged; the

@@ -18,7 +18,7 @@
 mod alloc_count;
 mod finite_differences;
 
-pub use alloc_count::{allocations, CountingAllocator};
+pub use alloc_count::{allocations, assert_steady_state_does_not_allocate, CountingAllocator};
 pub use finite_differences::{check_gradient, check_views_gradient, GradientPoint};
 
 use metric_loss_core::LossOutput;

@@ -3,10 +3,12 @@
 
 use metric_loss_core::params::finite;
 use metric_loss_core::{
-    config_setters, Float, LossError, LossInput, LossOutput, Reduction, SampleWeight,
+    config_setters, Float, LossError, LossInput, LossOutput, Reduction, SampleWeight, Workspace,
 };
 
-use crate::common::{keras_reduce, same_rows, two_views, view_metric_loss};
+use crate::common::{
+    column_means, keras_reduce, product_rows, same_rows, two_views, view_metric_loss,
+};
 
 /// `Barlow`'s arguments with TF Similarity 0.17.1's names and defaults, not yet validated.
 ///
@@ -128,7 +130,8 @@ impl Default for Barlow {
     }
 }
 
-/// A view with its columns standardised.
+/// A view with its columns standardised, in buffers reused from call to call.
+#[derive(Default)]
 struct Standardised<T> {
     /// x − μ.
     centred: Vec<T>,
@@ -137,57 +140,125 @@ struct Standardised<T> {
     sigma: Vec<T>,
 }
 
-fn standardise<T: Float>(x: &[T], n: usize, d: usize) -> Standardised<T> {
-    let nt = T::from_f64(n as f64);
-    let mut centred = x.to_vec();
-    let mut z = x.to_vec();
-    let mut sigma = vec![T::ZERO; d];
-    for k in 0..d {
-        let mean = (0..n).fold(T::ZERO, |s, i| s + x[i * d + k]) / nt;
-        (0..n).for_each(|i| centred[i * d + k] = x[i * d + k] - mean);
-        let var = (0..n).fold(T::ZERO, |s, i| s + centred[i * d + k] * centred[i * d + k]) / nt;
-        sigma[k] = var.sqrt();
-        for i in 0..n {
-            // TF's "divide, but 0 for 0": a constant column standardises to 0.
-            z[i * d + k] = if sigma[k] == T::ZERO {
-                T::ZERO
-            } else {
-                centred[i * d + k] / sigma[k]
-            };
+impl<T: Float> Standardised<T> {
+    /// Standardises the columns of `x` (n×d). Every column statistic is summed down its
+    /// rows in order, as TF's column reductions are, while the passes read row by row.
+    fn fill(&mut self, x: &[T], n: usize, d: usize) {
+        let nt = T::from_f64(n as f64);
+        let mean = &mut self.sigma;
+        column_means(x, n, d, mean);
+        if d == 0 {
+            return;
+        }
+        self.centred.clear();
+        self.centred.resize(x.len(), T::ZERO);
+        for (c, row) in self.centred.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+            for ((c, v), m) in c.iter_mut().zip(row).zip(mean.iter()) {
+                *c = *v - *m;
+            }
+        }
+        let sigma = &mut self.sigma;
+        sigma.iter_mut().for_each(|s| *s = T::ZERO);
+        for row in self.centred.chunks_exact(d) {
+            for (s, c) in sigma.iter_mut().zip(row) {
+                *s += *c * *c;
+            }
+        }
+        sigma.iter_mut().for_each(|s| *s = (*s / nt).sqrt());
+        self.z.clear();
+        self.z.resize(x.len(), T::ZERO);
+        for (z, row) in self.z.chunks_exact_mut(d).zip(self.centred.chunks_exact(d)) {
+            for ((z, c), s) in z.iter_mut().zip(row).zip(sigma.iter()) {
+                // TF's "divide, but 0 for 0": a constant column standardises to 0.
+                *z = if *s == T::ZERO { T::ZERO } else { *c / *s };
+            }
         }
     }
-    Standardised { centred, z, sigma }
+
+    /// The gradient with respect to the raw view from `g` = ∂/∂ẑ, into `out`, step by
+    /// step as TF's tape takes it (ẑ = (x − μ)/σ, σ = √(mean (x − μ)²)): at n = 2 the two
+    /// halves then cancel exactly, as in TF, where the folded formula leaves rounding noise
+    /// times 1/σ. `sums` holds the per-column sums.
+    fn backward(&self, g: &[T], n: usize, d: usize, sums: &mut ColumnSums<T>, out: &mut [T]) {
+        let (nt, half, two) = (T::from_f64(n as f64), T::from_f64(0.5), T::from_f64(2.0));
+        if d == 0 {
+            return;
+        }
+        let sigma = &self.sigma;
+        // ∂σ and the sum of the direct term g/σ, per column.
+        sums.reset(d);
+        for (gi, c) in g.chunks_exact(d).zip(self.centred.chunks_exact(d)) {
+            let lanes = sums.first.iter_mut().zip(sums.second.iter_mut());
+            for ((((dsigma, direct), g), c), s) in lanes.zip(gi).zip(c).zip(sigma) {
+                *direct += *g / *s;
+                *dsigma += *g * ((-*c / *s) / *s);
+            }
+        }
+        // The term through the variance is 2c · (∂var / n); `coef` holds ∂var / n.
+        for ((coef, dsigma), s) in sums.coef.iter_mut().zip(&sums.first).zip(sigma) {
+            let dvar = half * *dsigma / *s;
+            *coef = dvar / nt;
+        }
+        sums.first.iter_mut().for_each(|v| *v = T::ZERO);
+        for c in self.centred.chunks_exact(d) {
+            for ((through, c), coef) in sums.first.iter_mut().zip(c).zip(&sums.coef) {
+                *through += two * *c * *coef;
+            }
+        }
+        // Both sums become column means.
+        for v in sums.first.iter_mut().chain(sums.second.iter_mut()) {
+            *v = *v / nt;
+        }
+        for ((o, gi), c) in out
+            .chunks_exact_mut(d)
+            .zip(g.chunks_exact(d))
+            .zip(self.centred.chunks_exact(d))
+        {
+            let columns = sigma
+                .iter()
+                .zip(&sums.second)
+                .zip(&sums.first)
+                .zip(&sums.coef);
+            for (((o, g), c), (((s, direct), through), coef)) in
+                o.iter_mut().zip(gi).zip(c).zip(columns)
+            {
+                *o = if *s == T::ZERO {
+                    T::ZERO
+                } else {
+                    (*g / *s - *direct) + (two * *c * *coef - *through)
+                };
+            }
+        }
+    }
 }
 
-/// The gradient with respect to the raw view from `g` = ∂/∂ẑ, into `out`, step by step
-/// as TF's tape takes it (ẑ = (x − μ)/σ, σ = √(mean (x − μ)²)): at n = 2 the two halves
-/// then cancel exactly, as in TF, where the folded formula leaves rounding noise times 1/σ.
-fn standardise_backward<T: Float>(s: &Standardised<T>, g: &[T], n: usize, d: usize, out: &mut [T]) {
-    let (nt, half, two) = (T::from_f64(n as f64), T::from_f64(0.5), T::from_f64(2.0));
-    let mut direct = vec![T::ZERO; n];
-    let mut through_var = vec![T::ZERO; n];
-    for k in 0..d {
-        let sigma = s.sigma[k];
-        if sigma == T::ZERO {
-            (0..n).for_each(|i| out[i * d + k] = T::ZERO);
-            continue;
-        }
-        let mut dsigma = T::ZERO;
-        for i in 0..n {
-            let (gi, c) = (g[i * d + k], s.centred[i * d + k]);
-            direct[i] = gi / sigma;
-            dsigma += gi * ((-c / sigma) / sigma);
-        }
-        let dvar = half * dsigma / sigma;
-        for (i, v) in through_var.iter_mut().enumerate() {
-            *v = two * s.centred[i * d + k] * (dvar / nt);
-        }
-        let mean_direct = direct.iter().fold(T::ZERO, |a, v| a + *v) / nt;
-        let mean_var = through_var.iter().fold(T::ZERO, |a, v| a + *v) / nt;
-        for i in 0..n {
-            out[i * d + k] = (direct[i] - mean_direct) + (through_var[i] - mean_var);
+/// Per-column accumulators of [`Standardised::backward`].
+#[derive(Default)]
+struct ColumnSums<T> {
+    first: Vec<T>,
+    second: Vec<T>,
+    coef: Vec<T>,
+}
+
+impl<T: Float> ColumnSums<T> {
+    fn reset(&mut self, d: usize) {
+        for v in [&mut self.first, &mut self.second, &mut self.coef] {
+            v.clear();
+            v.resize(d, T::ZERO);
         }
     }
+}
+
+/// Reusable memory of a call.
+#[derive(Default)]
+struct Scratch<T> {
+    a: Standardised<T>,
+    b: Standardised<T>,
+    /// The cross-correlation, then its gradient.
+    c: Vec<T>,
+    ga: Vec<T>,
+    gb: Vec<T>,
+    sums: ColumnSums<T>,
 }
 
 impl Barlow {
@@ -204,6 +275,7 @@ impl Barlow {
     fn run<T: Float>(
         &self,
         input: &LossInput<'_, T>,
+        workspace: &mut Workspace,
         out: &mut LossOutput<T>,
     ) -> Result<(), LossError> {
         let (a, b, d) = two_views(input)?;
@@ -227,27 +299,24 @@ impl Barlow {
                 message: "an empty batch has no column statistics (TF Similarity returns NaN); give at least one row per view".into(),
             });
         }
-        let (sa, sb) = (
-            standardise(a.as_slice(), n, d),
-            standardise(b.as_slice(), n, d),
-        );
+        let Scratch {
+            a: sa,
+            b: sb,
+            c,
+            ga,
+            gb,
+            sums,
+        } = workspace.get::<Scratch<T>>();
+        sa.fill(a.as_slice(), n, d);
+        sb.fill(b.as_slice(), n, d);
         let nt = T::from_f64(n as f64);
-        let mut c = vec![T::ZERO; d * d];
-        T::gemm(
-            d,
-            n,
-            d,
-            T::ONE,
-            (&sa.z, 1, d),
-            (&sb.z, d, 1),
-            T::ZERO,
-            (&mut c, d, 1),
-        );
+        c.clear();
+        c.resize(d * d, T::ZERO);
+        product_rows(d, n, d, T::ONE, (&sa.z, 1, d), (&sb.z, d, 1), T::ZERO, c);
         c.iter_mut().for_each(|v| *v = *v / nt);
         let (mut on, mut off) = (T::ZERO, T::ZERO);
-        for k in 0..d {
-            for l in 0..d {
-                let v = c[k * d + l];
+        for (k, row) in c.chunks_exact(d).enumerate() {
+            for (l, &v) in row.iter().enumerate() {
                 if k == l {
                     on += (T::ONE - v) * (T::ONE - v);
                 } else {
@@ -266,9 +335,8 @@ impl Barlow {
         }
         let u = red * weight;
         let two = T::from_f64(2.0);
-        for k in 0..d {
-            for l in 0..d {
-                let v = &mut c[k * d + l];
+        for (k, row) in c.chunks_exact_mut(d).enumerate() {
+            for (l, v) in row.iter_mut().enumerate() {
                 *v = if k == l {
                     -u * two * (T::ONE - *v)
                 } else {
@@ -277,31 +345,24 @@ impl Barlow {
             }
         }
         let inv_n = T::ONE / nt;
-        let (mut ga, mut gb) = (vec![T::ZERO; n * d], vec![T::ZERO; n * d]);
-        T::gemm(
-            n,
-            d,
-            d,
-            inv_n,
-            (&sb.z, d, 1),
-            (&c, 1, d),
-            T::ZERO,
-            (&mut ga, d, 1),
-        );
-        T::gemm(
-            n,
-            d,
-            d,
-            inv_n,
-            (&sa.z, d, 1),
-            (&c, d, 1),
-            T::ZERO,
-            (&mut gb, d, 1),
-        );
+        for (g, other, c_strides) in [(&mut *ga, &sb.z, (1, d)), (&mut *gb, &sa.z, (d, 1))] {
+            g.clear();
+            g.resize(n * d, T::ZERO);
+            product_rows(
+                n,
+                d,
+                d,
+                inv_n,
+                (other, d, 1),
+                (c, c_strides.0, c_strides.1),
+                T::ZERO,
+                g,
+            );
+        }
         out.grad_queries.resize(n * d, T::ZERO);
         out.grad_keys.resize(n * d, T::ZERO);
-        standardise_backward(&sa, &ga, n, d, &mut out.grad_queries);
-        standardise_backward(&sb, &gb, n, d, &mut out.grad_keys);
+        sa.backward(ga, n, d, sums, &mut out.grad_queries);
+        sb.backward(gb, n, d, sums, &mut out.grad_keys);
         Ok(())
     }
 }

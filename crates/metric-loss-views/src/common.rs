@@ -2,11 +2,13 @@
 //! reduction, the matrix products, and the `MetricLoss` / serde plumbing.
 
 use metric_loss_core::{Embeddings, Float, LossError, LossInput, Reduction, SampleWeight};
+use metric_loss_distances::parallel::{for_rows_on, max_threads};
 
 /// `tf.math.l2_normalize`'s epsilon: rows are divided by √max(‖x‖², 10⁻¹²).
 pub(crate) const NORM_EPSILON: f64 = 1e-12;
 
 /// The rows of one view divided by their norms, as `tf.math.l2_normalize` does.
+#[derive(Default)]
 pub(crate) struct Normalized<T> {
     /// x̂, row-major.
     pub(crate) rows: Vec<T>,
@@ -20,21 +22,25 @@ impl<T: Float> Normalized<T> {
     /// Normalises every row of `x`. A zero row stays zero (times 10⁶); a row whose squared
     /// norm overflows gets r = 0 and becomes a zero row, as in TF.
     pub(crate) fn new(x: Embeddings<'_, T>) -> Self {
+        let mut out = Self::default();
+        out.fill(x);
+        out
+    }
+
+    /// [`Normalized::new`] into this value's buffers, reused from the previous call.
+    pub(crate) fn fill(&mut self, x: Embeddings<'_, T>) {
         let eps = T::from_f64(NORM_EPSILON);
-        let mut out = Self {
-            rows: Vec::with_capacity(x.as_slice().len()),
-            scale: Vec::with_capacity(x.rows()),
-            by_norm: Vec::with_capacity(x.rows()),
-        };
+        self.rows.clear();
+        self.scale.clear();
+        self.by_norm.clear();
         for i in 0..x.rows() {
             let row = x.row(i);
             let s = row.iter().fold(T::ZERO, |acc, v| acc + *v * *v);
             let r = T::ONE / s.max(eps).sqrt();
-            out.rows.extend(row.iter().map(|v| *v * r));
-            out.scale.push(r);
-            out.by_norm.push(s >= eps);
+            self.rows.extend(row.iter().map(|v| *v * r));
+            self.scale.push(r);
+            self.by_norm.push(s >= eps);
         }
-        out
     }
 
     /// The gradient with respect to x given `g` = ∂/∂x̂ (row i of `g` starting at
@@ -166,7 +172,87 @@ pub(crate) fn add_product<T: Float>(
     );
 }
 
-/// `MetricLoss` for a two-view loss with a generic `run(&self, input, out)`, its name
+/// Multiply-adds a thread must get before a product is split: about 50 µs of work, well
+/// above what handing a chunk to a helper thread costs.
+const MIN_PRODUCT_WORK: usize = 1 << 21;
+
+/// matrixmultiply's block of rows (its `MC` for f32 and f64). Rows at the edge of a block
+/// take a masked kernel, which rounds `beta · C` differently from a full tile, so a split
+/// elsewhere would change the bits of a product that accumulates into `C`.
+const KERNEL_ROWS: usize = 64;
+
+/// `C = alpha · A B + beta · C` (`C` row-major and contiguous, `rows x cols`; `a` and `b`
+/// as `(data, row stride, column stride)`), with its whole blocks of [`KERNEL_ROWS`] rows
+/// split over threads by the work of the product rather than by its row count (a d×d
+/// product over the n rows of a batch has few rows but much work in each), and the last
+/// partial block after them. Every row goes through the same blocks and kernels as in one
+/// call, so the bits do not depend on the thread count, whatever `beta`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn product_rows<T: Float>(
+    rows: usize,
+    inner: usize,
+    cols: usize,
+    alpha: T,
+    a: (&[T], usize, usize),
+    b: (&[T], usize, usize),
+    beta: T,
+    c: &mut [T],
+) {
+    let work = rows.saturating_mul(inner).saturating_mul(cols);
+    let threads = max_threads().min(work / MIN_PRODUCT_WORK).max(1);
+    let block = KERNEL_ROWS * cols;
+    if block == 0 {
+        return;
+    }
+    let gemm = |r0: usize, chunk: &mut [T]| {
+        T::gemm(
+            chunk.len() / cols,
+            inner,
+            cols,
+            alpha,
+            (&a.0[r0 * a.1..], a.1, a.2),
+            b,
+            beta,
+            (chunk, cols, 1),
+        );
+    };
+    let whole = rows / KERNEL_ROWS;
+    let (head, tail) = c.split_at_mut(whole * block);
+    if threads == 1 {
+        gemm(0, head);
+    } else {
+        for_rows_on(threads, head, block, |b0, chunk| {
+            gemm(b0 * KERNEL_ROWS, chunk)
+        });
+    }
+    if !tail.is_empty() {
+        gemm(whole * KERNEL_ROWS, tail);
+    }
+}
+
+/// The column sums of the row-major `x` (`d` columns) into `out`: each column summed down
+/// its rows in order (the bits of a column-by-column loop), reading `x` row by row.
+pub(crate) fn column_sums<T: Float>(x: &[T], d: usize, out: &mut Vec<T>) {
+    out.clear();
+    out.resize(d, T::ZERO);
+    if d == 0 {
+        return;
+    }
+    for row in x.chunks_exact(d) {
+        for (s, v) in out.iter_mut().zip(row) {
+            *s += *v;
+        }
+    }
+}
+
+/// [`column_sums`] divided by the row count `n`.
+pub(crate) fn column_means<T: Float>(x: &[T], n: usize, d: usize, out: &mut Vec<T>) {
+    column_sums(x, d, out);
+    let nt = T::from_f64(n as f64);
+    out.iter_mut().for_each(|s| *s = *s / nt);
+}
+
+/// `MetricLoss` for a two-view loss with a generic `run(&self, input, workspace, out)`, its name
 /// (the configured one, or the class name) and its Keras reduction.
 macro_rules! view_metric_loss {
     ($loss:ident, $config:ident) => {
@@ -178,20 +264,20 @@ macro_rules! view_metric_loss {
             fn compute_f32(
                 &self,
                 input: &metric_loss_core::LossInput<'_, f32>,
-                _: &mut metric_loss_core::Workspace,
+                workspace: &mut metric_loss_core::Workspace,
                 out: &mut metric_loss_core::LossOutput<f32>,
             ) -> Result<(), metric_loss_core::LossError> {
-                self.run(input, out)?;
+                self.run(input, workspace, out)?;
                 out.check_finite(metric_loss_core::AllowNonFinite::Never)
             }
 
             fn compute_f64(
                 &self,
                 input: &metric_loss_core::LossInput<'_, f64>,
-                _: &mut metric_loss_core::Workspace,
+                workspace: &mut metric_loss_core::Workspace,
                 out: &mut metric_loss_core::LossOutput<f64>,
             ) -> Result<(), metric_loss_core::LossError> {
-                self.run(input, out)?;
+                self.run(input, workspace, out)?;
                 out.check_finite(metric_loss_core::AllowNonFinite::Never)
             }
 

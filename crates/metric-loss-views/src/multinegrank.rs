@@ -2,7 +2,9 @@
 //! (2017), as TF Similarity 0.17.1 computes it.
 
 use metric_loss_core::params::finite;
-use metric_loss_core::{config_setters, Float, LossError, LossInput, LossOutput, Reduction};
+use metric_loss_core::{
+    config_setters, Float, LossError, LossInput, LossOutput, Reduction, Workspace,
+};
 use metric_loss_distances::DistanceKind;
 
 use crate::common::{a_bt, add_product, keras_reduce, two_views, view_metric_loss};
@@ -171,6 +173,7 @@ impl MultiNegativesRankLoss {
     fn run<T: Float>(
         &self,
         input: &LossInput<'_, T>,
+        _: &mut Workspace,
         out: &mut LossOutput<T>,
     ) -> Result<(), LossError> {
         let (q, keys, d) = two_views(input)?;

@@ -2,7 +2,9 @@
 //! computes it.
 
 use metric_loss_core::params::finite_nonzero;
-use metric_loss_core::{config_setters, Float, LossError, LossInput, LossOutput, Reduction};
+use metric_loss_core::{
+    config_setters, Float, LossError, LossInput, LossOutput, Reduction, Workspace,
+};
 
 use crate::common::{
     a_bt, add_product, keras_reduce, same_rows, two_views, view_metric_loss, Normalized,
@@ -178,6 +180,7 @@ impl SimCLRLoss {
     fn run<T: Float>(
         &self,
         input: &LossInput<'_, T>,
+        _: &mut Workspace,
         out: &mut LossOutput<T>,
     ) -> Result<(), LossError> {
         let rows = input.queries().embeddings().rows();

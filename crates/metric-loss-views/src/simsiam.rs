@@ -2,7 +2,9 @@
 //! Similarity 0.17.1 computes it.
 
 use metric_loss_core::params::finite;
-use metric_loss_core::{config_setters, Float, LossError, LossInput, LossOutput, Reduction};
+use metric_loss_core::{
+    config_setters, Float, LossError, LossInput, LossOutput, Reduction, Workspace,
+};
 
 use crate::common::{keras_reduce, two_views, view_metric_loss, Normalized};
 
@@ -155,6 +157,18 @@ impl Default for SimSiamLoss {
     }
 }
 
+/// Reusable memory of a call.
+#[derive(Default)]
+struct Scratch<T> {
+    a: Normalized<T>,
+    b: Normalized<T>,
+    /// ½ ∂yᵢ/∂cᵢ per pair.
+    slopes: Vec<T>,
+    /// ∂/∂x̂ of each view.
+    ga: Vec<T>,
+    gb: Vec<T>,
+}
+
 impl SimSiamLoss {
     /// The arguments, as [`SimSiamLossConfig`].
     pub fn config(&self) -> SimSiamLossConfig {
@@ -194,6 +208,7 @@ impl SimSiamLoss {
     fn run<T: Float>(
         &self,
         input: &LossInput<'_, T>,
+        workspace: &mut Workspace,
         out: &mut LossOutput<T>,
     ) -> Result<(), LossError> {
         let (a, b, d) = two_views(input)?;
@@ -213,14 +228,28 @@ impl SimSiamLoss {
         };
         let weights = input.sample_weight();
         weights.check(n)?;
-        let (pa, pb) = (Normalized::new(a), Normalized::new(b));
+        let Scratch {
+            a: pa,
+            b: pb,
+            slopes,
+            ga,
+            gb,
+        } = workspace.get::<Scratch<T>>();
+        pa.fill(a);
+        pb.fill(b);
         // Row i of a view, or its only row when it is broadcast.
         let at = |rows: usize, i: usize| if rows == 1 { 0 } else { i } * d;
         let half = T::from_f64(0.5);
         let margin = T::from_f64(self.margin);
-        let mut slopes = vec![T::ZERO; n];
+        slopes.clear();
+        slopes.resize(n, T::ZERO);
         out.reset(n, 0, d, false);
-        for (i, (value, slope)) in out.per_example.iter_mut().zip(&mut slopes).enumerate() {
+        for (i, (value, slope)) in out
+            .per_example
+            .iter_mut()
+            .zip(slopes.iter_mut())
+            .enumerate()
+        {
             let (x, y) = (
                 &pa.rows[at(rows_a, i)..][..d],
                 &pb.rows[at(rows_b, i)..][..d],
@@ -235,19 +264,23 @@ impl SimSiamLoss {
         if !input.wants_gradient() {
             return Ok(());
         }
-        let (mut ga, mut gb) = (vec![T::ZERO; rows_a * d], vec![T::ZERO; rows_b * d]);
+        for (g, rows) in [(&mut *ga, rows_a), (&mut *gb, rows_b)] {
+            g.clear();
+            g.resize(rows * d, T::ZERO);
+        }
         for (i, slope) in slopes.iter().enumerate() {
             let g = *slope * red * weights.get(i);
             let (ia, ib) = (at(rows_a, i), at(rows_b, i));
-            for t in 0..d {
-                ga[ia + t] += g * pb.rows[ib + t];
-                gb[ib + t] += g * pa.rows[ia + t];
+            let rows = pa.rows[ia..ia + d].iter().zip(&pb.rows[ib..ib + d]);
+            for ((x, y), (p, q)) in ga[ia..ia + d].iter_mut().zip(&mut gb[ib..ib + d]).zip(rows) {
+                *x += g * *q;
+                *y += g * *p;
             }
         }
         out.grad_queries.resize(rows_a * d, T::ZERO);
         out.grad_keys.resize(rows_b * d, T::ZERO);
-        pa.backward(a, &ga, d, &mut out.grad_queries);
-        pb.backward(b, &gb, d, &mut out.grad_keys);
+        pa.backward(a, ga, d, &mut out.grad_queries);
+        pb.backward(b, gb, d, &mut out.grad_keys);
         Ok(())
     }
 }

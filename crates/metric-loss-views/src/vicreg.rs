@@ -2,9 +2,23 @@
 //! computes it.
 
 use metric_loss_core::params::finite;
-use metric_loss_core::{config_setters, Float, LossError, LossInput, LossOutput, Reduction};
+use metric_loss_core::{
+    config_setters, Float, LossError, LossInput, LossOutput, Reduction, Workspace,
+};
 
-use crate::common::{keras_reduce, same_rows, two_views, view_metric_loss};
+use crate::common::{
+    column_means, keras_reduce, product_rows, same_rows, two_views, view_metric_loss,
+};
+
+/// Subtracts each column's mean from the row-major `x` (n×d); `means` is scratch.
+fn subtract_column_means<T: Float>(x: &mut [T], n: usize, d: usize, means: &mut Vec<T>) {
+    column_means(x, n, d, means);
+    for row in x.chunks_exact_mut(d) {
+        for (v, m) in row.iter_mut().zip(means.iter()) {
+            *v -= *m;
+        }
+    }
+}
 
 /// `VicReg`'s arguments with TF Similarity 0.17.1's names and defaults, not yet validated.
 ///
@@ -152,7 +166,9 @@ impl Default for VicReg {
     }
 }
 
-/// One view's regularisers and what their gradients need.
+/// One view's regularisers and what their gradients need, in buffers reused from call to
+/// call.
+#[derive(Default)]
 struct Regularised<T> {
     centred: Vec<T>,
     /// Column means of the centred view (about 0, recomputed as TF does).
@@ -163,59 +179,76 @@ struct Regularised<T> {
     cov_term: T,
 }
 
-fn column_means<T: Float>(x: &[T], n: usize, d: usize) -> Vec<T> {
-    let nt = T::from_f64(n as f64);
-    (0..d)
-        .map(|k| (0..n).fold(T::ZERO, |s, i| s + x[i * d + k]) / nt)
-        .collect()
+impl<T: Float> Regularised<T> {
+    /// The regularisers of the view `x` (n×d). Every column statistic is summed down its
+    /// rows in order, as TF's column reductions are, while the passes read row by row.
+    fn fill(&mut self, x: &[T], n: usize, d: usize, std_const: T) {
+        let (nt, dt) = (T::from_f64(n as f64), T::from_f64(d as f64));
+        if d == 0 {
+            (self.std_term, self.cov_term) = (T::ZERO / dt, T::ZERO / dt);
+            return;
+        }
+        let mean = &mut self.std;
+        column_means(x, n, d, mean);
+        self.centred.clear();
+        self.centred.resize(x.len(), T::ZERO);
+        for (c, row) in self.centred.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+            for ((c, v), m) in c.iter_mut().zip(row).zip(mean.iter()) {
+                *c = *v - *m;
+            }
+        }
+        column_means(&self.centred, n, d, &mut self.residual);
+        let std = &mut self.std;
+        std.iter_mut().for_each(|s| *s = T::ZERO);
+        for row in self.centred.chunks_exact(d) {
+            for ((s, c), r) in std.iter_mut().zip(row).zip(&self.residual) {
+                let e = *c - *r;
+                *s += e * e;
+            }
+        }
+        std.iter_mut()
+            .for_each(|s| *s = (*s / nt + std_const).sqrt());
+        self.std_term = std
+            .iter()
+            .fold(T::ZERO, |s, v| s + (T::ONE - *v).max(T::ZERO))
+            / dt;
+        self.cov.clear();
+        self.cov.resize(d * d, T::ZERO);
+        let inv = T::ONE / T::from_f64((n - 1) as f64);
+        let centred = &self.centred;
+        product_rows(
+            d,
+            n,
+            d,
+            T::ONE,
+            (centred, 1, d),
+            (centred, d, 1),
+            T::ZERO,
+            &mut self.cov,
+        );
+        self.cov.iter_mut().for_each(|v| *v *= inv);
+        let mut off = T::ZERO;
+        for (k, row) in self.cov.chunks_exact(d).enumerate() {
+            for (l, v) in row.iter().enumerate() {
+                if k != l {
+                    off += *v * *v;
+                }
+            }
+        }
+        self.cov_term = off / dt;
+    }
 }
 
-fn regularise<T: Float>(x: &[T], n: usize, d: usize, std_const: T) -> Regularised<T> {
-    let (nt, dt) = (T::from_f64(n as f64), T::from_f64(d as f64));
-    let mean = column_means(x, n, d);
-    let centred: Vec<T> = x
-        .iter()
-        .enumerate()
-        .map(|(e, v)| *v - mean[e % d])
-        .collect();
-    let residual = column_means(&centred, n, d);
-    let std: Vec<T> = (0..d)
-        .map(|k| {
-            let v = (0..n).fold(T::ZERO, |s, i| {
-                let e = centred[i * d + k] - residual[k];
-                s + e * e
-            }) / nt;
-            (v + std_const).sqrt()
-        })
-        .collect();
-    let std_term = std
-        .iter()
-        .fold(T::ZERO, |s, v| s + (T::ONE - *v).max(T::ZERO))
-        / dt;
-    let mut cov = vec![T::ZERO; d * d];
-    let inv = T::ONE / T::from_f64((n - 1) as f64);
-    T::gemm(
-        d,
-        n,
-        d,
-        T::ONE,
-        (&centred, 1, d),
-        (&centred, d, 1),
-        T::ZERO,
-        (&mut cov, d, 1),
-    );
-    cov.iter_mut().for_each(|v| *v *= inv);
-    let off = (0..d * d)
-        .filter(|e| e / d != e % d)
-        .fold(T::ZERO, |s, e| s + cov[e] * cov[e]);
-    Regularised {
-        centred,
-        residual,
-        std,
-        cov,
-        std_term,
-        cov_term: off / dt,
-    }
+/// Reusable memory of a call.
+#[derive(Default)]
+struct Scratch<T> {
+    a: Regularised<T>,
+    b: Regularised<T>,
+    /// One view's ∂/∂z̃ while its gradient is taken.
+    g: Vec<T>,
+    /// Per-column values: the variance term's slope, then column means.
+    columns: Vec<T>,
+    dcov: Vec<T>,
 }
 
 impl VicReg {
@@ -231,70 +264,76 @@ impl VicReg {
         }
     }
 
-    /// ∂/∂z of the two regularisers of one view, given Γ = Σ γᵢ, added into `out`.
+    /// ∂/∂z of the two regularisers of one view, given Γ = Σ γᵢ, added into `out`;
+    /// `scratch` holds the view's regularisers and the buffers.
     fn regulariser_gradient<T: Float>(
         &self,
         r: &Regularised<T>,
+        scratch: &mut (&mut Vec<T>, &mut Vec<T>, &mut Vec<T>),
         gamma: T,
         n: usize,
         d: usize,
         out: &mut [T],
     ) {
+        let (g, columns, dcov) = scratch;
         let (nt, dt, two) = (
             T::from_f64(n as f64),
             T::from_f64(d as f64),
             T::from_f64(2.0),
         );
-        let mut g = vec![T::ZERO; n * d];
-        // Variance: only columns below 1 get a gradient (at the tie TF sends it to the 0).
+        if d == 0 {
+            return;
+        }
+        // Variance: only columns below 1 get a gradient (at the tie TF sends it to the 0);
+        // `columns` holds each column's ∂/∂sₖ / 2sₖ.
         let ds = -T::from_f64(self.mu) * gamma / (two * dt);
-        for k in 0..d {
-            let s = r.std[k];
+        columns.clear();
+        columns.extend(r.std.iter().map(|&s| {
             if T::ONE - s <= T::ZERO || s == T::ZERO {
-                continue;
+                T::ZERO
+            } else {
+                ds / (two * s)
             }
-            let dv = ds / (two * s);
-            for i in 0..n {
-                g[i * d + k] = two * (r.centred[i * d + k] - r.residual[k]) * dv / nt;
+        }));
+        g.clear();
+        g.resize(n * d, T::ZERO);
+        for (gi, c) in g.chunks_exact_mut(d).zip(r.centred.chunks_exact(d)) {
+            let per_column = r.std.iter().zip(columns.iter()).zip(&r.residual);
+            for ((g, c), ((s, dv), res)) in gi.iter_mut().zip(c).zip(per_column) {
+                *g = if T::ONE - *s <= T::ZERO || *s == T::ZERO {
+                    T::ZERO
+                } else {
+                    two * (*c - *res) * *dv / nt
+                };
             }
         }
         // Through the recomputed mean m̃: subtract each column's mean.
-        let means = column_means(&g, n, d);
-        g.iter_mut()
-            .enumerate()
-            .for_each(|(e, v)| *v -= means[e % d]);
+        subtract_column_means(g, n, d, columns);
         // Covariance: ∂Cov is symmetric, so ∂z̃ = 2 z̃ ∂Cov / (n − 1).
         let scale = two * T::from_f64(self.nu) * gamma / dt;
-        let dcov: Vec<T> = (0..d * d)
-            .map(|e| {
-                if e / d == e % d {
-                    T::ZERO
-                } else {
-                    scale * r.cov[e]
-                }
-            })
-            .collect();
+        dcov.clear();
+        dcov.extend(r.cov.iter().enumerate().map(|(e, v)| {
+            if e / d == e % d {
+                T::ZERO
+            } else {
+                scale * *v
+            }
+        }));
         let alpha = two / T::from_f64((n - 1) as f64);
-        T::gemm(
-            n,
-            d,
-            d,
-            alpha,
-            (&r.centred, d, 1),
-            (&dcov, d, 1),
-            T::ONE,
-            (&mut g, d, 1),
-        );
+        product_rows(n, d, d, alpha, (&r.centred, d, 1), (dcov, d, 1), T::ONE, g);
         // Centring: ∂z = ∂z̃ minus its column mean.
-        let means = column_means(&g, n, d);
-        for (e, v) in g.iter().enumerate() {
-            out[e] += *v - means[e % d];
+        column_means(g, n, d, columns);
+        for (o, gi) in out.chunks_exact_mut(d).zip(g.chunks_exact(d)) {
+            for ((o, v), m) in o.iter_mut().zip(gi).zip(columns.iter()) {
+                *o += *v - *m;
+            }
         }
     }
 
     fn run<T: Float>(
         &self,
         input: &LossInput<'_, T>,
+        workspace: &mut Workspace,
         out: &mut LossOutput<T>,
     ) -> Result<(), LossError> {
         let (a, b, d) = two_views(input)?;
@@ -314,10 +353,15 @@ impl VicReg {
         let (za, zb) = (a.as_slice(), b.as_slice());
         let dt = T::from_f64(d as f64);
         let std_const = T::from_f64(self.std_const);
-        let (ra, rb) = (
-            regularise(za, n, d, std_const),
-            regularise(zb, n, d, std_const),
-        );
+        let Scratch {
+            a: ra,
+            b: rb,
+            g,
+            columns,
+            dcov,
+        } = workspace.get::<Scratch<T>>();
+        ra.fill(za, n, d, std_const);
+        rb.fill(zb, n, d, std_const);
         let half = T::from_f64(0.5);
         let std_loss = ra.std_term * half + rb.std_term * half;
         let cov_loss = ra.cov_term + rb.cov_term;
@@ -350,8 +394,9 @@ impl VicReg {
                 out.grad_queries[e] = -g;
             }
         }
-        self.regulariser_gradient(&ra, total, n, d, &mut out.grad_queries);
-        self.regulariser_gradient(&rb, total, n, d, &mut out.grad_keys);
+        let mut buffers = (g, columns, dcov);
+        self.regulariser_gradient(ra, &mut buffers, total, n, d, &mut out.grad_queries);
+        self.regulariser_gradient(rb, &mut buffers, total, n, d, &mut out.grad_keys);
         Ok(())
     }
 }

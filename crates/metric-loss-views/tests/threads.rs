@@ -1,14 +1,14 @@
-//! SimCLR's tiled path gives the same bits on 1, 2 and 3 threads.
+//! The losses that split work over threads give the same bits on 1, 2 and 3 threads:
+//! SimCLR's tiled path, and the products of Barlow, VicReg and SimSiam.
 
-use metric_loss_core::{Embeddings, LossInput, MetricLossExt};
+use metric_loss_core::{Embeddings, LossInput, MetricLoss, MetricLossExt};
 use metric_loss_distances::parallel::set_max_threads;
 use metric_loss_testkit::values;
-use metric_loss_views::SimCLRLoss;
+use metric_loss_views::{Barlow, SimCLRLoss, SimSiamLoss, VicReg};
 
-#[test]
-fn every_thread_count_gives_the_same_bits() {
-    // More rows than the dense path takes, so the call runs in tiles.
-    let (n, dims) = (2100, 4);
+/// Loss, per-example values and both gradients of `loss` on two views, as bits, for 3, 2
+/// and 1 threads.
+fn runs(loss: &dyn MetricLoss, n: usize, dims: usize) -> Vec<[Vec<u32>; 4]> {
     let cast = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
     let (a, b) = (cast(values(n * dims, 1)), cast(values(n * dims, 2)));
     let input = LossInput::views(
@@ -20,16 +20,32 @@ fn every_thread_count_gives_the_same_bits() {
     // Three first: the helper threads are sized by the first parallel call's cap.
     for threads in [3, 2, 1] {
         set_max_threads(Some(threads));
-        let out = SimCLRLoss::default().compute(&input).unwrap();
+        let out = loss.compute(&input).unwrap();
         assert!(out.loss.is_finite());
-        runs.push((
-            out.loss.to_bits(),
+        runs.push([
+            vec![out.loss.to_bits()],
             bits(&out.per_example),
             bits(&out.grad_queries),
             bits(&out.grad_keys),
-        ));
+        ]);
     }
     set_max_threads(None);
-    assert_eq!(runs[0], runs[2], "3 threads");
-    assert_eq!(runs[1], runs[2], "2 threads");
+    runs
+}
+
+#[test]
+fn every_thread_count_gives_the_same_bits() {
+    // SimCLR with more rows than the dense path takes, so the call runs in tiles; the
+    // others large enough that their d×d and n-row products split three ways.
+    let cases: [(&dyn MetricLoss, usize, usize); 4] = [
+        (&SimCLRLoss::default(), 2100, 4),
+        (&Barlow::default(), 1600, 64),
+        (&VicReg::default(), 1600, 64),
+        (&SimSiamLoss::default(), 1600, 64),
+    ];
+    for (loss, n, dims) in cases {
+        let runs = runs(loss, n, dims);
+        assert_eq!(runs[0], runs[2], "{}: 3 threads", loss.name());
+        assert_eq!(runs[1], runs[2], "{}: 2 threads", loss.name());
+    }
 }
