@@ -31,9 +31,9 @@ impl PairFormula for Contrastive {
         for i in 0..s.rows() {
             for (j, &d) in s.row(i).iter().enumerate() {
                 if s.positive(i, j) {
-                    pos[0].push(i, j, hinge(s.similarity, d, pm), [T::ZERO; 2]);
+                    pos[0].push_plain(i, j, hinge(s.similarity, d, pm));
                 } else if s.negative(i, j) {
-                    neg[0].push(i, j, hinge(s.similarity, nm, d), [T::ZERO; 2]);
+                    neg[0].push_plain(i, j, hinge(s.similarity, nm, d));
                 }
             }
         }
@@ -45,7 +45,8 @@ impl PairFormula for Contrastive {
         // for a negative pair; 0 where the hinge is not positive (relu'(0) = 0).
         let up = if s.similarity { -T::ONE } else { T::ONE };
         for (sub, sign) in subs.iter().zip([up, -up]) {
-            for (i, j, value, _, scale) in sub.iter() {
+            let pairs = sub.anchors.iter().zip(&sub.cols);
+            for ((&i, &j), (&value, &scale)) in pairs.zip(sub.values.iter().zip(&sub.scales)) {
                 if value > T::ZERO {
                     grad[i * s.cols + j] += sign * scale;
                 }

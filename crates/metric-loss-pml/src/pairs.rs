@@ -105,20 +105,28 @@ impl<T: Float> Elements<T> {
 
     /// Adds an element of anchor `anchor`.
     pub(crate) fn push(&mut self, anchor: usize, col: usize, value: T, aux: [T; 2]) {
-        self.values.push(value);
-        self.anchors.push(anchor);
-        self.cols.push(col);
+        self.push_plain(anchor, col, value);
         self.aux.push(aux);
     }
 
-    /// The elements with their reducer scales: `(anchor, col, value, aux, scale)`.
+    /// Adds an element of anchor `anchor` with no `aux` numbers, for a formula whose
+    /// gradient needs none: a pair loss has n·m elements, and every byte of each counts.
+    /// A formula uses either this or [`Elements::push`], never both.
+    pub(crate) fn push_plain(&mut self, anchor: usize, col: usize, value: T) {
+        self.values.push(value);
+        self.anchors.push(anchor);
+        self.cols.push(col);
+    }
+
+    /// The elements with their reducer scales: `(anchor, col, value, aux, scale)` (`aux`
+    /// zero for elements added by [`Elements::push_plain`]).
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, usize, T, [T; 2], T)> + '_ {
         (0..self.values.len()).map(|e| {
             (
                 self.anchors[e],
                 self.cols[e],
                 self.values[e],
-                self.aux[e],
+                self.aux.get(e).copied().unwrap_or([T::ZERO; 2]),
                 self.scales[e],
             )
         })
@@ -207,15 +215,17 @@ pub(crate) fn run_pairs<T: Float, F: PairFormula>(
         if sub.values.is_empty() {
             continue;
         }
-        sub.weights
-            .extend(sub.anchors.iter().map(|&a| weights.get(a)));
+        // Unweighted, every element weighs 1: no per-element copy of the weights.
+        let element_weights = if let SampleWeight::None = weights {
+            SampleWeight::None
+        } else {
+            sub.weights
+                .extend(sub.anchors.iter().map(|&a| weights.get(a)));
+            SampleWeight::PerExample(&sub.weights)
+        };
         sub.scales.resize(sub.values.len(), T::ZERO);
-        out.loss += reducer.reduce(
-            &sub.values,
-            &SampleWeight::PerExample(&sub.weights),
-            &mut sub.scales,
-        );
-        for (anchor, _, value, _, scale) in sub.iter() {
+        out.loss += reducer.reduce(&sub.values, &element_weights, &mut sub.scales);
+        for ((&anchor, &value), &scale) in sub.anchors.iter().zip(&sub.values).zip(&sub.scales) {
             if scale != T::ZERO {
                 out.per_example[anchor] += scale * value;
             }
