@@ -144,6 +144,47 @@ pub fn all_finite<T: Float>(v: &[T]) -> bool {
     total(acc) == T::ZERO
 }
 
+/// Σ `v` over the lanes, in a fixed order.
+pub fn sum<T: Float>(v: &[T]) -> T {
+    let mut acc = [T::ZERO; LANES];
+    let mut blocks = v.chunks_exact(LANES);
+    for b in &mut blocks {
+        for l in 0..LANES {
+            acc[l] += b[l];
+        }
+    }
+    for (l, x) in blocks.remainder().iter().enumerate() {
+        acc[l] += *x;
+    }
+    total(acc)
+}
+
+/// The largest entry of `v` (−∞ when empty; `v` holds no NaN).
+pub fn max<T: DenseFloat>(v: &[T]) -> T {
+    let mut acc = [T::from_f64(f64::NEG_INFINITY).key(); LANES];
+    let mut blocks = v.chunks_exact(LANES);
+    for b in &mut blocks {
+        for l in 0..LANES {
+            acc[l] = acc[l].max(b[l].key());
+        }
+    }
+    for (l, x) in blocks.remainder().iter().enumerate() {
+        acc[l] = acc[l].max(x.key());
+    }
+    T::from_key(acc.into_iter().fold(acc[0], Ord::max))
+}
+
+/// Replaces each vⱼ by e^{vⱼ − c} and returns their sum: the denominator of a softmax
+/// shifted by `c` (at least the largest vⱼ, so that nothing overflows).
+pub fn exp_shifted_sum<T: DenseFloat>(v: &mut [T], c: T) -> T {
+    // A plain map first (the loop vectoriser's case, unlike an exponential inside per-lane
+    // accumulators), then the sum.
+    for x in v.iter_mut() {
+        *x = T::exp_ftz(*x - c);
+    }
+    sum(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +255,19 @@ mod tests {
                     assert!(!all_finite(&w), "{len} {at} {bad}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn sums_and_maxima_see_every_entry() {
+        for len in [0usize, 1, 7, 8, 9, 23] {
+            let v: Vec<f32> = (0..len).map(|i| i as f32 - 3.5).collect();
+            assert_eq!(sum(&v), v.iter().sum::<f32>());
+            let top = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(max(&v), top);
+            let mut e = v.clone();
+            let s = exp_shifted_sum(&mut e, top.max(0.0));
+            assert!((s - v.iter().map(|x| (x - top.max(0.0)).exp()).sum::<f32>()).abs() < 1e-5);
         }
     }
 }

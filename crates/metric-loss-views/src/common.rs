@@ -6,7 +6,9 @@ use metric_loss_core::{Embeddings, Float, LossError, LossInput, Reduction, Sampl
 /// `tf.math.l2_normalize`'s epsilon: rows are divided by √max(‖x‖², 10⁻¹²).
 pub(crate) const NORM_EPSILON: f64 = 1e-12;
 
-/// The rows of one view divided by their norms, as `tf.math.l2_normalize` does.
+/// The rows of one view divided by their norms, as `tf.math.l2_normalize` does (its
+/// buffers reused from call to call).
+#[derive(Debug, Default)]
 pub(crate) struct Normalized<T> {
     /// x̂, row-major.
     pub(crate) rows: Vec<T>,
@@ -20,21 +22,29 @@ impl<T: Float> Normalized<T> {
     /// Normalises every row of `x`. A zero row stays zero (times 10⁶); a row whose squared
     /// norm overflows gets r = 0 and becomes a zero row, as in TF.
     pub(crate) fn new(x: Embeddings<'_, T>) -> Self {
-        let eps = T::from_f64(NORM_EPSILON);
         let mut out = Self {
-            rows: Vec::with_capacity(x.as_slice().len()),
-            scale: Vec::with_capacity(x.rows()),
-            by_norm: Vec::with_capacity(x.rows()),
+            rows: Vec::new(),
+            scale: Vec::new(),
+            by_norm: Vec::new(),
         };
+        out.normalize(x);
+        out
+    }
+
+    /// [`Normalized::new`] into these buffers.
+    pub(crate) fn normalize(&mut self, x: Embeddings<'_, T>) {
+        let eps = T::from_f64(NORM_EPSILON);
+        self.rows.clear();
+        self.scale.clear();
+        self.by_norm.clear();
         for i in 0..x.rows() {
             let row = x.row(i);
             let s = row.iter().fold(T::ZERO, |acc, v| acc + *v * *v);
             let r = T::ONE / s.max(eps).sqrt();
-            out.rows.extend(row.iter().map(|v| *v * r));
-            out.scale.push(r);
-            out.by_norm.push(s >= eps);
+            self.rows.extend(row.iter().map(|v| *v * r));
+            self.scale.push(r);
+            self.by_norm.push(s >= eps);
         }
-        out
     }
 
     /// The gradient with respect to x given `g` = ∂/∂x̂ (row i of `g` starting at
@@ -121,55 +131,17 @@ pub(crate) fn two_views<'a, T: Float>(
     Ok((a, b, a.cols()))
 }
 
-/// `alpha · A Bᵀ` for row-major `A` (n×d) and `B` (m×d): the n×m matrix of scaled dot
-/// products.
-pub(crate) fn a_bt<T: Float>(a: &[T], n: usize, b: &[T], m: usize, d: usize, alpha: T) -> Vec<T> {
-    let mut c = vec![T::ZERO; n * m];
-    T::gemm(
-        n,
-        d,
-        m,
-        alpha,
-        (a, d, 1),
-        (b, 1, d),
-        T::ZERO,
-        (&mut c, m, 1),
-    );
-    c
-}
-
-/// `C += alpha · op(M) X` for a square or rectangular row-major `M` (rows×inner, or
-/// inner×rows when `transpose`) and a row-major `X` (inner×d), into `C` (rows×d, row i
-/// starting at `i · c_stride`).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn add_product<T: Float>(
-    c: &mut [T],
-    m: &[T],
-    transpose: bool,
-    rows: usize,
-    inner: usize,
-    x: &[T],
-    d: usize,
-    c_stride: usize,
-    alpha: T,
-) {
-    let strides = if transpose { (1, rows) } else { (inner, 1) };
-    T::gemm(
-        rows,
-        inner,
-        d,
-        alpha,
-        (m, strides.0, strides.1),
-        (x, d, 1),
-        T::ONE,
-        (c, c_stride, 1),
-    );
-}
-
-/// `MetricLoss` for a two-view loss with a generic `run(&self, input, out)`, its name
+/// `MetricLoss` for a two-view loss with a generic `run(&self, input, out)` (or
+/// `run(&self, input, workspace, out)` when invoked with a trailing `workspace`), its name
 /// (the configured one, or the class name) and its Keras reduction.
 macro_rules! view_metric_loss {
-    ($loss:ident, $config:ident) => {
+    (@run $self:ident, $input:ident, $ws:ident, $out:ident) => {
+        $self.run($input, $out)
+    };
+    (@run $self:ident, $input:ident, $ws:ident, $out:ident, workspace) => {
+        $self.run($input, $ws, $out)
+    };
+    ($loss:ident, $config:ident $(, $with:ident)?) => {
         impl metric_loss_core::MetricLoss for $loss {
             fn name(&self) -> &str {
                 self.name.as_deref().unwrap_or(stringify!($loss))
@@ -178,20 +150,22 @@ macro_rules! view_metric_loss {
             fn compute_f32(
                 &self,
                 input: &metric_loss_core::LossInput<'_, f32>,
-                _: &mut metric_loss_core::Workspace,
+                workspace: &mut metric_loss_core::Workspace,
                 out: &mut metric_loss_core::LossOutput<f32>,
             ) -> Result<(), metric_loss_core::LossError> {
-                self.run(input, out)?;
+                let _ = &workspace;
+                view_metric_loss!(@run self, input, workspace, out $(, $with)?)?;
                 out.check_finite(metric_loss_core::AllowNonFinite::Never)
             }
 
             fn compute_f64(
                 &self,
                 input: &metric_loss_core::LossInput<'_, f64>,
-                _: &mut metric_loss_core::Workspace,
+                workspace: &mut metric_loss_core::Workspace,
                 out: &mut metric_loss_core::LossOutput<f64>,
             ) -> Result<(), metric_loss_core::LossError> {
-                self.run(input, out)?;
+                let _ = &workspace;
+                view_metric_loss!(@run self, input, workspace, out $(, $with)?)?;
                 out.check_finite(metric_loss_core::AllowNonFinite::Never)
             }
 

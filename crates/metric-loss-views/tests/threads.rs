@@ -1,14 +1,13 @@
-//! SimCLR's tiled path gives the same bits on 1, 2 and 3 threads.
+//! MultiNegativesRankLoss and SimCLR (its dense path and its tiles) give the same bits on
+//! 1, 2 and 3 threads.
 
-use metric_loss_core::{Embeddings, LossInput, MetricLossExt};
+use metric_loss_core::{Embeddings, LossInput, MetricLoss, MetricLossExt};
 use metric_loss_distances::parallel::set_max_threads;
 use metric_loss_testkit::values;
-use metric_loss_views::SimCLRLoss;
+use metric_loss_views::{MultiNegativesRankLoss, SimCLRLoss};
 
-#[test]
-fn every_thread_count_gives_the_same_bits() {
-    // More rows than the dense path takes, so the call runs in tiles.
-    let (n, dims) = (2100, 4);
+/// Every output bit of `loss` on n×dims views, on 3, 2 and 1 threads.
+fn same_bits(loss: &dyn MetricLoss, n: usize, dims: usize) {
     let cast = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
     let (a, b) = (cast(values(n * dims, 1)), cast(values(n * dims, 2)));
     let input = LossInput::views(
@@ -20,7 +19,7 @@ fn every_thread_count_gives_the_same_bits() {
     // Three first: the helper threads are sized by the first parallel call's cap.
     for threads in [3, 2, 1] {
         set_max_threads(Some(threads));
-        let out = SimCLRLoss::default().compute(&input).unwrap();
+        let out = loss.compute(&input).unwrap();
         assert!(out.loss.is_finite());
         runs.push((
             out.loss.to_bits(),
@@ -30,6 +29,14 @@ fn every_thread_count_gives_the_same_bits() {
         ));
     }
     set_max_threads(None);
-    assert_eq!(runs[0], runs[2], "3 threads");
-    assert_eq!(runs[1], runs[2], "2 threads");
+    assert_eq!(runs[0], runs[2], "{}: 3 threads", loss.name());
+    assert_eq!(runs[1], runs[2], "{}: 2 threads", loss.name());
+}
+
+#[test]
+fn every_thread_count_gives_the_same_bits() {
+    // More rows than SimCLR's dense path takes, so the call runs in tiles.
+    same_bits(&SimCLRLoss::default(), 2100, 4);
+    same_bits(&SimCLRLoss::default(), 700, 5);
+    same_bits(&MultiNegativesRankLoss::default(), 700, 5);
 }
