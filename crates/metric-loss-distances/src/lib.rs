@@ -45,6 +45,7 @@ mod dense;
 mod gram;
 mod kernels;
 mod kind;
+pub mod lanes;
 mod normalize;
 pub mod parallel;
 

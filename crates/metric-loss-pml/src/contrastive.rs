@@ -1,6 +1,7 @@
 //! [`ContrastiveLoss`]: pytorch-metric-learning's pairwise contrastive loss.
 
 use metric_loss_core::Float;
+use metric_loss_distances::lanes::DenseFloat;
 
 use crate::loss_config::pair_loss;
 use metric_loss_core::params::finite;
@@ -25,7 +26,7 @@ fn hinge<T: Float>(similarity: bool, a: T, b: T) -> T {
 impl PairFormula for Contrastive {
     const SUB_LOSSES: usize = 2;
 
-    fn forward<T: Float>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool {
+    fn forward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool {
         let (pos, neg) = subs.split_at_mut(1);
         let (pm, nm) = (T::from_f64(self.pos_margin), T::from_f64(self.neg_margin));
         for i in 0..s.rows() {
@@ -40,7 +41,7 @@ impl PairFormula for Contrastive {
         true
     }
 
-    fn backward<T: Float>(&self, s: &Scores<'_, T>, subs: &[Elements<T>], grad: &mut [T]) {
+    fn backward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &[Elements<T>], grad: &mut [T]) {
         // ∂hinge/∂d: +1 / −1 for a positive pair of a distance / similarity, the opposite
         // for a negative pair; 0 where the hinge is not positive (relu'(0) = 0).
         let up = if s.similarity { -T::ONE } else { T::ONE };

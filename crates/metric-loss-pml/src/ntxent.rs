@@ -1,6 +1,6 @@
 //! [`NTXentLoss`]: pytorch-metric-learning's InfoNCE / NT-Xent loss.
 
-use metric_loss_core::Float;
+use metric_loss_distances::lanes::{exp_shifted_sum, max, DenseFloat};
 
 use crate::loss_config::pair_loss;
 use metric_loss_core::params::finite_nonzero;
@@ -14,14 +14,16 @@ pub(crate) struct NTXent {
     temperature: f64,
 }
 
-/// An anchor row's negatives: their largest logit and Σ exp(ν − max), in column order.
-fn negatives<T: Float>(s: &Scores<'_, T>, i: usize, t: T) -> Option<(T, T)> {
-    let row = s.row(i);
-    let logits = (0..s.cols)
-        .filter(|&j| s.negative(i, j))
-        .map(|j| s.logit(row[j], t));
-    let max = logits.clone().reduce(T::max)?;
-    Some((max, logits.fold(T::ZERO, |a, v| a + (v - max).exp())))
+/// An anchor row's negatives: their largest logit and Σ exp(ν − max), with `row` (`cols`
+/// long) left holding each column's exp(ν − max) (0 for the other columns).
+fn negatives<T: DenseFloat>(s: &Scores<'_, T>, i: usize, t: T, row: &mut [T]) -> Option<(T, T)> {
+    s.kept_logits(i, t, row, |j| s.negative(i, j));
+    let top = max(row);
+    if top == T::from_f64(f64::NEG_INFINITY) {
+        row.fill(T::ZERO);
+        return None;
+    }
+    Some((top, exp_shifted_sum(row, top)))
 }
 
 impl PairFormula for NTXent {
@@ -30,13 +32,15 @@ impl PairFormula for NTXent {
     /// Per positive pair (i, j) with logit ℓ and the anchor's negative logits ν:
     /// shift c = max(ℓ, max ν), r = e^{ℓ−c} / (Σ e^{ν−c} + e^{ℓ−c}), element −ln(r + tiny).
     /// Keeps ∂element/∂ℓ and r / (den (r + tiny)) · e^{max ν − c} for the gradient.
-    fn forward<T: Float>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool {
+    fn forward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool {
         if !s.has_both() {
             return false;
         }
         let (t, tiny) = (T::from_f64(self.temperature), tiny::<T>());
+        let mut row = std::mem::take(&mut subs[0].row);
+        row.resize(s.cols, T::ZERO);
         for i in 0..s.rows() {
-            let negs = negatives(s, i, t);
+            let negs = negatives(s, i, t, &mut row);
             for (j, &v) in s.row(i).iter().enumerate() {
                 if !s.positive(i, j) {
                     continue;
@@ -59,10 +63,11 @@ impl PairFormula for NTXent {
                 subs[0].push(i, j, value, [d_pos, d_neg]);
             }
         }
+        subs[0].row = row;
         true
     }
 
-    fn backward<T: Float>(&self, s: &Scores<'_, T>, subs: &[Elements<T>], grad: &mut [T]) {
+    fn backward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &[Elements<T>], grad: &mut [T]) {
         let t = T::from_f64(self.temperature);
         // ∂logit/∂d: 1/T for a similarity, −1/T for a distance.
         let dl = if s.similarity {
@@ -74,24 +79,23 @@ impl PairFormula for NTXent {
         let mut e = 0;
         while e < elements.values.len() {
             let i = elements.anchors[e];
+            let first = e;
             // Σ over the anchor's positives of scale · r/(den (r+tiny)) · e^{max ν − c}.
             let mut neg_weight = T::ZERO;
             while e < elements.values.len() && elements.anchors[e] == i {
-                let [d_pos, d_neg] = elements.aux[e];
-                let scale = elements.scales[e];
-                grad[i * s.cols + elements.cols[e]] += scale * d_pos * dl;
-                neg_weight += scale * d_neg;
+                neg_weight += elements.scales[e] * elements.aux[e][1];
                 e += 1;
             }
-            if neg_weight == T::ZERO {
-                continue;
+            let out = &mut grad[i * s.cols..(i + 1) * s.cols];
+            // The negatives' columns first (the row is still 0, and the positives' columns
+            // are disjoint from them): exp(ν − max) in place, then its weight.
+            if neg_weight != T::ZERO && negatives(s, i, t, out).is_some() {
+                let w = neg_weight;
+                out.iter_mut().for_each(|g| *g = w * *g * dl);
             }
-            if let Some((max, _)) = negatives(s, i, t) {
-                let row = s.row(i);
-                for j in (0..s.cols).filter(|&j| s.negative(i, j)) {
-                    let nu = s.logit(row[j], t);
-                    grad[i * s.cols + j] += neg_weight * (nu - max).exp() * dl;
-                }
+            for f in first..e {
+                let [d_pos, _] = elements.aux[f];
+                out[elements.cols[f]] += elements.scales[f] * d_pos * dl;
             }
         }
     }

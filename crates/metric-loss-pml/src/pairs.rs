@@ -5,6 +5,7 @@
 use metric_loss_core::{
     AllowNonFinite, Float, LossError, LossInput, LossOutput, SampleWeight, Workspace,
 };
+use metric_loss_distances::lanes::DenseFloat;
 use metric_loss_triplet::{full_distance_matrix, CallShape, DenseParts};
 
 /// The smallest normal number of `T`: PML's `tiny`, added where it divides or takes a log.
@@ -73,6 +74,22 @@ impl<T: Float> Scores<'_, T> {
         pos > 0 && neg > 0
     }
 
+    /// Row `i`'s logits ([`Scores::logit`]) into `out`, −∞ where `kept(j)` is false: the
+    /// input of a softmax over the kept columns (e^−∞ = 0 drops the others).
+    pub(crate) fn kept_logits(
+        &self,
+        i: usize,
+        temperature: T,
+        out: &mut [T],
+        kept: impl Fn(usize) -> bool,
+    ) {
+        let none = T::from_f64(f64::NEG_INFINITY);
+        for (j, (o, v)) in out.iter_mut().zip(self.row(i)).enumerate() {
+            let l = self.logit(*v, temperature);
+            *o = if kept(j) { l } else { none };
+        }
+    }
+
     /// The score a softmax runs over: the entry for a similarity, its negation for a
     /// distance, divided by `temperature`.
     pub(crate) fn logit(&self, v: T, temperature: T) -> T {
@@ -91,6 +108,8 @@ pub(crate) struct Elements<T> {
     /// ∂L/∂element, written by the reducer.
     pub(crate) scales: Vec<T>,
     weights: Vec<T>,
+    /// A row's worth of memory the formula may use as it likes (kept across calls).
+    pub(crate) row: Vec<T>,
 }
 
 impl<T: Float> Elements<T> {
@@ -140,10 +159,10 @@ pub(crate) trait PairFormula {
 
     /// Pushes the elements of each sub-loss into `subs` (`SUB_LOSSES` of them, empty).
     /// Returns `false` for PML's zero path: the loss is 0 with no gradient.
-    fn forward<T: Float>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool;
+    fn forward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool;
 
     /// Adds Σₑ scaleₑ · ∂elementₑ/∂M into `grad` (`n x m`, zeroed beforehand).
-    fn backward<T: Float>(&self, s: &Scores<'_, T>, subs: &[Elements<T>], grad: &mut [T]);
+    fn backward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &[Elements<T>], grad: &mut [T]);
 }
 
 /// Reusable memory of [`run_pairs`].
@@ -164,7 +183,7 @@ struct PairScratch<T> {
 /// Invalid input ([`LossInput::validate`]), [`LossError::TooLarge`],
 /// [`LossError::NonFiniteDistance`], or [`LossError::NonFiniteResult`] when the result
 /// overflows.
-pub(crate) fn run_pairs<T: Float, F: PairFormula>(
+pub(crate) fn run_pairs<T: DenseFloat, F: PairFormula>(
     formula: &F,
     parts: &DenseParts,
     input: &LossInput<'_, T>,

@@ -1,6 +1,6 @@
 //! [`SupConLoss`]: pytorch-metric-learning's supervised contrastive loss.
 
-use metric_loss_core::Float;
+use metric_loss_distances::lanes::{exp_shifted_sum, max, DenseFloat};
 
 use crate::loss_config::pair_loss;
 use metric_loss_core::params::finite_nonzero;
@@ -19,40 +19,43 @@ impl PairFormula for SupCon {
     const SUB_LOSSES: usize = 1;
 
     /// One element per anchor row, keeping its log-sum-exp and positive count.
-    fn forward<T: Float>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool {
+    fn forward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool {
         if !s.has_both() {
             return false;
         }
         let (t, tiny) = (T::from_f64(self.temperature), tiny::<T>());
+        let none = T::from_f64(f64::NEG_INFINITY);
+        let mut buf = std::mem::take(&mut subs[0].row);
+        buf.resize(s.cols, T::ZERO);
         for i in 0..s.rows() {
             let row = s.row(i);
-            let logit = |j: usize| s.logit(row[j], t);
-            let kept = |j: &usize| s.positive(i, *j) || s.negative(i, *j);
             // PML shifts by the maximum over every column, kept or not.
-            let shift = (0..s.cols).map(logit).fold(T::from_f64(f64::MIN), T::max);
-            let shifted = |j: usize| logit(j) - shift;
-            let lse = match (0..s.cols).filter(kept).map(shifted).reduce(T::max) {
-                None => T::ZERO,
-                Some(c) => {
-                    c + (0..s.cols)
-                        .filter(kept)
-                        .fold(T::ZERO, |a, j| a + (shifted(j) - c).exp())
-                        .ln()
-                }
+            s.kept_logits(i, t, &mut buf, |_| true);
+            let shift = max(&buf).max(T::from_f64(f64::MIN));
+            for (j, v) in buf.iter_mut().enumerate() {
+                let kept = s.positive(i, j) || s.negative(i, j);
+                *v = if kept { *v - shift } else { none };
+            }
+            let c = max(&buf);
+            let lse = if c == none {
+                T::ZERO
+            } else {
+                c + exp_shifted_sum(&mut buf, c).ln()
             };
             let (mut count, mut sum) = (T::ZERO, T::ZERO);
             for j in (0..s.cols).filter(|&j| s.positive(i, j)) {
                 count += T::ONE;
-                sum += shifted(j) - lse;
+                sum += (s.logit(row[j], t) - shift) - lse;
             }
             subs[0].push(i, 0, -(sum / (count + tiny)), [lse + shift, count]);
         }
+        subs[0].row = buf;
         true
     }
 
     /// ∂elementᵢ/∂sᵢⱼ = (−Pᵢⱼ + |Pᵢ| σᵢⱼ) / (|Pᵢ| + tiny), σ the softmax over the kept
     /// columns.
-    fn backward<T: Float>(&self, s: &Scores<'_, T>, subs: &[Elements<T>], grad: &mut [T]) {
+    fn backward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &[Elements<T>], grad: &mut [T]) {
         let (t, tiny) = (T::from_f64(self.temperature), tiny::<T>());
         let dl = if s.similarity {
             T::ONE / t
@@ -63,16 +66,14 @@ impl PairFormula for SupCon {
             if scale == T::ZERO || count == T::ZERO {
                 continue;
             }
-            let row = s.row(i);
             let factor = scale / (count + tiny) * dl;
-            for j in 0..s.cols {
-                let positive = s.positive(i, j);
-                if !positive && !s.negative(i, j) {
-                    continue;
-                }
-                let sigma = (s.logit(row[j], t) - lse).exp();
-                let p = if positive { T::ONE } else { T::ZERO };
-                grad[i * s.cols + j] += (count * sigma - p) * factor;
+            let out = &mut grad[i * s.cols..(i + 1) * s.cols];
+            // σ in place (0 off the kept columns), then the weights.
+            s.kept_logits(i, t, out, |j| s.positive(i, j) || s.negative(i, j));
+            exp_shifted_sum(out, lse);
+            for (j, g) in out.iter_mut().enumerate() {
+                let p = if s.positive(i, j) { T::ONE } else { T::ZERO };
+                *g = (count * *g - p) * factor;
             }
         }
     }

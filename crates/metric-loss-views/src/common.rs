@@ -7,8 +7,9 @@ use metric_loss_distances::parallel::{for_rows_on, max_threads};
 /// `tf.math.l2_normalize`'s epsilon: rows are divided by √max(‖x‖², 10⁻¹²).
 pub(crate) const NORM_EPSILON: f64 = 1e-12;
 
-/// The rows of one view divided by their norms, as `tf.math.l2_normalize` does.
-#[derive(Default)]
+/// The rows of one view divided by their norms, as `tf.math.l2_normalize` does (its
+/// buffers reused from call to call).
+#[derive(Debug, Default)]
 pub(crate) struct Normalized<T> {
     /// x̂, row-major.
     pub(crate) rows: Vec<T>,
@@ -19,15 +20,9 @@ pub(crate) struct Normalized<T> {
 }
 
 impl<T: Float> Normalized<T> {
-    /// Normalises every row of `x`. A zero row stays zero (times 10⁶); a row whose squared
-    /// norm overflows gets r = 0 and becomes a zero row, as in TF.
-    pub(crate) fn new(x: Embeddings<'_, T>) -> Self {
-        let mut out = Self::default();
-        out.fill(x);
-        out
-    }
-
-    /// [`Normalized::new`] into this value's buffers, reused from the previous call.
+    /// Normalises every row of `x` into this value's buffers, reused from the previous
+    /// call. A zero row stays zero (times 10⁶); a row whose squared norm overflows gets
+    /// r = 0 and becomes a zero row, as in TF.
     pub(crate) fn fill(&mut self, x: Embeddings<'_, T>) {
         let eps = T::from_f64(NORM_EPSILON);
         self.rows.clear();
@@ -125,51 +120,6 @@ pub(crate) fn two_views<'a, T: Float>(
         });
     }
     Ok((a, b, a.cols()))
-}
-
-/// `alpha · A Bᵀ` for row-major `A` (n×d) and `B` (m×d): the n×m matrix of scaled dot
-/// products.
-pub(crate) fn a_bt<T: Float>(a: &[T], n: usize, b: &[T], m: usize, d: usize, alpha: T) -> Vec<T> {
-    let mut c = vec![T::ZERO; n * m];
-    T::gemm(
-        n,
-        d,
-        m,
-        alpha,
-        (a, d, 1),
-        (b, 1, d),
-        T::ZERO,
-        (&mut c, m, 1),
-    );
-    c
-}
-
-/// `C += alpha · op(M) X` for a square or rectangular row-major `M` (rows×inner, or
-/// inner×rows when `transpose`) and a row-major `X` (inner×d), into `C` (rows×d, row i
-/// starting at `i · c_stride`).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn add_product<T: Float>(
-    c: &mut [T],
-    m: &[T],
-    transpose: bool,
-    rows: usize,
-    inner: usize,
-    x: &[T],
-    d: usize,
-    c_stride: usize,
-    alpha: T,
-) {
-    let strides = if transpose { (1, rows) } else { (inner, 1) };
-    T::gemm(
-        rows,
-        inner,
-        d,
-        alpha,
-        (m, strides.0, strides.1),
-        (x, d, 1),
-        T::ONE,
-        (c, c_stride, 1),
-    );
 }
 
 /// Multiply-adds a thread must get before a product is split: about 50 µs of work, well

@@ -52,8 +52,9 @@
 //! d×d) matrices.
 //!
 //! # Feature flags
-//! - `threads`: SimCLR's tiles split over rows on several threads (the same bits whatever
-//!   the thread count; `METRIC_LOSS_THREADS` caps it).
+//! - `threads`: MultiNegativesRank's and SimCLR's products and rows (SimCLR's tiles too)
+//!   split over threads (the same bits whatever the thread count; `METRIC_LOSS_THREADS`
+//!   caps it).
 //!
 //! serde is always on (the configs are what the registry reads).
 //!

@@ -2,12 +2,12 @@
 //! (2017), as TF Similarity 0.17.1 computes it.
 
 use metric_loss_core::params::finite;
-use metric_loss_core::{
-    config_setters, Float, LossError, LossInput, LossOutput, Reduction, Workspace,
-};
+use metric_loss_core::{config_setters, LossError, LossInput, LossOutput, Reduction, Workspace};
+use metric_loss_distances::lanes::{exp_shifted_sum, max, DenseFloat};
+use metric_loss_distances::parallel::{for_row_chunks, gemm_rows};
 use metric_loss_distances::DistanceKind;
 
-use crate::common::{a_bt, add_product, keras_reduce, two_views, view_metric_loss};
+use crate::common::{keras_reduce, two_views, view_metric_loss};
 
 /// `MultiNegativesRankLoss`'s arguments with TF Similarity 0.17.1's names and defaults, not
 /// yet validated.
@@ -170,10 +170,10 @@ impl MultiNegativesRankLoss {
         }
     }
 
-    fn run<T: Float>(
+    fn run<T: DenseFloat>(
         &self,
         input: &LossInput<'_, T>,
-        _: &mut Workspace,
+        workspace: &mut Workspace,
         out: &mut LossOutput<T>,
     ) -> Result<(), LossError> {
         let (q, keys, d) = two_views(input)?;
@@ -182,70 +182,98 @@ impl MultiNegativesRankLoss {
         weights.check(n)?;
         let k = n.min(m);
         let scale = T::from_f64(self.scale);
-        // The product first, then the scale: TF rounds the two steps separately.
-        let mut s = a_bt(q.as_slice(), n, keys.as_slice(), m, d, T::ONE);
-        s.iter_mut().for_each(|v| *v *= scale);
-        let positives: Vec<T> = (0..k).map(|j| s[j * m + j]).collect();
-        // Lᵢ; the row is turned into its softmax (with the implicit 0 logit) in place.
-        let mut lse = vec![T::ZERO; n];
-        for (i, row) in s.chunks_mut(m.max(1)).take(n).enumerate() {
-            let top = row
-                .iter()
-                .fold(T::from_f64(f64::NEG_INFINITY), |a, v| a.max(*v));
-            let c = if top.is_finite() { top } else { T::ZERO };
-            let mut sum = (-c).exp();
-            for v in row.iter_mut() {
-                *v = (*v - c).exp();
-                sum += *v;
+        let gradient = input.wants_gradient();
+        let scratch = workspace.get::<Scratch<T>>();
+        let s = &mut scratch.scores;
+        // Every entry is overwritten: no clearing.
+        s.resize(n * m, T::ZERO);
+        gemm_rows(
+            n,
+            d,
+            m,
+            T::ONE,
+            (q.as_slice(), d, 1),
+            (keys.as_slice(), 1, d),
+            T::ZERO,
+            s,
+        );
+        // The reduction's factor does not depend on the values: the rows can be scaled by
+        // their upstream while their softmax is formed.
+        let red = T::from_f64(self.reduction.example_scale(n * k));
+        let k_t = T::from_f64(k as f64);
+        let (lse, positives) = (&mut scratch.lse, &mut scratch.positives);
+        lse.clear();
+        lse.resize(n, T::ZERO);
+        positives.clear();
+        positives.resize(n, T::ZERO);
+        let _ = for_row_chunks(lse, positives, s, m, |first, lse, positives, rows| {
+            for (r, row) in rows.chunks_exact_mut(m.max(1)).enumerate() {
+                let i = first + r;
+                // The product first, then the scale: TF rounds the two steps separately.
+                row.iter_mut().for_each(|v| *v *= scale);
+                if i < m {
+                    positives[r] = row[i];
+                }
+                // TF's log-sum-exp with the implicit logit 0, around the row's maximum.
+                let top = max(row);
+                let c = if top.is_finite() { top } else { T::ZERO };
+                let sum = T::exp_ftz(-c) + exp_shifted_sum(row, c);
+                lse[r] = sum.ln() + c;
+                if gradient {
+                    // ∂Lᵢ = Σⱼ Gᵢⱼ = k·red·wᵢ times the softmax.
+                    let g = k_t * red * weights.get(i);
+                    row.iter_mut().for_each(|p| *p = *p / sum * g);
+                }
             }
-            lse[i] = sum.ln() + c;
-            row.iter_mut().for_each(|v| *v = *v / sum);
-        }
-        out.reset(n, m, d, input.wants_gradient());
+            Ok::<(), ()>(())
+        });
+        out.reset(n, m, d, gradient);
         out.per_example.clear();
-        for li in &lse {
+        for li in lse.iter() {
             out.per_example
-                .extend(positives.iter().map(|sj| -*sj + *li));
+                .extend(positives[..k].iter().map(|sj| -*sj + *li));
         }
-        let (loss, red) = keras_reduce(&out.per_example, k, &weights, self.reduction);
+        let (loss, _) = keras_reduce(&out.per_example, k, &weights, self.reduction);
         out.loss = loss;
-        if !input.wants_gradient() || k == 0 {
+        if !gradient || k == 0 {
             return Ok(());
         }
-        // ∂Lᵢ = Σⱼ Gᵢⱼ = k·red·wᵢ and ∂sⱼ = −Σᵢ Gᵢⱼ = −red·Σᵢ wᵢ.
-        let k_t = T::from_f64(k as f64);
+        // ∂sⱼ = −Σᵢ Gᵢⱼ = −red·Σᵢ wᵢ.
         let total_weight = (0..n).fold(T::ZERO, |a, i| a + weights.get(i));
-        for (i, row) in s.chunks_mut(m).enumerate() {
-            let g = k_t * red * weights.get(i);
-            row.iter_mut().for_each(|p| *p *= g);
-        }
         for j in 0..k {
             s[j * m + j] -= red * total_weight;
         }
-        add_product(
+        gemm_rows(
+            n,
+            m,
+            d,
+            scale,
+            (s, m, 1),
+            (keys.as_slice(), d, 1),
+            T::ZERO,
             &mut out.grad_queries,
-            &s,
-            false,
-            n,
-            m,
-            keys.as_slice(),
-            d,
-            d,
-            scale,
         );
-        add_product(
-            &mut out.grad_keys,
-            &s,
-            true,
+        gemm_rows(
             m,
             n,
-            q.as_slice(),
-            d,
             d,
             scale,
+            (s, 1, m),
+            (q.as_slice(), d, 1),
+            T::ZERO,
+            &mut out.grad_keys,
         );
         Ok(())
     }
+}
+
+/// The call's reusable memory: the scores (then their gradient), each row's log-sum-exp
+/// and its positive.
+#[derive(Debug, Default)]
+struct Scratch<T> {
+    scores: Vec<T>,
+    lse: Vec<T>,
+    positives: Vec<T>,
 }
 
 view_metric_loss!(MultiNegativesRankLoss, MultiNegativesRankLossConfig);

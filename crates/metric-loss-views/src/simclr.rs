@@ -3,12 +3,14 @@
 
 use metric_loss_core::params::finite_nonzero;
 use metric_loss_core::{
-    config_setters, Float, LossError, LossInput, LossOutput, Reduction, Workspace,
+    config_setters, Distance, Embeddings, Float, LossError, LossInput, LossOutput, Reduction,
+    SampleWeight, Workspace,
 };
+use metric_loss_distances::lanes::{exp_shifted_sum, max, DenseFloat};
+use metric_loss_distances::parallel::{for_row_chunks, gemm_rows};
+use metric_loss_distances::DistanceKind;
 
-use crate::common::{
-    a_bt, add_product, keras_reduce, same_rows, two_views, view_metric_loss, Normalized,
-};
+use crate::common::{keras_reduce, same_rows, two_views, view_metric_loss, Normalized};
 use crate::simclr_tiles::{RowStats, Tiles, KEY_BLOCK, ROW_BLOCK};
 
 /// Batches with more rows per view than this run in tiles (memory linear in n instead of
@@ -138,35 +140,6 @@ impl Default for SimCLRLoss {
     }
 }
 
-/// One direction's cross entropies and the softmax of each row's two logit blocks.
-struct Direction<T> {
-    loss: Vec<T>,
-    cross: Vec<T>,
-    own: Vec<T>,
-}
-
-/// Softmax cross entropy of each row of `[cross | own]` (both n×n) against column i of the
-/// cross block, in TF's order: ln Σ e^{l − max} − (lᵢ − max).
-fn direction<T: Float>(mut cross: Vec<T>, mut own: Vec<T>, n: usize) -> Direction<T> {
-    let mut loss = vec![T::ZERO; n];
-    for i in 0..n {
-        let (c, o) = (&mut cross[i * n..(i + 1) * n], &mut own[i * n..(i + 1) * n]);
-        let top = c
-            .iter()
-            .chain(o.iter())
-            .fold(T::from_f64(f64::NEG_INFINITY), |a, v| a.max(*v));
-        let label = c[i] - top;
-        let mut sum = T::ZERO;
-        for v in c.iter_mut().chain(o.iter_mut()) {
-            *v = (*v - top).exp();
-            sum += *v;
-        }
-        loss[i] = sum.ln() - label;
-        c.iter_mut().chain(o.iter_mut()).for_each(|v| *v = *v / sum);
-    }
-    Direction { loss, cross, own }
-}
-
 impl SimCLRLoss {
     /// The arguments, as [`SimCLRLossConfig`].
     pub fn config(&self) -> SimCLRLossConfig {
@@ -177,21 +150,22 @@ impl SimCLRLoss {
         }
     }
 
-    fn run<T: Float>(
+    fn run<T: DenseFloat>(
         &self,
         input: &LossInput<'_, T>,
-        _: &mut Workspace,
+        workspace: &mut Workspace,
         out: &mut LossOutput<T>,
     ) -> Result<(), LossError> {
         let rows = input.queries().embeddings().rows();
         let tiles = (rows > TILED_ABOVE).then_some((ROW_BLOCK, KEY_BLOCK));
-        self.run_on(input, out, tiles)
+        self.run_on(input, workspace, out, tiles)
     }
 
-    /// The loss, in tiles of `tiles` = (rows, keys) when given, else on the whole matrices.
-    pub(crate) fn run_on<T: Float>(
+    /// The loss, in tiles of `tiles` = (rows, keys) when given, else on the whole matrix.
+    pub(crate) fn run_on<T: DenseFloat>(
         &self,
         input: &LossInput<'_, T>,
+        workspace: &mut Workspace,
         out: &mut LossOutput<T>,
         tiles: Option<(usize, usize)>,
     ) -> Result<(), LossError> {
@@ -205,10 +179,32 @@ impl SimCLRLoss {
         }
         let weights = input.sample_weight();
         weights.check(n)?;
-        let (na, nb) = (Normalized::new(a), Normalized::new(b));
-        out.reset(n, n, d, input.wants_gradient());
+        let scratch = workspace.get::<Scratch<T>>();
+        scratch.a.fill(a);
+        scratch.b.fill(b);
+        let gradient = input.wants_gradient();
+        out.reset(n, n, d, gradient);
         let t = T::from_f64(self.temperature);
-        let dense = tiles.is_none().then(|| dense(&na.rows, &nb.rows, n, d, t));
+        let red = T::from_f64(self.reduction.example_scale(n));
+        let Scratch {
+            a: na,
+            b: nb,
+            dense,
+        } = scratch;
+        if tiles.is_none() {
+            dense.forward(na, nb, n, d, t, gradient.then_some((red, &weights)))?;
+            for (i, o) in out.per_example.iter_mut().enumerate() {
+                *o = dense.loss[i] + dense.loss[n + i];
+            }
+            let (loss, _) = keras_reduce(&out.per_example, 1, &weights, self.reduction);
+            out.loss = loss;
+            if gradient {
+                dense.gradient(n, d, t);
+                na.backward(a, &dense.grads, d, &mut out.grad_queries);
+                nb.backward(b, &dense.grads[n * d..], d, &mut out.grad_keys);
+            }
+            return Ok(());
+        }
         let tiles = Tiles {
             a: &na.rows,
             b: &nb.rows,
@@ -217,107 +213,137 @@ impl SimCLRLoss {
             t,
             blocks: tiles.unwrap_or((n, n)),
         };
-        let mut stats = Vec::new();
-        match &dense {
-            Some(dense) => {
-                for (o, (f, g)) in out
-                    .per_example
-                    .iter_mut()
-                    .zip(dense.forward.loss.iter().zip(&dense.backward.loss))
-                {
-                    *o = *f + *g;
-                }
-            }
-            None => {
-                stats.resize(n, RowStats::default());
-                tiles.statistics(T::from_f64(SELF_MASK), &mut out.per_example, &mut stats);
-            }
-        }
+        let mut stats = vec![RowStats::default(); n];
+        tiles.statistics(T::from_f64(SELF_MASK), &mut out.per_example, &mut stats);
         let (loss, red) = keras_reduce(&out.per_example, 1, &weights, self.reduction);
         out.loss = loss;
-        if !input.wants_gradient() {
+        if !gradient {
             return Ok(());
         }
         let gamma: Vec<T> = (0..n).map(|i| red * weights.get(i)).collect();
         // Row i is [∂/∂âᵢ | ∂/∂b̂ᵢ].
         let mut grads = vec![T::ZERO; n * 2 * d];
-        match &dense {
-            Some(dense) => dense_gradient(&tiles, dense, &gamma, &mut grads),
-            None => tiles.gradient(T::from_f64(SELF_MASK), &gamma, &stats, &mut grads),
-        }
+        tiles.gradient(T::from_f64(SELF_MASK), &gamma, &stats, &mut grads);
         na.backward(a, &grads, 2 * d, &mut out.grad_queries);
         nb.backward(b, &grads[d..], 2 * d, &mut out.grad_keys);
         Ok(())
     }
 }
 
-/// Both directions' softmaxes over the whole n×n logit matrices.
+/// The call's reusable memory: both normalised views and the dense path's matrices.
+#[derive(Default)]
+struct Scratch<T> {
+    a: Normalized<T>,
+    b: Normalized<T>,
+    dense: Dense<T>,
+}
+
+/// The dense path over Z = [â; b̂] (2n×d): row r of Z Zᵀ / T, with its self logit masked,
+/// is anchor r's whole logit row in one direction (rows of â against [â | b̂], rows of b̂
+/// against [â | b̂]), its label the other view's copy of r. The gradient is then
+/// (Δ + Δᵀ) Z / T with Δ the rows' upstream times (softmax − one-hot): one product.
+#[derive(Debug, Default)]
 struct Dense<T> {
-    forward: Direction<T>,
-    backward: Direction<T>,
+    /// Z, row-major 2n×d.
+    z: Vec<T>,
+    /// The logits, then the softmaxes, then Δ + Δᵀ (2n×2n).
+    logits: Vec<T>,
+    /// Each row's cross entropy.
+    loss: Vec<T>,
+    /// ∂/∂Z (2n×d).
+    grads: Vec<T>,
+    /// The Gram product's scratch.
+    stats: Vec<T>,
 }
 
-fn dense<T: Float>(a: &[T], b: &[T], n: usize, d: usize, t: T) -> Dense<T> {
-    // Divided by T, not multiplied by 1/T, as TF rounds.
-    let logits = |x: &[T], y: &[T], own: bool| {
-        let mut m = a_bt(x, n, y, n, d, T::ONE);
-        m.iter_mut().for_each(|v| *v = *v / t);
-        if own {
-            let mask = T::from_f64(SELF_MASK);
-            (0..n).for_each(|i| m[i * n + i] -= mask);
-        }
-        m
-    };
-    let ab = logits(a, b, false);
-    let ba = transpose(&ab, n);
-    Dense {
-        forward: direction(ab, logits(a, a, true), n),
-        backward: direction(ba, logits(b, b, true), n),
+/// Square blocks of the in-place symmetrisation, small enough that a block and its mirror
+/// stay in the L1 cache.
+const SYMMETRIC_BLOCK: usize = 32;
+
+impl<T: DenseFloat> Dense<T> {
+    /// Each row's cross entropy into `loss`; with `upstream` = (the reduction's factor,
+    /// the weights), Δ into `logits`.
+    fn forward(
+        &mut self,
+        a: &Normalized<T>,
+        b: &Normalized<T>,
+        n: usize,
+        d: usize,
+        t: T,
+        upstream: Option<(T, &SampleWeight<'_, T>)>,
+    ) -> Result<(), LossError> {
+        let rows = 2 * n;
+        self.z.clear();
+        self.z.extend_from_slice(&a.rows);
+        self.z.extend_from_slice(&b.rows);
+        // Every entry is overwritten: no clearing.
+        self.logits.resize(rows * rows, T::ZERO);
+        // Z Zᵀ is symmetric: the inner product's Gram matrix computes one triangle.
+        let z = Embeddings::from_row_major(&self.z, rows, d)?;
+        DistanceKind::InnerProduct.matrix(z, z, true, &mut self.stats, &mut self.logits)?;
+        self.loss.resize(rows, T::ZERO);
+        let mask = T::from_f64(SELF_MASK);
+        let mut unused = vec![(); rows];
+        let _ = for_row_chunks(
+            &mut self.loss,
+            &mut unused,
+            &mut self.logits,
+            rows,
+            |first, loss, _, chunk| {
+                for (k, row) in chunk.chunks_exact_mut(rows).enumerate() {
+                    let r = first + k;
+                    // Divided by T, not multiplied by 1/T, as TF rounds.
+                    row.iter_mut().for_each(|v| *v = *v / t);
+                    row[r] -= mask;
+                    let label = (r + n) % rows;
+                    let top = max(row);
+                    let shifted_label = row[label] - top;
+                    let sum = exp_shifted_sum(row, top);
+                    loss[k] = sum.ln() - shifted_label;
+                    if let Some((red, weights)) = upstream {
+                        let gamma = red * weights.get(r % n);
+                        let p_label = row[label] / sum;
+                        row.iter_mut().for_each(|v| *v = gamma * (*v / sum));
+                        row[label] = gamma * (p_label - T::ONE);
+                    }
+                }
+                Ok::<(), ()>(())
+            },
+        );
+        Ok(())
+    }
+
+    /// ∂/∂Z into `grads` from Δ in `logits` (which becomes Δ + Δᵀ).
+    fn gradient(&mut self, n: usize, d: usize, t: T) {
+        let rows = 2 * n;
+        symmetrize(&mut self.logits, rows);
+        self.grads.resize(rows * d, T::ZERO);
+        gemm_rows(
+            rows,
+            rows,
+            d,
+            T::ONE / t,
+            (&self.logits, rows, 1),
+            (&self.z, d, 1),
+            T::ZERO,
+            &mut self.grads,
+        );
     }
 }
 
-/// `[∂/∂â | ∂/∂b̂]` into `grads` (2d entries per row) from the dense softmaxes.
-fn dense_gradient<T: Float>(tiles: &Tiles<'_, T>, dense: &Dense<T>, gamma: &[T], grads: &mut [T]) {
-    let (n, d) = (tiles.n, tiles.d);
-    let (forward, backward) = (&dense.forward, &dense.backward);
-    // X = Δ¹ᶜ + (Δ²ᶜ)ᵀ: ∂/∂(âᵢ·b̂ⱼ) times T, from both directions.
-    let mut x = vec![T::ZERO; n * n];
-    for i in 0..n {
-        for j in 0..n {
-            let own = if i == j { T::ONE } else { T::ZERO };
-            x[i * n + j] = gamma[i] * (forward.cross[i * n + j] - own)
-                + gamma[j] * (backward.cross[j * n + i] - own);
-        }
-    }
-    let symmetric = |p: &[T]| {
-        let mut s = vec![T::ZERO; n * n];
-        for i in 0..n {
-            for j in 0..n {
-                s[i * n + j] = gamma[i] * p[i * n + j] + gamma[j] * p[j * n + i];
+/// M + Mᵀ in place for a square row-major `m` (`n`×`n`), in cache-sized blocks.
+fn symmetrize<T: Float>(m: &mut [T], n: usize) {
+    for bi in (0..n).step_by(SYMMETRIC_BLOCK) {
+        for bj in (bi..n).step_by(SYMMETRIC_BLOCK) {
+            for i in bi..(bi + SYMMETRIC_BLOCK).min(n) {
+                for j in bj.max(i)..(bj + SYMMETRIC_BLOCK).min(n) {
+                    let s = m[i * n + j] + m[j * n + i];
+                    m[i * n + j] = s;
+                    m[j * n + i] = s;
+                }
             }
         }
-        s
-    };
-    let inv_t = T::ONE / tiles.t;
-    let product = |g: &mut [T], m: &[T], transpose: bool, y: &[T]| {
-        add_product(g, m, transpose, n, n, y, d, 2 * d, inv_t);
-    };
-    // ∂/∂â in columns 0..d, then ∂/∂b̂ in d..2d.
-    product(grads, &x, false, tiles.b);
-    product(grads, &symmetric(&forward.own), false, tiles.a);
-    product(&mut grads[d..], &x, true, tiles.a);
-    product(&mut grads[d..], &symmetric(&backward.own), false, tiles.b);
-}
-
-/// The transpose of a square row-major n×n matrix.
-fn transpose<T: Float>(m: &[T], n: usize) -> Vec<T> {
-    let mut t = vec![T::ZERO; n * n];
-    for i in 0..n {
-        for j in 0..n {
-            t[j * n + i] = m[i * n + j];
-        }
     }
-    t
 }
 
 view_metric_loss!(SimCLRLoss, SimCLRLossConfig);
@@ -330,7 +356,7 @@ mod tests {
     use super::*;
 
     /// Both paths on the same input: (dense, tiled in blocks of `blocks`).
-    fn both<T: Float>(
+    fn both<T: DenseFloat>(
         loss: &SimCLRLoss,
         n: usize,
         d: usize,
@@ -347,8 +373,10 @@ mod tests {
             input = input.with_sample_weight(SampleWeight::PerExample(w));
         }
         let (mut dense, mut tiled) = (LossOutput::new(), LossOutput::new());
-        loss.run_on(&input, &mut dense, None).unwrap();
-        loss.run_on(&input, &mut tiled, Some(blocks)).unwrap();
+        loss.run_on(&input, &mut Workspace::new(), &mut dense, None)
+            .unwrap();
+        loss.run_on(&input, &mut Workspace::new(), &mut tiled, Some(blocks))
+            .unwrap();
         (dense, tiled)
     }
 
@@ -364,7 +392,13 @@ mod tests {
         }
     }
 
-    fn agree<T: Float>(loss: &SimCLRLoss, n: usize, d: usize, blocks: (usize, usize), rel: f64) {
+    fn agree<T: DenseFloat>(
+        loss: &SimCLRLoss,
+        n: usize,
+        d: usize,
+        blocks: (usize, usize),
+        rel: f64,
+    ) {
         let w: Vec<T> = (0..n).map(|i| T::from_f64((i % 4) as f64 * 0.5)).collect();
         for weights in [None, Some(w.as_slice())] {
             let (dense, tiled) = both::<T>(loss, n, d, weights, blocks);

@@ -14,7 +14,7 @@
 //! the symmetric terms that the dense path adds with a transpose are read from the same
 //! tile, using âᵢ·âⱼ = âⱼ·âᵢ (and likewise for ab against ba).
 
-use metric_loss_core::Float;
+use metric_loss_distances::lanes::{exp_shifted_sum, max, DenseFloat};
 use metric_loss_distances::parallel::for_row_chunks;
 
 /// Rows of one view per block (the left operand of a tile).
@@ -55,7 +55,7 @@ struct Online<T> {
     sum: T,
 }
 
-impl<T: Float> Online<T> {
+impl<T: DenseFloat> Online<T> {
     fn new() -> Self {
         Self {
             top: T::from_f64(f64::NEG_INFINITY),
@@ -63,15 +63,15 @@ impl<T: Float> Online<T> {
         }
     }
 
-    fn add(&mut self, values: &[T]) {
-        let top = values.iter().fold(self.top, |m, v| m.max(*v));
+    /// Folds `values` in (leaving them as their exponentials relative to the running
+    /// maximum).
+    fn add(&mut self, values: &mut [T]) {
+        let top = max(values).max(self.top);
         if top > self.top {
-            self.sum *= (self.top - top).exp();
+            self.sum *= T::exp_ftz(self.top - top);
             self.top = top;
         }
-        for v in values {
-            self.sum += (*v - self.top).exp();
-        }
+        self.sum += exp_shifted_sum(values, self.top);
     }
 
     /// The cross entropy −ln softmax at `label`, in the dense path's order:
@@ -85,7 +85,7 @@ impl<T: Float> Online<T> {
     }
 }
 
-impl<T: Float> Tiles<'_, T> {
+impl<T: DenseFloat> Tiles<'_, T> {
     /// `tile = x_I y_Jᵀ / T` for rows `rows` of `x` and keys `keys` of `y`, with the self
     /// logits (global row = global key) lowered by `mask`.
     fn logits(
@@ -151,12 +151,12 @@ impl<T: Float> Tiles<'_, T> {
                                 mask,
                             );
                             for (r, row_online) in online.iter_mut().enumerate() {
-                                let row = &tile[r * width..(r + 1) * width];
-                                row_online.add(row);
+                                let row = &mut tile[r * width..(r + 1) * width];
                                 let i = rows.start + r;
                                 if !own && keys.contains(&i) {
                                     labels[r] = row[i - keys.start];
                                 }
+                                row_online.add(row);
                             }
                         }
                     }
@@ -236,8 +236,8 @@ impl<T: Float> Tiles<'_, T> {
                     } else {
                         (stats[i].backward, stats[j].forward)
                     };
-                    *v = gamma[i] * ((*v - lse_i).exp() - own)
-                        + gamma[j] * ((*v - lse_j).exp() - own);
+                    *v = gamma[i] * (T::exp_ftz(*v - lse_i) - own)
+                        + gamma[j] * (T::exp_ftz(*v - lse_j) - own);
                 }
             }
             let column = if forward { 0 } else { self.d };
@@ -273,7 +273,7 @@ impl<T: Float> Tiles<'_, T> {
                 let i = rows.start + r;
                 for (c, v) in row.iter_mut().enumerate() {
                     let j = keys.start + c;
-                    *v = gamma[i] * (*v - lse(i)).exp() + gamma[j] * (*v - lse(j)).exp();
+                    *v = gamma[i] * T::exp_ftz(*v - lse(i)) + gamma[j] * T::exp_ftz(*v - lse(j));
                 }
             }
             let column = if forward { 0 } else { self.d };

@@ -1,10 +1,11 @@
-//! The losses that split work over threads give the same bits on 1, 2 and 3 threads:
-//! SimCLR's tiled path, and the products of Barlow, VicReg and SimSiam.
+//! Every loss that splits work over threads gives the same bits on 1, 2 and 3 threads:
+//! MultiNegativesRankLoss, SimCLR (its dense path and its tiles), and the products of
+//! Barlow, VicReg and SimSiam.
 
 use metric_loss_core::{Embeddings, LossInput, MetricLoss, MetricLossExt};
 use metric_loss_distances::parallel::set_max_threads;
 use metric_loss_testkit::values;
-use metric_loss_views::{Barlow, SimCLRLoss, SimSiamLoss, VicReg};
+use metric_loss_views::{Barlow, MultiNegativesRankLoss, SimCLRLoss, SimSiamLoss, VicReg};
 
 /// Loss, per-example values and both gradients of `loss` on two views, as bits, for 3, 2
 /// and 1 threads.
@@ -35,10 +36,12 @@ fn runs(loss: &dyn MetricLoss, n: usize, dims: usize) -> Vec<[Vec<u32>; 4]> {
 
 #[test]
 fn every_thread_count_gives_the_same_bits() {
-    // SimCLR with more rows than the dense path takes, so the call runs in tiles; the
-    // others large enough that their d×d and n-row products split three ways.
-    let cases: [(&dyn MetricLoss, usize, usize); 4] = [
+    // SimCLR with more rows than the dense path takes, so the call runs in tiles, and
+    // fewer; the others large enough that their d×d and n-row products split three ways.
+    let cases: [(&dyn MetricLoss, usize, usize); 6] = [
         (&SimCLRLoss::default(), 2100, 4),
+        (&SimCLRLoss::default(), 700, 5),
+        (&MultiNegativesRankLoss::default(), 700, 5),
         (&Barlow::default(), 1600, 64),
         (&VicReg::default(), 1600, 64),
         (&SimSiamLoss::default(), 1600, 64),
