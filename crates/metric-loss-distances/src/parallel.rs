@@ -433,9 +433,21 @@ pub fn for_each_item<P: Send>(items: &mut [P], task: &(dyn Fn(&mut P) + Sync)) {
     });
 }
 
+/// Multiply-adds a thread must get before [`gemm_rows`] splits a product: about 50 µs of
+/// work, well above what handing a chunk to a helper thread costs.
+const MIN_PRODUCT_WORK: usize = 1 << 21;
+
+/// matrixmultiply's block of rows (its `MC` for f32 and f64). Rows at the edge of a block
+/// take a masked kernel, which rounds `beta · C` differently from a full tile, so a split
+/// elsewhere would change the bits of a product that accumulates into a non-zero `C`.
+const KERNEL_ROWS: usize = 64;
+
 /// `T::gemm` for `C = alpha · A B + beta · C` with `C` row-major and contiguous
-/// (`rows x n`), its rows split over [`threads_for`] threads: each output row depends only on its row of
-/// `A` and is computed by the same kernel either way, so the result is identical.
+/// (`rows x n`), its whole blocks of 64 rows (matrixmultiply's own row block) split over
+/// threads by the work of the product rather than by its row count (a d×d product over
+/// the rows of a batch has few rows but much work in each), the last partial block after
+/// them. Every row goes through the same blocks and kernels as in one call, so the bits do
+/// not depend on the thread count, whatever `beta`.
 ///
 /// `a` and `b` are `(data, row stride, column stride)` and may be transposed views. The
 /// bench's GEMM floor is this function, so the floor and the losses split alike.
@@ -454,10 +466,11 @@ pub fn gemm_rows<T: Float>(
     c: &mut [T],
 ) {
     debug_assert_eq!(c.len(), rows * n);
-    if n == 0 {
+    let block = KERNEL_ROWS * n;
+    if block == 0 {
         return;
     }
-    for_rows_on(threads_for(rows), c, n, |r0, chunk| {
+    let gemm = |r0: usize, chunk: &mut [T]| {
         T::gemm(
             chunk.len() / n,
             inner,
@@ -468,7 +481,21 @@ pub fn gemm_rows<T: Float>(
             beta,
             (chunk, n, 1),
         );
-    });
+    };
+    let work = rows.saturating_mul(inner).saturating_mul(n);
+    let threads = max_threads().min(work / MIN_PRODUCT_WORK).max(1);
+    let whole = rows / KERNEL_ROWS;
+    let (head, tail) = c.split_at_mut(whole * block);
+    if threads == 1 {
+        gemm(0, head);
+    } else {
+        for_rows_on(threads, head, block, |b0, chunk| {
+            gemm(b0 * KERNEL_ROWS, chunk)
+        });
+    }
+    if !tail.is_empty() {
+        gemm(whole * KERNEL_ROWS, tail);
+    }
 }
 
 #[cfg(test)]
@@ -477,10 +504,14 @@ mod tests {
 
     #[test]
     fn row_split_gemm_matches_one_call() {
-        let (rows, inner, n) = (301, 37, 19);
-        let a: Vec<f64> = (0..rows * inner).map(|i| (i % 17) as f64 / 3.0).collect();
-        let b: Vec<f64> = (0..inner * n).map(|i| (i % 13) as f64 / 7.0).collect();
-        let mut one = vec![1.0; rows * n];
+        // Enough work for every thread, a partial last block, inexact values and a non-zero
+        // C scaled by beta. (The split that misses the kernel's blocks and changes VicReg's
+        // bits is caught by the views' thread test on the loss itself.)
+        let (rows, inner, n) = (301, 129, 257);
+        let a: Vec<f64> = (0..rows * inner).map(|i| (i % 17) as f64 / 3.1).collect();
+        let b: Vec<f64> = (0..inner * n).map(|i| (i % 13) as f64 / 7.3).collect();
+        let c: Vec<f64> = (0..rows * n).map(|i| (i % 11) as f64 / 9.7).collect();
+        let mut one = c.clone();
         f64::gemm(
             rows,
             inner,
@@ -488,10 +519,10 @@ mod tests {
             0.5,
             (&a, inner, 1),
             (&b, n, 1),
-            1.0,
+            0.7,
             (&mut one, n, 1),
         );
-        let mut split = vec![1.0; rows * n];
+        let mut split = c;
         gemm_rows(
             rows,
             inner,
@@ -499,7 +530,7 @@ mod tests {
             0.5,
             (&a, inner, 1),
             (&b, n, 1),
-            1.0,
+            0.7,
             &mut split,
         );
         assert_eq!(one, split);

@@ -6,9 +6,9 @@ use metric_loss_core::{
     config_setters, Float, LossError, LossInput, LossOutput, Reduction, SampleWeight, Workspace,
 };
 
-use crate::common::{
-    column_means, keras_reduce, product_rows, same_rows, two_views, view_metric_loss,
-};
+use metric_loss_distances::parallel::gemm_rows;
+
+use crate::common::{column_means, keras_reduce, same_rows, two_views, view_metric_loss};
 
 /// `Barlow`'s arguments with TF Similarity 0.17.1's names and defaults, not yet validated.
 ///
@@ -312,7 +312,7 @@ impl Barlow {
         let nt = T::from_f64(n as f64);
         c.clear();
         c.resize(d * d, T::ZERO);
-        product_rows(d, n, d, T::ONE, (&sa.z, 1, d), (&sb.z, d, 1), T::ZERO, c);
+        gemm_rows(d, n, d, T::ONE, (&sa.z, 1, d), (&sb.z, d, 1), T::ZERO, c);
         c.iter_mut().for_each(|v| *v = *v / nt);
         let (mut on, mut off) = (T::ZERO, T::ZERO);
         for (k, row) in c.chunks_exact(d).enumerate() {
@@ -348,7 +348,7 @@ impl Barlow {
         for (g, other, c_strides) in [(&mut *ga, &sb.z, (1, d)), (&mut *gb, &sa.z, (d, 1))] {
             g.clear();
             g.resize(n * d, T::ZERO);
-            product_rows(
+            gemm_rows(
                 n,
                 d,
                 d,

@@ -2,7 +2,6 @@
 //! reduction, the matrix products, and the `MetricLoss` / serde plumbing.
 
 use metric_loss_core::{Embeddings, Float, LossError, LossInput, Reduction, SampleWeight};
-use metric_loss_distances::parallel::{for_rows_on, max_threads};
 
 /// `tf.math.l2_normalize`'s epsilon: rows are divided by √max(‖x‖², 10⁻¹²).
 pub(crate) const NORM_EPSILON: f64 = 1e-12;
@@ -120,64 +119,6 @@ pub(crate) fn two_views<'a, T: Float>(
         });
     }
     Ok((a, b, a.cols()))
-}
-
-/// Multiply-adds a thread must get before a product is split: about 50 µs of work, well
-/// above what handing a chunk to a helper thread costs.
-const MIN_PRODUCT_WORK: usize = 1 << 21;
-
-/// matrixmultiply's block of rows (its `MC` for f32 and f64). Rows at the edge of a block
-/// take a masked kernel, which rounds `beta · C` differently from a full tile, so a split
-/// elsewhere would change the bits of a product that accumulates into `C`.
-const KERNEL_ROWS: usize = 64;
-
-/// `C = alpha · A B + beta · C` (`C` row-major and contiguous, `rows x cols`; `a` and `b`
-/// as `(data, row stride, column stride)`), with its whole blocks of [`KERNEL_ROWS`] rows
-/// split over threads by the work of the product rather than by its row count (a d×d
-/// product over the n rows of a batch has few rows but much work in each), and the last
-/// partial block after them. Every row goes through the same blocks and kernels as in one
-/// call, so the bits do not depend on the thread count, whatever `beta`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn product_rows<T: Float>(
-    rows: usize,
-    inner: usize,
-    cols: usize,
-    alpha: T,
-    a: (&[T], usize, usize),
-    b: (&[T], usize, usize),
-    beta: T,
-    c: &mut [T],
-) {
-    let work = rows.saturating_mul(inner).saturating_mul(cols);
-    let threads = max_threads().min(work / MIN_PRODUCT_WORK).max(1);
-    let block = KERNEL_ROWS * cols;
-    if block == 0 {
-        return;
-    }
-    let gemm = |r0: usize, chunk: &mut [T]| {
-        T::gemm(
-            chunk.len() / cols,
-            inner,
-            cols,
-            alpha,
-            (&a.0[r0 * a.1..], a.1, a.2),
-            b,
-            beta,
-            (chunk, cols, 1),
-        );
-    };
-    let whole = rows / KERNEL_ROWS;
-    let (head, tail) = c.split_at_mut(whole * block);
-    if threads == 1 {
-        gemm(0, head);
-    } else {
-        for_rows_on(threads, head, block, |b0, chunk| {
-            gemm(b0 * KERNEL_ROWS, chunk)
-        });
-    }
-    if !tail.is_empty() {
-        gemm(whole * KERNEL_ROWS, tail);
-    }
 }
 
 /// The column sums of the row-major `x` (`d` columns) into `out`: each column summed down

@@ -6,9 +6,9 @@ use metric_loss_core::{
     config_setters, Float, LossError, LossInput, LossOutput, Reduction, Workspace,
 };
 
-use crate::common::{
-    column_means, keras_reduce, product_rows, same_rows, two_views, view_metric_loss,
-};
+use metric_loss_distances::parallel::gemm_rows;
+
+use crate::common::{column_means, keras_reduce, same_rows, two_views, view_metric_loss};
 
 /// Subtracts each column's mean from the row-major `x` (n×d); `means` is scratch.
 fn subtract_column_means<T: Float>(x: &mut [T], n: usize, d: usize, means: &mut Vec<T>) {
@@ -216,7 +216,7 @@ impl<T: Float> Regularised<T> {
         self.cov.resize(d * d, T::ZERO);
         let inv = T::ONE / T::from_f64((n - 1) as f64);
         let centred = &self.centred;
-        product_rows(
+        gemm_rows(
             d,
             n,
             d,
@@ -320,7 +320,7 @@ impl VicReg {
             }
         }));
         let alpha = two / T::from_f64((n - 1) as f64);
-        product_rows(n, d, d, alpha, (&r.centred, d, 1), (dcov, d, 1), T::ONE, g);
+        gemm_rows(n, d, d, alpha, (&r.centred, d, 1), (dcov, d, 1), T::ONE, g);
         // Centring: ∂z = ∂z̃ minus its column mean.
         column_means(g, n, d, columns);
         for (o, gi) in out.chunks_exact_mut(d).zip(g.chunks_exact(d)) {
