@@ -7,6 +7,7 @@
 use std::fmt::Debug;
 
 use metric_loss_core::{Float, LossError, LossInput, LossOutput, ParameterShape};
+use metric_loss_distances::lanes::{exp_shifted_sum, max, DenseFloat};
 use metric_loss_triplet::DenseParts;
 
 use crate::learnable::{distance_vjp, distances, reduce_elements, Learnable, Scratch, Sizes};
@@ -67,7 +68,7 @@ impl<M: TargetMargin> Learnable for Classifier<M> {
         }
     }
 
-    fn run<T: Float>(
+    fn run<T: DenseFloat>(
         &self,
         parts: &DenseParts,
         input: &LossInput<'_, T>,
@@ -110,9 +111,11 @@ impl<M: TargetMargin> Learnable for Classifier<M> {
             logits[target] = cosine + (modified - cosine);
             let logits = &mut logits[..classes];
             logits.iter_mut().for_each(|z| *z *= scale);
-            let max = logits.iter().copied().fold(logits[0], T::max);
-            let sum = logits.iter().fold(T::ZERO, |a, z| a + (*z - max).exp());
-            let log_norm = sum.ln();
+            let max = max(logits);
+            // The exponentials in a copy: the logits stay for the target and the gradient.
+            s.row.clear();
+            s.row.extend_from_slice(logits);
+            let log_norm = exp_shifted_sum(&mut s.row, max).ln();
             s.values.push(-((logits[target] - max) - log_norm));
             s.weights.push(weights.get(i));
             s.aux.push([slope, max + log_norm]);
@@ -136,13 +139,18 @@ impl<M: TargetMargin> Learnable for Classifier<M> {
             }
             let [slope, log_norm] = s.aux[i];
             let target = *label as usize;
-            for c in 0..classes {
-                let p = (s.logits[i * classes + c] - log_norm).exp();
-                let mut d = g * scale * if c == target { p - T::ONE } else { p };
+            // The softmax row, vectorised, then scattered to the picked sub-centers.
+            s.row.clear();
+            s.row
+                .extend_from_slice(&s.logits[i * classes..(i + 1) * classes]);
+            exp_shifted_sum(&mut s.row, log_norm);
+            let picks = &s.picks[i * classes..(i + 1) * classes];
+            for (c, (p, pick)) in s.row.iter().zip(picks).enumerate() {
+                let mut d = g * scale * if c == target { *p - T::ONE } else { *p };
                 if c == target {
                     d *= slope;
                 }
-                s.grad[i * cols + s.picks[i * classes + c]] = d;
+                s.grad[i * cols + pick] = d;
             }
         }
         distance_vjp(

@@ -8,6 +8,7 @@ use metric_loss_core::{
     AllowNonFinite, Distance, Embeddings, Float, LossError, LossInput, LossOutput, ParameterShape,
     Parameters, SampleWeight, Workspace,
 };
+use metric_loss_distances::lanes::DenseFloat;
 use metric_loss_triplet::{
     check_matrix_size, finite_distances, DenseParts, MAX_DISTANCE_MATRIX_BYTES,
 };
@@ -47,7 +48,7 @@ pub(crate) trait Learnable {
 
     /// The loss on a validated call: `scratch.params` holds the parameters in `T`, `out` is
     /// reset (with `grad_parameters` sized when the gradient is wanted).
-    fn run<T: Float>(
+    fn run<T: DenseFloat>(
         &self,
         parts: &DenseParts,
         input: &LossInput<'_, T>,
@@ -77,6 +78,8 @@ pub(crate) struct Scratch<T> {
     pub(crate) weights: Vec<T>,
     /// Per row: the logits (classifiers).
     pub(crate) logits: Vec<T>,
+    /// One row of exponentials (classifiers).
+    pub(crate) row: Vec<T>,
     /// Per element: two numbers the formula keeps for its gradient.
     pub(crate) aux: Vec<[T; 2]>,
     /// Per row and class: the column chosen (sub-centers).
@@ -90,7 +93,7 @@ pub(crate) struct Scratch<T> {
 /// Invalid input ([`LossInput::validate`]); [`LossError::Unsupported`] for separate keys
 /// (PML's `ref_emb`); [`LossError::EmbeddingSize`]; [`LossError::LabelOutOfRange`];
 /// [`LossError::TooLarge`]; the formula's errors; [`LossError::NonFiniteResult`].
-pub(crate) fn run_learnable<T: Float, F: Learnable>(
+pub(crate) fn run_learnable<T: DenseFloat, F: Learnable>(
     formula: &F,
     params: &Parameters,
     parts: &DenseParts,

@@ -2,6 +2,7 @@
 
 use metric_loss_core::params::finite;
 use metric_loss_core::{Float, LossError, LossInput, LossOutput, ParameterShape, SampleWeight};
+use metric_loss_distances::lanes::DenseFloat;
 use metric_loss_triplet::DenseParts;
 
 use crate::learnable::{
@@ -49,7 +50,7 @@ impl Learnable for ProxyAnchor {
         (2.0 / self.sizes.num_classes as f64).sqrt()
     }
 
-    fn run<T: Float>(
+    fn run<T: DenseFloat>(
         &self,
         parts: &DenseParts,
         input: &LossInput<'_, T>,
