@@ -80,6 +80,26 @@ impl<'a, T: Float> Embeddings<'a, T> {
         &self.data[i * self.cols..(i + 1) * self.cols]
     }
 
+    /// The embeddings `rows.start..rows.end` as a view of their own, without copying: lets a
+    /// loss work through a large batch a block of rows at a time.
+    ///
+    /// ```
+    /// use metric_loss_core::Embeddings;
+    /// let x = Embeddings::from_row_major(&[1.0f32, 0.0, 0.0, 1.0, 0.6, 0.8], 3, 2).unwrap();
+    /// let tail = x.row_range(1..3);
+    /// assert_eq!((tail.rows(), tail.row(0)), (2, &[0.0, 1.0][..]));
+    /// ```
+    ///
+    /// # Panics
+    /// If the range is decreasing or ends past `rows`, as slicing does.
+    pub fn row_range(&self, rows: std::ops::Range<usize>) -> Self {
+        Self {
+            data: &self.data[rows.start * self.cols..rows.end * self.cols],
+            rows: rows.len(),
+            cols: self.cols,
+        }
+    }
+
     /// Checks every value is finite; `what` names the input in the error.
     ///
     /// # Errors

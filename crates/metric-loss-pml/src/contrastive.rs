@@ -29,7 +29,7 @@ impl PairFormula for Contrastive {
     fn forward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool {
         let (pos, neg) = subs.split_at_mut(1);
         let (pm, nm) = (T::from_f64(self.pos_margin), T::from_f64(self.neg_margin));
-        for i in 0..s.rows() {
+        for i in s.rows() {
             for (j, &d) in s.row(i).iter().enumerate() {
                 if s.positive(i, j) {
                     pos[0].push_plain(i, j, hinge(s.similarity, d, pm));
@@ -46,10 +46,9 @@ impl PairFormula for Contrastive {
         // for a negative pair; 0 where the hinge is not positive (relu'(0) = 0).
         let up = if s.similarity { -T::ONE } else { T::ONE };
         for (sub, sign) in subs.iter().zip([up, -up]) {
-            let pairs = sub.anchors.iter().zip(&sub.cols);
-            for ((&i, &j), (&value, &scale)) in pairs.zip(sub.values.iter().zip(&sub.scales)) {
+            for (i, j, value, _, scale) in sub.of_rows(s.rows()) {
                 if value > T::ZERO {
-                    grad[i * s.cols + j] += sign * scale;
+                    s.grad_row(grad, i)[j] += sign * scale;
                 }
             }
         }

@@ -97,6 +97,13 @@ macro_rules! pair_loss {
             pub fn parts(&self) -> &metric_loss_triplet::DenseParts {
                 &self.parts
             }
+
+            /// Its formula, for the driver's tests.
+            #[cfg(test)]
+            #[allow(dead_code)]
+            pub(crate) fn formula(&self) -> &$formula {
+                &self.formula
+            }
         }
 
         impl Default for $loss {

@@ -28,6 +28,7 @@ fn negatives<T: DenseFloat>(s: &Scores<'_, T>, i: usize, t: T, row: &mut [T]) ->
 
 impl PairFormula for NTXent {
     const SUB_LOSSES: usize = 1;
+    const STRIPS: bool = true;
 
     /// Per positive pair (i, j) with logit ℓ and the anchor's negative logits ν:
     /// shift c = max(ℓ, max ν), r = e^{ℓ−c} / (Σ e^{ν−c} + e^{ℓ−c}), element −ln(r + tiny).
@@ -39,7 +40,7 @@ impl PairFormula for NTXent {
         let (t, tiny) = (T::from_f64(self.temperature), tiny::<T>());
         let mut row = std::mem::take(&mut subs[0].row);
         row.resize(s.cols, T::ZERO);
-        for i in 0..s.rows() {
+        for i in s.rows() {
             let negs = negatives(s, i, t, &mut row);
             for (j, &v) in s.row(i).iter().enumerate() {
                 if !s.positive(i, j) {
@@ -76,17 +77,18 @@ impl PairFormula for NTXent {
             -T::ONE / t
         };
         let elements = &subs[0];
-        let mut e = 0;
-        while e < elements.values.len() {
+        let span = elements.span(s.rows());
+        let mut e = span.start;
+        while e < span.end {
             let i = elements.anchors[e];
             let first = e;
             // Σ over the anchor's positives of scale · r/(den (r+tiny)) · e^{max ν − c}.
             let mut neg_weight = T::ZERO;
-            while e < elements.values.len() && elements.anchors[e] == i {
+            while e < span.end && elements.anchors[e] == i {
                 neg_weight += elements.scales[e] * elements.aux[e][1];
                 e += 1;
             }
-            let out = &mut grad[i * s.cols..(i + 1) * s.cols];
+            let out = s.grad_row(grad, i);
             // The negatives' columns first (the row is still 0, and the positives' columns
             // are disjoint from them): exp(ν − max) in place, then its weight.
             if neg_weight != T::ZERO && negatives(s, i, t, out).is_some() {

@@ -2,11 +2,17 @@
 //! the loss's elements (per pair or per row) → one reducer per sub-loss → ∂/∂M → the
 //! distance's vector-Jacobian product. A loss supplies its [`PairFormula`].
 
+use std::ops::Range;
+
 use metric_loss_core::{
-    AllowNonFinite, Float, LossError, LossInput, LossOutput, SampleWeight, Workspace,
+    AllowNonFinite, Distance, Embeddings, Float, LossError, LossInput, LossOutput, SampleWeight,
+    Workspace,
 };
 use metric_loss_distances::lanes::DenseFloat;
-use metric_loss_triplet::{full_distance_matrix, CallShape, DenseParts};
+use metric_loss_triplet::{
+    check_matrix_size, finite_distances, start_call, CallShape, DenseParts,
+    MAX_DISTANCE_MATRIX_BYTES,
+};
 
 /// The smallest normal number of `T`: PML's `tiny`, added where it divides or takes a log.
 pub(crate) fn tiny<T: Float>() -> T {
@@ -17,11 +23,14 @@ pub(crate) fn tiny<T: Float>() -> T {
     }
 }
 
-/// The distance matrix and the pair masks of one call.
+/// Rows of the distance matrix and the pair masks of one call.
 pub(crate) struct Scores<'a, T> {
-    /// The `n x m` distance (or similarity) matrix, row-major.
+    /// The distances (or similarities) of the anchors [`Scores::rows`] to every key,
+    /// row-major: the whole `n x m` matrix, or one strip of its rows.
     pub(crate) m: &'a [T],
-    /// Its number of columns (keys).
+    /// The first anchor whose row `m` holds.
+    first: usize,
+    /// Number of columns (keys).
     pub(crate) cols: usize,
     /// Whether larger entries mean closer.
     pub(crate) similarity: bool,
@@ -31,14 +40,21 @@ pub(crate) struct Scores<'a, T> {
 }
 
 impl<T: Float> Scores<'_, T> {
-    /// Number of anchors.
-    pub(crate) fn rows(&self) -> usize {
-        self.query_labels.len()
+    /// The anchors whose rows are held.
+    pub(crate) fn rows(&self) -> Range<usize> {
+        self.first..self.first + self.m.len() / self.cols.max(1)
     }
 
-    /// Row `i` of the matrix.
+    /// Row `i` of the matrix (`i` one of [`Scores::rows`]).
     pub(crate) fn row(&self, i: usize) -> &[T] {
-        &self.m[i * self.cols..(i + 1) * self.cols]
+        let at = i - self.first;
+        &self.m[at * self.cols..(at + 1) * self.cols]
+    }
+
+    /// Anchor `i`'s row of `grad`, a matrix of the shape of the held rows.
+    pub(crate) fn grad_row<'g>(&self, grad: &'g mut [T], i: usize) -> &'g mut [T] {
+        let at = i - self.first;
+        &mut grad[at * self.cols..(at + 1) * self.cols]
     }
 
     /// (i, j) is a positive pair: same label, and not the anchor itself when the keys are
@@ -52,11 +68,12 @@ impl<T: Float> Scores<'_, T> {
         self.query_labels[i] != self.key_labels[j]
     }
 
-    /// The numbers of positive and of negative pairs, each counted up to 2.
+    /// The numbers of positive and of negative pairs of the whole batch, each counted up
+    /// to 2.
     fn pair_counts(&self) -> (usize, usize) {
         let (mut pos, mut neg) = (0, 0);
-        for i in 0..self.rows() {
-            for j in 0..self.cols {
+        for i in 0..self.query_labels.len() {
+            for j in 0..self.key_labels.len() {
                 pos += usize::from(self.positive(i, j));
                 neg += usize::from(self.negative(i, j));
                 if pos >= 2 && neg >= 2 {
@@ -65,6 +82,21 @@ impl<T: Float> Scores<'_, T> {
             }
         }
         (pos, neg)
+    }
+
+    /// The exact number of positive pairs of the whole batch, from the key labels sorted
+    /// into `sorted` (reused memory): no pass over the `n x m` pairs.
+    fn positive_pairs(&self, sorted: &mut Vec<i64>) -> u128 {
+        sorted.clear();
+        sorted.extend_from_slice(self.key_labels);
+        sorted.sort_unstable();
+        let mut count = 0u128;
+        for (i, &y) in self.query_labels.iter().enumerate() {
+            let same = sorted.partition_point(|&v| v <= y) - sorted.partition_point(|&v| v < y);
+            let own = self.remove_diagonal && self.key_labels.get(i) == Some(&y);
+            count += (same - usize::from(own)) as u128;
+        }
+        count
     }
 
     /// Whether the batch has a positive pair and a negative pair (the losses that need
@@ -137,10 +169,21 @@ impl<T: Float> Elements<T> {
         self.cols.push(col);
     }
 
-    /// The elements with their reducer scales: `(anchor, col, value, aux, scale)` (`aux`
-    /// zero for elements added by [`Elements::push_plain`]).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, usize, T, [T; 2], T)> + '_ {
-        (0..self.values.len()).map(|e| {
+    /// The indices of the elements of anchors `rows` (elements are pushed anchor by
+    /// anchor, in order).
+    pub(crate) fn span(&self, rows: Range<usize>) -> Range<usize> {
+        let below = |end: usize| self.anchors.partition_point(|&a| a < end);
+        below(rows.start)..below(rows.end)
+    }
+
+    /// The elements of anchors `rows` with their reducer scales:
+    /// `(anchor, col, value, aux, scale)` (`aux` zero for elements added by
+    /// [`Elements::push_plain`]).
+    pub(crate) fn of_rows(
+        &self,
+        rows: Range<usize>,
+    ) -> impl Iterator<Item = (usize, usize, T, [T; 2], T)> + '_ {
+        self.span(rows).map(|e| {
             (
                 self.anchors[e],
                 self.cols[e],
@@ -157,13 +200,39 @@ pub(crate) trait PairFormula {
     /// How many sub-losses (each reduced by its own copy of the reducer, then summed).
     const SUB_LOSSES: usize;
 
-    /// Pushes the elements of each sub-loss into `subs` (`SUB_LOSSES` of them, empty).
-    /// Returns `false` for PML's zero path: the loss is 0 with no gradient.
+    /// Whether the loss keeps few elements (one per anchor or per positive pair, not one
+    /// per entry of the matrix), so that a large batch may run in strips of rows: the
+    /// matrix is then computed a strip at a time, twice (forward, then gradient), and
+    /// never held whole.
+    const STRIPS: bool = false;
+
+    /// Pushes the elements of the anchors `s.rows()` of each sub-loss into `subs`
+    /// (`SUB_LOSSES` of them), after those of earlier anchors. Returns `false` for PML's
+    /// zero path: the loss is 0 with no gradient.
     fn forward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool;
 
-    /// Adds Σₑ scaleₑ · ∂elementₑ/∂M into `grad` (`n x m`, zeroed beforehand).
+    /// Adds Σₑ scaleₑ · ∂elementₑ/∂M for the elements of the anchors `s.rows()` into
+    /// `grad` (the shape of `s.m`, zeroed beforehand).
     fn backward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &[Elements<T>], grad: &mut [T]);
 }
+
+/// When and how a formula with [`PairFormula::STRIPS`] runs in strips.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Strips {
+    /// Batches with more matrix entries than this run in strips.
+    pub(crate) above: usize,
+    /// Matrix entries per strip (whole rows, at least one).
+    pub(crate) entries: usize,
+}
+
+/// Strips above 4096 x 4096 entries (a 64 MiB f32 matrix), 16 Mi entries each: 256 rows
+/// against 65,536 keys. Each strip reads every key again (normalisation, packing, the key
+/// half of the gradient); at N = 65,536 strips of 64 rows took 164 s forward+backward
+/// against 96 s for 256 rows, for 100 MB less peak memory.
+pub(crate) const STRIPS: Strips = Strips {
+    above: 1 << 24,
+    entries: 1 << 24,
+};
 
 /// Reusable memory of [`run_pairs`].
 #[derive(Default)]
@@ -172,6 +241,7 @@ struct PairScratch<T> {
     stats: Vec<T>,
     grad: Vec<T>,
     key_grad: Vec<T>,
+    labels: Vec<i64>,
     subs: [Elements<T>; 2],
 }
 
@@ -190,43 +260,82 @@ pub(crate) fn run_pairs<T: DenseFloat, F: PairFormula>(
     workspace: &mut Workspace,
     out: &mut LossOutput<T>,
 ) -> Result<(), LossError> {
+    run_pairs_in_strips(formula, parts, input, workspace, out, STRIPS)
+}
+
+/// [`run_pairs`] with the strip shape given.
+pub(crate) fn run_pairs_in_strips<T: DenseFloat, F: PairFormula>(
+    formula: &F,
+    parts: &DenseParts,
+    input: &LossInput<'_, T>,
+    workspace: &mut Workspace,
+    out: &mut LossOutput<T>,
+    strips: Strips,
+) -> Result<(), LossError> {
     let distance = T::distance(parts.distance_part());
     let reducer = T::reducer(parts.reducer_part());
-    let scratch = workspace.get::<PairScratch<T>>();
+    let PairScratch {
+        matrix,
+        stats,
+        grad,
+        key_grad,
+        labels,
+        subs,
+    } = workspace.get::<PairScratch<T>>();
     let Some(CallShape {
         n,
         m,
         dims,
         same,
         gradient,
-    }) = full_distance_matrix(
-        input,
-        distance,
-        2,
-        out,
-        &mut scratch.stats,
-        &mut scratch.matrix,
-    )?
+    }) = start_call(input, out)?
     else {
         return Ok(());
     };
     let (queries, keys) = (input.queries(), input.keys());
     let (q, k) = (queries.embeddings(), keys.embeddings());
-    let scores = Scores {
-        m: &scratch.matrix,
+    // The labels and masks; each strip's `Scores` adds its rows of the matrix.
+    let base = Scores {
+        m: &[],
+        first: 0,
         cols: m,
         similarity: distance.is_similarity(),
         query_labels: queries.labels(),
         key_labels: keys.labels(),
         remove_diagonal: same || input.removes_diagonal(),
     };
-    let subs = &mut scratch.subs[..F::SUB_LOSSES];
+    let striped = F::STRIPS && n.saturating_mul(m) > strips.above;
+    let strip = if striped {
+        (strips.entries / m.max(1)).clamp(1, n)
+    } else {
+        n
+    };
+    check_matrix_size::<T>(strip, m, 2)?;
+    if striped {
+        check_element_count::<T>(base.positive_pairs(labels) + n as u128, n, m)?;
+    }
+    let subs = &mut subs[..F::SUB_LOSSES];
     subs.iter_mut().for_each(Elements::clear);
-    // PML's shortcut for every pair loss: at most one positive and one negative pair is
-    // no loss at all.
-    let (positives, negatives) = scores.pair_counts();
-    if (positives <= 1 && negatives <= 1) || !formula.forward(&scores, subs) {
-        return Ok(());
+    let strip_starts = (0..n).step_by(strip);
+    for first in strip_starts.clone() {
+        let rows = first..(first + strip).min(n);
+        distances(distance, q, k, same, rows, stats, matrix)?;
+        // PML's shortcut for every pair loss: at most one positive and one negative pair
+        // is no loss at all (a batch that large cannot run in strips).
+        if first == 0 {
+            let (positives, negatives) = base.pair_counts();
+            if positives <= 1 && negatives <= 1 {
+                return Ok(());
+            }
+        }
+        let scores = Scores {
+            m: matrix,
+            first,
+            ..base
+        };
+        if !formula.forward(&scores, subs) {
+            return Ok(());
+        }
     }
     let weights = input.sample_weight();
     out.loss = T::ZERO;
@@ -251,39 +360,270 @@ pub(crate) fn run_pairs<T: DenseFloat, F: PairFormula>(
         }
     }
     if gradient {
-        scratch.grad.clear();
-        scratch.grad.resize(n * m, T::ZERO);
-        formula.backward(&scores, subs, &mut scratch.grad);
-        if same {
-            scratch.key_grad.clear();
-            scratch.key_grad.resize(n * dims, T::ZERO);
+        // The batch against itself: the key half of the gradient is gathered here and
+        // added to the query half at the end.
+        let key_grad: &mut [T] = if same {
+            key_grad.clear();
+            key_grad.resize(n * dims, T::ZERO);
+            key_grad
+        } else {
+            &mut out.grad_keys
+        };
+        for first in strip_starts {
+            let rows = first..(first + strip).min(n);
+            if striped {
+                distances(distance, q, k, same, rows.clone(), stats, matrix)?;
+            }
+            let scores = Scores {
+                m: matrix,
+                first,
+                ..base
+            };
+            grad.clear();
+            grad.resize(matrix.len(), T::ZERO);
+            formula.backward(&scores, subs, grad);
             distance.dense_vjp_with_scratch(
-                q,
+                q.row_range(rows.clone()),
                 k,
-                &scratch.matrix,
-                &mut scratch.grad,
-                &mut out.grad_queries,
-                &mut scratch.key_grad,
-                &mut scratch.stats,
+                matrix,
+                grad,
+                &mut out.grad_queries[rows.start * dims..rows.end * dims],
+                key_grad,
+                stats,
             );
-            for (o, v) in out.grad_queries.iter_mut().zip(&scratch.key_grad) {
+        }
+        if same {
+            for (o, v) in out.grad_queries.iter_mut().zip(key_grad.iter()) {
                 *o += *v;
             }
-        } else {
-            distance.dense_vjp_with_scratch(
-                q,
-                k,
-                &scratch.matrix,
-                &mut scratch.grad,
-                &mut out.grad_queries,
-                &mut out.grad_keys,
-                &mut scratch.stats,
-            );
         }
     }
     out.check_finite(AllowNonFinite::Never)
 }
 
+/// The distances of the queries `rows` to every key into `matrix`, checked finite (an
+/// error names the entry's row in the whole batch).
+fn distances<T: Float>(
+    distance: &dyn Distance<T>,
+    q: Embeddings<'_, T>,
+    k: Embeddings<'_, T>,
+    same: bool,
+    rows: Range<usize>,
+    stats: &mut Vec<T>,
+    matrix: &mut Vec<T>,
+) -> Result<(), LossError> {
+    let m = k.rows();
+    let whole = rows.len() == q.rows();
+    let first = rows.start;
+    matrix.clear();
+    matrix.resize(rows.len() * m, T::ZERO);
+    stats.clear();
+    distance.matrix(q.row_range(rows), k, same && whole, stats, matrix)?;
+    finite_distances(distance.name(), matrix, m).map_err(|e| match e {
+        LossError::NonFiniteDistance {
+            distance,
+            row,
+            col,
+            value,
+            dtype,
+        } => LossError::NonFiniteDistance {
+            distance,
+            row: row + first,
+            col,
+            value,
+            dtype,
+        },
+        other => other,
+    })
+}
+
+/// Checks that `count` elements fit in the memory one distance matrix may take.
+fn check_element_count<T>(count: u128, n: usize, m: usize) -> Result<(), LossError> {
+    // Each element: its value, aux pair, scale and weight, its anchor and column.
+    let each = (5 * std::mem::size_of::<T>() + 2 * std::mem::size_of::<usize>()) as u128;
+    let bytes = count * each;
+    if bytes > MAX_DISTANCE_MATRIX_BYTES {
+        return Err(LossError::TooLarge {
+            what: "the positive pairs' elements",
+            rows: n,
+            cols: m,
+            bytes,
+            limit: MAX_DISTANCE_MATRIX_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// What a temperature accepts: the scores are divided by it.
 pub(crate) const TEMPERATURE: &str =
     "a finite, non-zero number (the similarities are divided by it)";
+
+/// The strip path against the whole matrix, for the formulas that allow strips.
+#[cfg(test)]
+mod strip_checks {
+    use metric_loss_core::{
+        Batch, PartConfig, RegisteredDistance, RegisteredReducer, SampleWeight,
+    };
+    use metric_loss_testkit::values;
+
+    use super::*;
+    use crate::{
+        AvgNonZeroReducer, CosineSimilarity, DotProductSimilarity, LpDistance, MeanReducer,
+        SumReducer,
+    };
+
+    fn run<T: DenseFloat, F: PairFormula>(
+        formula: &F,
+        parts: &DenseParts,
+        input: &LossInput<'_, T>,
+        strips: Strips,
+    ) -> LossOutput<T> {
+        let mut out = LossOutput::new();
+        run_pairs_in_strips(
+            formula,
+            parts,
+            input,
+            &mut Workspace::new(),
+            &mut out,
+            strips,
+        )
+        .unwrap();
+        out
+    }
+
+    fn assert_close<T: Float>(what: &str, a: &[T], b: &[T], tol: f64) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            let (x, y) = (x.to_f64(), y.to_f64());
+            let bound = tol * x.abs().max(y.abs()).max(1.0);
+            assert!((x - y).abs() <= bound, "{what}[{i}]: {x} vs {y}");
+        }
+    }
+
+    /// Every input shape (the batch against itself, separate keys with and without the
+    /// diagonal rule, weights, no gradient) in one precision.
+    fn check_precision<T: DenseFloat, F: PairFormula>(formula: &F, parts: &DenseParts, tol: f64) {
+        const DIMS: usize = 5;
+        let cast = |v: Vec<f64>| v.into_iter().map(T::from_f64).collect::<Vec<T>>();
+        let (x, keys) = (cast(values(23 * DIMS, 7)), cast(values(29 * DIMS, 11)));
+        let labels: Vec<i64> = (0..23).map(|i| [0, 1, 2, 3, 1, 9][i % 6]).collect();
+        let key_labels: Vec<i64> = (0..29).map(|i| [2, 0, 4, 1][i % 4]).collect();
+        let weights = cast(values(23, 3).into_iter().map(|v| v + 1.5).collect());
+        let batch = Batch::new(&labels, Embeddings::from_row_major(&x, 23, DIMS).unwrap()).unwrap();
+        let ref_set = Batch::new(
+            &key_labels,
+            Embeddings::from_row_major(&keys, 29, DIMS).unwrap(),
+        )
+        .unwrap();
+        let inputs = [
+            LossInput::new(batch),
+            LossInput::new(batch).with_sample_weight(SampleWeight::PerExample(&weights)),
+            LossInput::new(batch).without_gradient(),
+            LossInput::new(batch).with_keys(ref_set),
+            LossInput::new(batch)
+                .with_keys(ref_set)
+                .remove_diagonal(false),
+            LossInput::new(batch)
+                .with_keys(ref_set)
+                .with_sample_weight(SampleWeight::PerExample(&weights)),
+        ];
+        for (case, input) in inputs.iter().enumerate() {
+            let m = input.keys().len();
+            let whole = run(formula, parts, input, STRIPS);
+            // One row per strip, three rows per strip (the last strip shorter), and strips
+            // no larger than the batch.
+            for rows in [1, 3, 23] {
+                let strips = Strips {
+                    above: 0,
+                    entries: rows * m,
+                };
+                let striped = run(formula, parts, input, strips);
+                let what = |part: &str| format!("case {case}, {rows} rows per strip: {part}");
+                assert_close(&what("loss"), &[whole.loss], &[striped.loss], tol);
+                assert_close(
+                    &what("per example"),
+                    &whole.per_example,
+                    &striped.per_example,
+                    tol,
+                );
+                assert_close(
+                    &what("queries"),
+                    &whole.grad_queries,
+                    &striped.grad_queries,
+                    tol,
+                );
+                assert_close(&what("keys"), &whole.grad_keys, &striped.grad_keys, tol);
+            }
+            let scores = Scores {
+                m: &[T::ZERO; 0],
+                first: 0,
+                cols: m,
+                similarity: false,
+                query_labels: input.queries().labels(),
+                key_labels: input.keys().labels(),
+                remove_diagonal: input.keys_are_queries() || input.removes_diagonal(),
+            };
+            let brute = (0..23)
+                .flat_map(|i| (0..m).map(move |j| (i, j)))
+                .filter(|&(i, j)| scores.positive(i, j))
+                .count();
+            assert_eq!(scores.positive_pairs(&mut Vec::new()), brute as u128);
+        }
+    }
+
+    /// Asserts that running in strips gives the whole-matrix path's numbers, for every
+    /// PML distance and reducer: `build` makes the formula and parts for a pair of them.
+    fn assert_strips_match<F: PairFormula>(
+        build: impl Fn(
+            PartConfig<dyn RegisteredDistance>,
+            PartConfig<dyn RegisteredReducer>,
+        ) -> (F, DenseParts),
+    ) {
+        let distances: [PartConfig<dyn RegisteredDistance>; 4] = [
+            CosineSimilarity::default().into(),
+            LpDistance::default().into(),
+            LpDistance::new(true, 1, 1).unwrap().into(),
+            DotProductSimilarity::new(false, 2).unwrap().into(),
+        ];
+        for distance in distances {
+            let reducers: [PartConfig<dyn RegisteredReducer>; 3] = [
+                MeanReducer {}.into(),
+                SumReducer {}.into(),
+                AvgNonZeroReducer {}.into(),
+            ];
+            for reducer in reducers {
+                let (formula, parts) = build(distance.clone(), reducer);
+                check_precision::<f64, F>(&formula, &parts, 1e-12);
+                check_precision::<f32, F>(&formula, &parts, 2e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn strips_give_the_whole_matrix_numbers() {
+        macro_rules! check {
+            ($config:ty) => {
+                assert_strips_match(|distance, reducer| {
+                    let loss = <$config>::default()
+                        .temperature(0.1)
+                        .distance(distance)
+                        .reducer(reducer)
+                        .build()
+                        .unwrap();
+                    (*loss.formula(), loss.parts().clone())
+                })
+            };
+        }
+        check!(crate::NTXentLossConfig);
+        check!(crate::SupConLossConfig);
+    }
+
+    #[test]
+    fn element_memory_past_the_limit_is_an_error() {
+        assert!(check_element_count::<f32>(1 << 20, 1024, 1024).is_ok());
+        assert!(matches!(
+            check_element_count::<f32>(1 << 40, 1 << 20, 1 << 20),
+            Err(LossError::TooLarge { .. })
+        ));
+    }
+}

@@ -17,6 +17,7 @@ pub(crate) struct SupCon {
 
 impl PairFormula for SupCon {
     const SUB_LOSSES: usize = 1;
+    const STRIPS: bool = true;
 
     /// One element per anchor row, keeping its log-sum-exp and positive count.
     fn forward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool {
@@ -27,7 +28,7 @@ impl PairFormula for SupCon {
         let none = T::from_f64(f64::NEG_INFINITY);
         let mut buf = std::mem::take(&mut subs[0].row);
         buf.resize(s.cols, T::ZERO);
-        for i in 0..s.rows() {
+        for i in s.rows() {
             let row = s.row(i);
             // PML shifts by the maximum over every column, kept or not.
             s.kept_logits(i, t, &mut buf, |_| true);
@@ -62,12 +63,12 @@ impl PairFormula for SupCon {
         } else {
             -T::ONE / t
         };
-        for (i, _, _, [lse, count], scale) in subs[0].iter() {
+        for (i, _, _, [lse, count], scale) in subs[0].of_rows(s.rows()) {
             if scale == T::ZERO || count == T::ZERO {
                 continue;
             }
             let factor = scale / (count + tiny) * dl;
-            let out = &mut grad[i * s.cols..(i + 1) * s.cols];
+            let out = s.grad_row(grad, i);
             // σ in place (0 off the kept columns), then the weights.
             s.kept_logits(i, t, out, |j| s.positive(i, j) || s.negative(i, j));
             exp_shifted_sum(out, lse);

@@ -20,10 +20,37 @@ pub struct CallShape {
     pub gradient: bool,
 }
 
-/// Validates `input`, resets `out` for it, checks that `matrices` matrices of `n x m`
-/// entries fit in [`MAX_DISTANCE_MATRIX_BYTES`](crate::MAX_DISTANCE_MATRIX_BYTES), and fills
-/// `matrix` with the distances (`stats` is the distance's reusable memory). `Ok(None)` for
-/// an empty batch, whose output is then complete.
+/// Validates `input` and resets `out` for it: the start of every call, before any
+/// distance is computed. `Ok(None)` for an empty batch, whose output is then complete.
+///
+/// # Errors
+/// Invalid input ([`LossInput::validate`]).
+pub fn start_call<T: Float>(
+    input: &LossInput<'_, T>,
+    out: &mut LossOutput<T>,
+) -> Result<Option<CallShape>, LossError> {
+    input.validate()?;
+    let (queries, keys) = (input.queries(), input.keys());
+    let shape = CallShape {
+        n: queries.len(),
+        m: keys.len(),
+        dims: queries.embeddings().cols(),
+        same: input.keys_are_queries(),
+        gradient: input.wants_gradient(),
+    };
+    out.reset(
+        shape.n,
+        if shape.same { 0 } else { shape.m },
+        shape.dims,
+        shape.gradient,
+    );
+    Ok((shape.n > 0).then_some(shape))
+}
+
+/// [`start_call`], then checks that `matrices` matrices of `n x m` entries fit in
+/// [`MAX_DISTANCE_MATRIX_BYTES`](crate::MAX_DISTANCE_MATRIX_BYTES), and fills `matrix` with
+/// the distances (`stats` is the distance's reusable memory). `Ok(None)` for an empty
+/// batch, whose output is then complete.
 ///
 /// # Errors
 /// Invalid input ([`LossInput::validate`]), [`LossError::TooLarge`], the distance's own
@@ -36,32 +63,17 @@ pub fn full_distance_matrix<T: Float>(
     stats: &mut Vec<T>,
     matrix: &mut Vec<T>,
 ) -> Result<Option<CallShape>, LossError> {
-    input.validate()?;
-    let (queries, keys) = (input.queries(), input.keys());
-    let shape = CallShape {
-        n: queries.len(),
-        m: keys.len(),
-        dims: queries.embeddings().cols(),
-        same: input.keys_are_queries(),
-        gradient: input.wants_gradient(),
+    let Some(shape) = start_call(input, out)? else {
+        return Ok(None);
     };
     let CallShape { n, m, .. } = shape;
-    out.reset(
-        n,
-        if shape.same { 0 } else { m },
-        shape.dims,
-        shape.gradient,
-    );
-    if n == 0 {
-        return Ok(None);
-    }
     check_matrix_size::<T>(n, m, matrices)?;
     matrix.clear();
     matrix.resize(n * m, T::ZERO);
     stats.clear();
     distance.matrix(
-        queries.embeddings(),
-        keys.embeddings(),
+        input.queries().embeddings(),
+        input.keys().embeddings(),
         shape.same,
         stats,
         matrix,

@@ -56,7 +56,7 @@ mod pipeline;
 
 pub use builder::TripletLossBuilder;
 pub use config::TripletLossConfig;
-pub use full_matrix::{finite_distances, full_distance_matrix, CallShape};
+pub use full_matrix::{finite_distances, full_distance_matrix, start_call, CallShape};
 pub use loss::TripletLoss;
 pub use margin::Margin;
 pub use parts::{DenseParts, MinedParts, MinedPartsConfig};
