@@ -130,6 +130,7 @@ pub fn total<T: Float>(lanes: [T; LANES]) -> T {
 
 /// Whether every entry is finite: 0·v is NaN exactly for ±∞ and NaN, and a NaN stays in
 /// a sum.
+#[inline(always)]
 pub fn all_finite<T: Float>(v: &[T]) -> bool {
     let mut acc = [T::ZERO; LANES];
     let mut blocks = v.chunks_exact(LANES);
@@ -145,6 +146,7 @@ pub fn all_finite<T: Float>(v: &[T]) -> bool {
 }
 
 /// Σ `v` over the lanes, in a fixed order.
+#[inline(always)]
 pub fn sum<T: Float>(v: &[T]) -> T {
     let mut acc = [T::ZERO; LANES];
     let mut blocks = v.chunks_exact(LANES);
@@ -160,6 +162,7 @@ pub fn sum<T: Float>(v: &[T]) -> T {
 }
 
 /// The largest entry of `v` (−∞ when empty; `v` holds no NaN).
+#[inline(always)]
 pub fn max<T: DenseFloat>(v: &[T]) -> T {
     let mut acc = [T::from_f64(f64::NEG_INFINITY).key(); LANES];
     let mut blocks = v.chunks_exact(LANES);
@@ -176,6 +179,7 @@ pub fn max<T: DenseFloat>(v: &[T]) -> T {
 
 /// Replaces each vⱼ by e^{vⱼ − c} and returns their sum: the denominator of a softmax
 /// shifted by `c` (at least the largest vⱼ, so that nothing overflows).
+#[inline(always)]
 pub fn exp_shifted_sum<T: DenseFloat>(v: &mut [T], c: T) -> T {
     // A plain map first (the loop vectoriser's case, unlike an exponential inside per-lane
     // accumulators), then the sum.

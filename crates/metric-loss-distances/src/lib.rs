@@ -48,6 +48,7 @@ mod kind;
 pub mod lanes;
 mod normalize;
 pub mod parallel;
+pub mod wide;
 
 pub use gram::mirror_upper;
 pub use kind::DistanceKind;

@@ -6,6 +6,7 @@ use metric_loss_core::{
     Workspace,
 };
 use metric_loss_distances::parallel::for_row_chunks_with_scratch;
+use metric_loss_distances::wide::with_avx2;
 
 /// The largest distance matrix a call may allocate, in bytes (16 GiB, as for `TripletLoss`):
 /// larger batches get [`LossError::TooLarge`] instead of an allocation failure. The dense
@@ -164,24 +165,29 @@ pub(crate) fn run_dense<T: Float>(
         m,
         &mut scratch.rows,
         |first, values, row_scratch, grads| {
-            for (t, (value, grad_row)) in
-                values.iter_mut().zip(grads.chunks_exact_mut(m)).enumerate()
-            {
-                let i = first + t;
-                let view = RowView {
-                    d: &distances[i * m..(i + 1) * m],
-                    self_col: (self_rule && i < m).then_some(i),
-                    key_classes: &classes.of_key,
-                    anchor_class: classes.of(query_labels[i]),
-                    diag: if removes_diagonal { i } else { usize::MAX },
-                };
-                let v = row(&view, grad_row, row_scratch);
-                if !v.is_finite() || !all_finite(grad_row) {
-                    return Err(overflow(name, i, view.d));
-                }
-                *value = v;
-            }
-            Ok(())
+            with_avx2(
+                #[inline(always)]
+                || {
+                    for (t, (value, grad_row)) in
+                        values.iter_mut().zip(grads.chunks_exact_mut(m)).enumerate()
+                    {
+                        let i = first + t;
+                        let view = RowView {
+                            d: &distances[i * m..(i + 1) * m],
+                            self_col: (self_rule && i < m).then_some(i),
+                            key_classes: &classes.of_key,
+                            anchor_class: classes.of(query_labels[i]),
+                            diag: if removes_diagonal { i } else { usize::MAX },
+                        };
+                        let v = row(&view, grad_row, row_scratch);
+                        if !v.is_finite() || !all_finite(grad_row) {
+                            return Err(overflow(name, i, view.d));
+                        }
+                        *value = v;
+                    }
+                    Ok(())
+                },
+            )
         },
     )?;
     scratch.scales.clear();

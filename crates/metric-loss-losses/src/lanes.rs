@@ -24,6 +24,7 @@ pub(crate) fn side_of(positive: bool, negative: bool) -> u8 {
 /// [`NEITHER`]) and returns each side's e^{−c} + Σ e^{xⱼ − c}: the denominators of the two
 /// softmaxes of ln(1 + Σ e^{xⱼ}), which never overflow when c ≥ 0 and c is at least the
 /// side's largest score.
+#[inline(always)]
 pub(crate) fn shifted_exp_sums<T: DenseFloat>(
     scores: &mut [T],
     side: &[u8],
@@ -97,6 +98,7 @@ pub(crate) fn two_softmaxes<T: DenseFloat>(
 }
 
 /// Σ `values` over the [`POSITIVE`] keys and over the [`NEGATIVE`] ones.
+#[inline(always)]
 pub(crate) fn side_sums<T: Float>(values: &[T], side: &[u8]) -> (T, T) {
     let (mut pos, mut neg) = ([T::ZERO; LANES], [T::ZERO; LANES]);
     let mut v_blocks = values.chunks_exact(LANES);

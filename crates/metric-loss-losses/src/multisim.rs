@@ -283,6 +283,8 @@ impl MultiSimilarityLoss {
                 reducer: T::reducer(self.parts.reducer_part()),
                 remove_diagonal: self.remove_diagonal,
             },
+            // Inlined into the driver's AVX2 copy of the row loop.
+            #[inline(always)]
             move |row, grad, scratch| {
                 let (mined_positive, mined_negative) = hard_extrema(row);
                 let mu = mined_negative - eps;
@@ -314,6 +316,7 @@ impl MultiSimilarityLoss {
 /// negative one, each as TF computes it, `(d − offset) + offset` with the row minimum (or
 /// maximum) shifted by the ±1e-6 sentinel offset, in f64 (exactly d in f32), and that
 /// offset for an empty mask. One branch-free pass (integer maxima, so that it vectorises).
+#[inline(always)]
 fn hard_extrema<T: DenseFloat>(row: &RowView<'_, T>) -> (T, T) {
     let (d, classes, class, diag) = (row.d, row.key_classes, row.anchor_class, row.diag);
     let (none_below, none_above) = (

@@ -7,7 +7,7 @@ use metric_loss_core::{
 };
 use metric_loss_triplet::DenseParts;
 
-use crate::common::{dense_parts_methods, impl_metric_loss, run_dense, DenseSpec};
+use crate::common::{dense_parts_methods, impl_metric_loss, run_dense, DenseSpec, RowView};
 use crate::lanes::{keep, side_sums, DenseFloat, NEGATIVE, POSITIVE};
 use metric_loss_core::params::finite_nonzero;
 
@@ -221,33 +221,14 @@ impl SoftNearestNeighborLoss {
                 reducer: T::reducer(self.parts.reducer_part()),
                 remove_diagonal: self.remove_diagonal,
             },
+            // Inlined into the driver's AVX2 copy of the row loop.
+            #[inline(always)]
             move |row, grad, scratch| {
                 let d = row.d;
                 let m = d.len();
-                let (labels, label, diag) = (&row.key_classes[..m], row.anchor_class, row.diag);
                 let self_col = row.self_col.unwrap_or(usize::MAX);
                 let (side, grad) = (scratch.sides(m), &mut grad[..m]);
-                // Eᵢⱼ waits in `grad` (0 for the anchor itself); A = Σ Eᵢⱼ and B, its part
-                // over the positives. Branch-free, so that it vectorises.
-                let exps = |grad: &mut [T], side: &mut [u8], shift: T| {
-                    let mut sides = 0u8;
-                    for (j, (((g, k), &dj), &lab)) in grad
-                        .iter_mut()
-                        .zip(side.iter_mut())
-                        .zip(d)
-                        .zip(labels)
-                        .enumerate()
-                    {
-                        let pos = (lab == label) & (j != diag);
-                        *g = keep(j != self_col, T::exp_ftz(-dj / t - shift));
-                        let this = if pos { POSITIVE } else { NEGATIVE };
-                        sides |= this;
-                        *k = this;
-                    }
-                    let (b, others) = side_sums(grad, side);
-                    (b + others, b, sides & POSITIVE != 0)
-                };
-                let (mut a, mut b, has_positive) = exps(grad, side, T::ZERO);
+                let (mut a, mut b, has_positive) = exps(row, t, grad, side, T::ZERO);
                 if !(a > T::ZERO && a.is_finite()) {
                     // TF: 0/0 (or ∞/∞). The ratio is shift-invariant: shift by the largest
                     // exponent of the row.
@@ -259,7 +240,7 @@ impl SoftNearestNeighborLoss {
                         .map(|j| (-d[j] / t).key())
                         .max()
                         .map_or(T::ZERO, T::from_key);
-                    (a, b, _) = exps(grad, side, c);
+                    (a, b, _) = exps(row, t, grad, side, c);
                 }
                 if !has_positive {
                     grad.fill(T::ZERO);
@@ -281,3 +262,34 @@ impl SoftNearestNeighborLoss {
 }
 
 impl_metric_loss!(SoftNearestNeighborLoss);
+
+/// Eᵢⱼ = e^{−Dᵢⱼ/T − shift} into `grad` (0 for the anchor itself) and each key's side into
+/// `side`; returns A = Σ Eᵢⱼ, B (its part over the positives) and whether the row has a
+/// positive. Branch-free, so that it vectorises (inlined into the row loop's AVX2 copy).
+#[inline(always)]
+fn exps<T: DenseFloat>(
+    row: &RowView<'_, T>,
+    t: T,
+    grad: &mut [T],
+    side: &mut [u8],
+    shift: T,
+) -> (T, T, bool) {
+    let (d, labels, label, diag) = (row.d, row.key_classes, row.anchor_class, row.diag);
+    let self_col = row.self_col.unwrap_or(usize::MAX);
+    let mut sides = 0u8;
+    for (j, (((g, k), &dj), &lab)) in grad
+        .iter_mut()
+        .zip(side.iter_mut())
+        .zip(d)
+        .zip(labels)
+        .enumerate()
+    {
+        let pos = (lab == label) & (j != diag);
+        *g = keep(j != self_col, T::exp_ftz(-dj / t - shift));
+        let this = if pos { POSITIVE } else { NEGATIVE };
+        sides |= this;
+        *k = this;
+    }
+    let (b, others) = side_sums(grad, side);
+    (b + others, b, sides & POSITIVE != 0)
+}
