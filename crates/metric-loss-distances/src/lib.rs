@@ -18,7 +18,7 @@
 //! for close points (distances below about 3e-4·‖x‖ come out as 0), and its gradient at a
 //! self-pair is exactly 0. Matrix products use `matrixmultiply`; when the keys are the
 //! queries only one triangle is computed, and for cosine and inner product
-//! [`DistanceKind::upper_triangle`] stops there (no mirror) for callers that read the
+//! [`Distance::upper_triangle`](metric_loss_core::Distance::upper_triangle) stops there (no mirror) for callers that read the
 //! upper triangle only. Manhattan and snr never build an
 //! `n x m x dims` temporary (snr goes through the centred Gram matrix).
 //!

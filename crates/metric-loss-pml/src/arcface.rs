@@ -65,7 +65,7 @@ learnable_loss! {
     /// weight vector per class (the columns of `W`, `embedding_size x num_classes`), whose
     /// target angle is widened by the margin (in degrees):
     ///
-    /// ℓᵢ = −log softmax(s · [cos θᵢ₀, …, cos(θᵢ,yᵢ + m), …])[yᵢ],  L = reduce over the rows
+    /// ℓᵢ = −log softmax(s · [cos θᵢ₀, …, cos(θᵢ,yᵢ + m), …])\[yᵢ\],  L = reduce over the rows
     ///
     /// (beyond θ = π − m the target logit is cos θ − m·sin m, PML's fallback). The loss owns
     /// `W` (initialised N(0, 1) from `seed`; set it with

@@ -27,7 +27,7 @@ learnable_loss! {
     /// weight vector per class (the columns of `W`, `embedding_size x num_classes`), the
     /// target cosine lowered by the margin:
     ///
-    /// ℓᵢ = −log softmax(s · [cᵢ₀, …, cᵢ,yᵢ − m, …])[yᵢ],  L = reduce over the rows
+    /// ℓᵢ = −log softmax(s · [cᵢ₀, …, cᵢ,yᵢ − m, …])\[yᵢ\],  L = reduce over the rows
     ///
     /// The loss owns `W` (initialised N(0, 1) from `seed`), each call returns ∂L/∂W in
     /// `grad_parameters`. Defaults: [`CosineSimilarity`] (the only distance accepted) and
