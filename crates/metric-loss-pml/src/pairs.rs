@@ -415,7 +415,7 @@ fn distances<T: Float>(
     let m = k.rows();
     let whole = rows.len() == q.rows();
     let first = rows.start;
-    matrix.clear();
+    // Not zeroed: `Distance::matrix` writes every entry.
     matrix.resize(rows.len() * m, T::ZERO);
     stats.clear();
     distance.matrix(q.row_range(rows), k, same && whole, stats, matrix)?;

@@ -3,6 +3,8 @@
 
 use metric_loss_core::{Distance, Float, LossError, LossInput, LossOutput};
 
+use metric_loss_distances::lanes::all_finite;
+
 use crate::check_matrix_size;
 
 /// The shape of a validated call.
@@ -68,7 +70,8 @@ pub fn full_distance_matrix<T: Float>(
     };
     let CallShape { n, m, .. } = shape;
     check_matrix_size::<T>(n, m, matrices)?;
-    matrix.clear();
+    // Not zeroed: `Distance::matrix` writes every entry (a memset of the matrix was 9% of
+    // a MultiSimilarity call at N = 1024 on two threads).
     matrix.resize(n * m, T::ZERO);
     stats.clear();
     distance.matrix(
@@ -92,6 +95,9 @@ pub fn finite_distances<T: Float>(
     matrix: &[T],
     m: usize,
 ) -> Result<(), LossError> {
+    if all_finite(matrix) {
+        return Ok(());
+    }
     match matrix.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
         Some(at) => Err(LossError::NonFiniteDistance {
