@@ -201,7 +201,7 @@ fn symmetric_differences<T: Float>(x: Embeddings<'_, T>, h: &mut [T], factor: T,
     let (n, dims) = (x.rows(), x.cols());
     symmetric_product(x, h, -factor, grad);
     for (i, row) in h.chunks_exact(n).enumerate() {
-        let row_sum = row.iter().fold(T::ZERO, |a, v| a + *v);
+        let row_sum = crate::lanes::sum(row);
         if row_sum != T::ZERO {
             axpy(
                 factor * row_sum,
@@ -289,9 +289,19 @@ fn for_each_clamped<T: Float>(
     m: usize,
     mut f: impl FnMut(usize, usize, T),
 ) {
-    for (at, (d, g)) in dist.iter().zip(dist_grad).enumerate() {
-        if *d == T::ZERO && d.is_sign_negative() && *g != T::ZERO {
-            f(at / m, at % m, *g);
+    // Zeros are rare (the diagonal, duplicate rows): a vectorised test per block first,
+    // the exact test only in blocks that hold a zero. The plain scan was 6% of a
+    // MultiSimilarity call at N = 1024 on two threads.
+    const BLOCK: usize = 64;
+    for (b, (ds, gs)) in dist.chunks(BLOCK).zip(dist_grad.chunks(BLOCK)).enumerate() {
+        if !ds.iter().fold(false, |any, d| any | (*d == T::ZERO)) {
+            continue;
+        }
+        for (t, (d, g)) in ds.iter().zip(gs).enumerate() {
+            if *d == T::ZERO && d.is_sign_negative() && *g != T::ZERO {
+                let at = b * BLOCK + t;
+                f(at / m, at % m, *g);
+            }
         }
     }
 }
