@@ -136,12 +136,21 @@ pub(crate) fn dense_vjp_same<T: Float>(
     true
 }
 
-/// Overwrites the square `n x n` matrix `g` with G + Gᵀ, a pair of 32 x 32 tiles at a
-/// time. Each tile pair is copied row by row into two local tiles and the transposed reads
+/// Overwrites the square `n x n` row-major matrix `g` with G + Gᵀ, a pair of 32 x 32 tiles
+/// at a time. Each tile pair is copied row by row into two local tiles and the transposed reads
 /// go to the local copy: read in place, a column of a 1024-wide f32 matrix is 32 lines
 /// 4096 bytes apart, all in one L1 set, and the in-place version spent a fifth of a
 /// MultiSimilarity call (N = 1024) on those conflict misses.
-fn symmetrise<T: Float>(g: &mut [T], n: usize) {
+///
+/// ```
+/// let mut g = [1.0f32, 2.0, 3.0, 4.0];
+/// metric_loss_distances::add_transpose(&mut g, 2);
+/// assert_eq!(g, [2.0, 5.0, 5.0, 8.0]);
+/// ```
+///
+/// # Panics
+/// If `g` is shorter than `n * n`.
+pub fn add_transpose<T: Float>(g: &mut [T], n: usize) {
     const TILE: usize = 32;
     let mut upper = [[T::ZERO; TILE]; TILE];
     let mut lower = [[T::ZERO; TILE]; TILE];
@@ -183,7 +192,7 @@ fn symmetrise<T: Float>(g: &mut [T], n: usize) {
 /// grad += alpha · (G + Gᵀ) X, consuming G.
 fn symmetric_product<T: Float>(x: Embeddings<'_, T>, g: &mut [T], alpha: T, grad: &mut [T]) {
     let (n, dims) = (x.rows(), x.cols());
-    symmetrise(g, n);
+    add_transpose(g, n);
     gemm_rows(
         n,
         n,
@@ -362,7 +371,7 @@ mod tests {
         for n in [0usize, 1, 31, 32, 33, 70] {
             let g = values(n * n, 9);
             let mut got = g.clone();
-            symmetrise(&mut got, n);
+            add_transpose(&mut got, n);
             for i in 0..n {
                 for j in 0..n {
                     assert_eq!(

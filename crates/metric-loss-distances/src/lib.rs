@@ -50,6 +50,7 @@ mod normalize;
 pub mod parallel;
 pub mod wide;
 
+pub use dense::add_transpose;
 pub use gram::mirror_upper;
 pub use kind::DistanceKind;
 pub use normalize::{l2_normalize, l2_normalize_vjp};

@@ -7,7 +7,10 @@
 
 use std::sync::Arc;
 
-use metric_loss_core::{Distance, Embeddings, Float, LossError, PartConfig, RegisteredDistance};
+use metric_loss_core::{
+    dense_vjp_by_halves, Distance, Embeddings, Float, LossError, PartConfig, RegisteredDistance,
+};
+use metric_loss_distances::{add_transpose, lanes};
 use serde::{Deserialize, Serialize};
 
 /// The floor of a row's norm in the normalisation (PML's, in the tensor's dtype).
@@ -187,6 +190,47 @@ impl Geometry {
         }
     }
 
+    /// Turns the upstream gradient `a` (`n x m`) into A, each entry's derivative with
+    /// respect to its un-squared dot product or distance, given the normalised rows
+    /// (`base`, `n x m`, is memory for the dot products a squared dot product needs).
+    #[allow(clippy::too_many_arguments)]
+    fn entry_slopes<T: Float>(
+        &self,
+        n: usize,
+        m: usize,
+        dims: usize,
+        (qh, kh): (&[T], &[T]),
+        dist: &[T],
+        a: &mut [T],
+        base: &mut [T],
+    ) {
+        let two = T::from_f64(2.0);
+        match (self.form == Form::Dot, self.squared) {
+            (true, false) => {}
+            (true, true) => {
+                // d(s²)/ds = 2s needs the sign of s: the dot products again.
+                T::gemm(
+                    n,
+                    dims,
+                    m,
+                    T::ONE,
+                    (qh, dims, 1),
+                    (kh, 1, dims),
+                    T::ZERO,
+                    (base, m, 1),
+                );
+                a.iter_mut()
+                    .zip(base.iter())
+                    .for_each(|(g, s)| *g = *g * two * *s);
+            }
+            // A zero distance has the zero subgradient.
+            (false, false) => a.iter_mut().zip(dist).for_each(|(g, d)| {
+                *g = if *d > T::ZERO { *g / *d } else { T::ZERO };
+            }),
+            (false, true) => a.iter_mut().for_each(|g| *g *= two),
+        }
+    }
+
     /// The gradient of Σᵢⱼ Gᵢⱼ Dᵢⱼ for the dot and euclidean forms through products: with
     /// A the derivative of each entry with respect to its un-squared dot product or
     /// distance (written over `dist_grad`), ∂/∂x̂ᵢ is (A K̂)ᵢ for a dot product and
@@ -213,31 +257,7 @@ impl Geometry {
         let (w, base) = rest.split_at_mut(m * dims);
         self.normalize_into(q, qh);
         self.normalize_into(k, kh);
-        let two = T::from_f64(2.0);
-        match (dot, self.squared) {
-            (true, false) => {}
-            (true, true) => {
-                // d(s²)/ds = 2s needs the sign of s: the dot products again.
-                T::gemm(
-                    n,
-                    dims,
-                    m,
-                    T::ONE,
-                    (qh, dims, 1),
-                    (kh, 1, dims),
-                    T::ZERO,
-                    (base, m, 1),
-                );
-                a.iter_mut()
-                    .zip(base.iter())
-                    .for_each(|(g, s)| *g = *g * two * *s);
-            }
-            // A zero distance has the zero subgradient.
-            (false, false) => a.iter_mut().zip(dist).for_each(|(g, d)| {
-                *g = if *d > T::ZERO { *g / *d } else { T::ZERO };
-            }),
-            (false, true) => a.iter_mut().for_each(|g| *g *= two),
-        }
+        self.entry_slopes(n, m, dims, (qh, kh), dist, a, base);
         let sign = if dot { T::ONE } else { -T::ONE };
         T::gemm(
             n,
@@ -282,6 +302,53 @@ impl Geometry {
         for j in 0..m {
             let at = j * dims..(j + 1) * dims;
             self.normalize_vjp(k.row(j), &w[at.clone()], &mut grad_k[at]);
+        }
+    }
+
+    /// [`Geometry::dense_vjp`] for the batch against itself, with one product instead of
+    /// two: the query and key halves of row i are both gradients with respect to x̂ᵢ, so
+    /// they add before the normalisation's backward pass, and A K̂ + Aᵀ Q̂ = (A + Aᵀ) X̂
+    /// (with (A + Aᵀ)'s row sums for the euclidean form).
+    fn dense_vjp_same<T: Float>(
+        &self,
+        x: Embeddings<'_, T>,
+        dist: &[T],
+        a: &mut [T],
+        grad: &mut [T],
+        scratch: &mut Vec<T>,
+    ) {
+        let (n, dims) = (x.rows(), x.cols());
+        let dot = self.form == Form::Dot;
+        scratch.clear();
+        let base_len = if dot && self.squared { n * n } else { 0 };
+        scratch.resize(2 * n * dims + base_len, T::ZERO);
+        let (xh, rest) = scratch.split_at_mut(n * dims);
+        let (v, base) = rest.split_at_mut(n * dims);
+        self.normalize_into(x, xh);
+        self.entry_slopes(n, n, dims, (xh, xh), dist, a, base);
+        add_transpose(a, n);
+        let sign = if dot { T::ONE } else { -T::ONE };
+        T::gemm(
+            n,
+            n,
+            dims,
+            sign,
+            (a, n, 1),
+            (xh, dims, 1),
+            T::ZERO,
+            (v, dims, 1),
+        );
+        if !dot {
+            for (i, row) in a.chunks_exact(n.max(1)).take(n).enumerate() {
+                let total = lanes::sum(row);
+                for (o, y) in v[i * dims..(i + 1) * dims].iter_mut().zip(&xh[i * dims..]) {
+                    *o += total * *y;
+                }
+            }
+        }
+        for i in 0..n {
+            let at = i * dims..(i + 1) * dims;
+            self.normalize_vjp(x.row(i), &v[at.clone()], &mut grad[at]);
         }
     }
 
@@ -386,6 +453,22 @@ macro_rules! pml_distance {
                     self.dense_vjp(q, k, dist, dist_grad, grad_q, grad_k);
                 } else {
                     geometry.dense_vjp(q, k, dist, dist_grad, grad_q, grad_k, scratch);
+                }
+            }
+
+            fn dense_vjp_same(
+                &self,
+                x: Embeddings<'_, T>,
+                dist: &[T],
+                dist_grad: &mut [T],
+                grad: &mut [T],
+                scratch: &mut Vec<T>,
+            ) {
+                let geometry = self.geometry();
+                if geometry.form == Form::Manhattan {
+                    dense_vjp_by_halves(self, x, dist, dist_grad, grad, scratch);
+                } else {
+                    geometry.dense_vjp_same(x, dist, dist_grad, grad, scratch);
                 }
             }
 
@@ -772,6 +855,42 @@ mod tests {
             );
             for (a, b) in gq.iter().zip(&fq).chain(gk.iter().zip(&fk)) {
                 assert!((a - b).abs() < 1e-12, "{d:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_batch_against_itself_takes_one_product_for_both_halves() {
+        // 40 rows: the euclidean form takes its product path (above the direct one's size).
+        let (n, dims) = (40, 3);
+        let x: Vec<f64> = (0..n * dims)
+            .map(|i| ((i as f64 + 1.0) * 0.7548).fract() - 0.5)
+            .collect();
+        let x = Embeddings::from_row_major(&x, n, dims).unwrap();
+        let g: Vec<f64> = (0..n * n)
+            .map(|i| ((i * 7 % 5) as f64 - 2.0) / 2.0)
+            .collect();
+        // The euclidean distance of a row to itself is the square root of a rounding error
+        // in the expanded form, and G/D there is ~1e8: the two summation orders cancel it
+        // to ~1e-8 (as in the distances crate's own test of this product).
+        let parts: [(&dyn Distance<f64>, f64); 7] = [
+            (&LpDistance::default(), 1e-6),
+            (&LpDistance::new(false, 2, 1).unwrap(), 1e-6),
+            (&LpDistance::new(true, 2, 2).unwrap(), 1e-12),
+            (&LpDistance::new(true, 1, 1).unwrap(), 1e-12),
+            (&CosineSimilarity::default(), 1e-12),
+            (&CosineSimilarity::new(2).unwrap(), 1e-12),
+            (&DotProductSimilarity::new(false, 1).unwrap(), 1e-12),
+        ];
+        for (d, tol) in parts {
+            let mut dist = vec![0.0; n * n];
+            d.matrix(x, x, true, &mut Vec::new(), &mut dist).unwrap();
+            let mut halves = vec![0.0; n * dims];
+            dense_vjp_by_halves(d, x, &dist, &mut g.clone(), &mut halves, &mut Vec::new());
+            let mut once = vec![0.0; n * dims];
+            d.dense_vjp_same(x, &dist, &mut g.clone(), &mut once, &mut Vec::new());
+            for (a, b) in halves.iter().zip(&once) {
+                assert!((a - b).abs() < tol * (1.0 + a.abs()), "{d:?}: {a} vs {b}");
             }
         }
     }

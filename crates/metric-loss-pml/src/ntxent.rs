@@ -16,6 +16,7 @@ pub(crate) struct NTXent {
 
 /// An anchor row's negatives: their largest logit and Σ exp(ν − max), with `row` (`cols`
 /// long) left holding each column's exp(ν − max) (0 for the other columns).
+#[inline(always)]
 fn negatives<T: DenseFloat>(s: &Scores<'_, T>, i: usize, t: T, row: &mut [T]) -> Option<(T, T)> {
     s.kept_logits(i, t, row, |j| s.negative(i, j));
     let top = max(row);
@@ -33,6 +34,7 @@ impl PairFormula for NTXent {
     /// Per positive pair (i, j) with logit ℓ and the anchor's negative logits ν:
     /// shift c = max(ℓ, max ν), r = e^{ℓ−c} / (Σ e^{ν−c} + e^{ℓ−c}), element −ln(r + tiny).
     /// Keeps ∂element/∂ℓ and r / (den (r + tiny)) · e^{max ν − c} for the gradient.
+    #[inline(always)]
     fn forward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool {
         if !s.has_both() {
             return false;
@@ -68,6 +70,7 @@ impl PairFormula for NTXent {
         true
     }
 
+    #[inline(always)]
     fn backward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &[Elements<T>], grad: &mut [T]) {
         let t = T::from_f64(self.temperature);
         // ∂logit/∂d: 1/T for a similarity, −1/T for a distance.

@@ -9,6 +9,7 @@ use metric_loss_core::{
     Workspace,
 };
 use metric_loss_distances::lanes::DenseFloat;
+use metric_loss_distances::wide::with_avx2;
 use metric_loss_triplet::{
     check_matrix_size, finite_distances, start_call, CallShape, DenseParts,
     MAX_DISTANCE_MATRIX_BYTES,
@@ -108,6 +109,7 @@ impl<T: Float> Scores<'_, T> {
 
     /// Row `i`'s logits ([`Scores::logit`]) into `out`, −∞ where `kept(j)` is false: the
     /// input of a softmax over the kept columns (e^−∞ = 0 drops the others).
+    #[inline(always)]
     pub(crate) fn kept_logits(
         &self,
         i: usize,
@@ -333,7 +335,10 @@ pub(crate) fn run_pairs_in_strips<T: DenseFloat, F: PairFormula>(
             first,
             ..base
         };
-        if !formula.forward(&scores, subs) {
+        if !with_avx2(
+            #[inline(always)]
+            || formula.forward(&scores, subs),
+        ) {
             return Ok(());
         }
     }
@@ -360,14 +365,16 @@ pub(crate) fn run_pairs_in_strips<T: DenseFloat, F: PairFormula>(
         }
     }
     if gradient {
-        // The batch against itself: the key half of the gradient is gathered here and
-        // added to the query half at the end.
-        let key_grad: &mut [T] = if same {
-            key_grad.clear();
-            key_grad.resize(n * dims, T::ZERO);
-            key_grad
-        } else {
-            &mut out.grad_keys
+        // The batch against itself in strips: the key half of the gradient is gathered
+        // here and added to the query half at the end. (Whole, it takes one call below.)
+        let key_grad: &mut [T] = match (same, striped) {
+            (false, _) => &mut out.grad_keys,
+            (true, true) => {
+                key_grad.clear();
+                key_grad.resize(n * dims, T::ZERO);
+                key_grad
+            }
+            (true, false) => &mut [],
         };
         for first in strip_starts {
             let rows = first..(first + strip).min(n);
@@ -381,18 +388,26 @@ pub(crate) fn run_pairs_in_strips<T: DenseFloat, F: PairFormula>(
             };
             grad.clear();
             grad.resize(matrix.len(), T::ZERO);
-            formula.backward(&scores, subs, grad);
-            distance.dense_vjp_with_scratch(
-                q.row_range(rows.clone()),
-                k,
-                matrix,
-                grad,
-                &mut out.grad_queries[rows.start * dims..rows.end * dims],
-                key_grad,
-                stats,
+            with_avx2(
+                #[inline(always)]
+                || formula.backward(&scores, subs, grad),
             );
+            if same && !striped {
+                // Both halves at once: one product with G + Gᵀ where the distance can.
+                distance.dense_vjp_same(q, matrix, grad, &mut out.grad_queries, stats);
+            } else {
+                distance.dense_vjp_with_scratch(
+                    q.row_range(rows.clone()),
+                    k,
+                    matrix,
+                    grad,
+                    &mut out.grad_queries[rows.start * dims..rows.end * dims],
+                    key_grad,
+                    stats,
+                );
+            }
         }
-        if same {
+        if same && striped {
             for (o, v) in out.grad_queries.iter_mut().zip(key_grad.iter()) {
                 *o += *v;
             }

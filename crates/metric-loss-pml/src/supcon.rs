@@ -20,6 +20,7 @@ impl PairFormula for SupCon {
     const STRIPS: bool = true;
 
     /// One element per anchor row, keeping its log-sum-exp and positive count.
+    #[inline(always)]
     fn forward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool {
         if !s.has_both() {
             return false;
@@ -56,6 +57,7 @@ impl PairFormula for SupCon {
 
     /// ∂elementᵢ/∂sᵢⱼ = (−Pᵢⱼ + |Pᵢ| σᵢⱼ) / (|Pᵢ| + tiny), σ the softmax over the kept
     /// columns.
+    #[inline(always)]
     fn backward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &[Elements<T>], grad: &mut [T]) {
         let (t, tiny) = (T::from_f64(self.temperature), tiny::<T>());
         let dl = if s.similarity {
