@@ -5,6 +5,7 @@ use metric_loss_core::params::finite;
 use metric_loss_core::{config_setters, LossError, LossInput, LossOutput, Reduction, Workspace};
 use metric_loss_distances::lanes::{exp_shifted_sum, max, DenseFloat};
 use metric_loss_distances::parallel::{for_row_chunks, gemm_rows};
+use metric_loss_distances::wide::with_avx2;
 use metric_loss_distances::DistanceKind;
 
 use crate::common::{keras_reduce, two_views, view_metric_loss};
@@ -207,24 +208,29 @@ impl MultiNegativesRankLoss {
         positives.clear();
         positives.resize(n, T::ZERO);
         let _ = for_row_chunks(lse, positives, s, m, |first, lse, positives, rows| {
-            for (r, row) in rows.chunks_exact_mut(m.max(1)).enumerate() {
-                let i = first + r;
-                // The product first, then the scale: TF rounds the two steps separately.
-                row.iter_mut().for_each(|v| *v *= scale);
-                if i < m {
-                    positives[r] = row[i];
-                }
-                // TF's log-sum-exp with the implicit logit 0, around the row's maximum.
-                let top = max(row);
-                let c = if top.is_finite() { top } else { T::ZERO };
-                let sum = T::exp_ftz(-c) + exp_shifted_sum(row, c);
-                lse[r] = sum.ln() + c;
-                if gradient {
-                    // ∂Lᵢ = Σⱼ Gᵢⱼ = k·red·wᵢ times the softmax.
-                    let g = k_t * red * weights.get(i);
-                    row.iter_mut().for_each(|p| *p = *p / sum * g);
-                }
-            }
+            with_avx2(
+                #[inline(always)]
+                || {
+                    for (r, row) in rows.chunks_exact_mut(m.max(1)).enumerate() {
+                        let i = first + r;
+                        // The product first, then the scale: TF rounds the two steps separately.
+                        row.iter_mut().for_each(|v| *v *= scale);
+                        if i < m {
+                            positives[r] = row[i];
+                        }
+                        // TF's log-sum-exp with the implicit logit 0, around the row's maximum.
+                        let top = max(row);
+                        let c = if top.is_finite() { top } else { T::ZERO };
+                        let sum = T::exp_ftz(-c) + exp_shifted_sum(row, c);
+                        lse[r] = sum.ln() + c;
+                        if gradient {
+                            // ∂Lᵢ = Σⱼ Gᵢⱼ = k·red·wᵢ times the softmax.
+                            let g = k_t * red * weights.get(i);
+                            row.iter_mut().for_each(|p| *p = *p / sum * g);
+                        }
+                    }
+                },
+            );
             Ok::<(), ()>(())
         });
         out.reset(n, m, d, gradient);

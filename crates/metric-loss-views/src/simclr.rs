@@ -3,11 +3,13 @@
 
 use metric_loss_core::params::finite_nonzero;
 use metric_loss_core::{
-    config_setters, Distance, Embeddings, Float, LossError, LossInput, LossOutput, Reduction,
+    config_setters, Distance, Embeddings, LossError, LossInput, LossOutput, Reduction,
     SampleWeight, Workspace,
 };
+use metric_loss_distances::add_transpose;
 use metric_loss_distances::lanes::{exp_shifted_sum, max, DenseFloat};
 use metric_loss_distances::parallel::{for_row_chunks, gemm_rows};
+use metric_loss_distances::wide::with_avx2;
 use metric_loss_distances::DistanceKind;
 
 use crate::common::{keras_reduce, same_rows, two_views, view_metric_loss, Normalized};
@@ -256,10 +258,6 @@ struct Dense<T> {
     stats: Vec<T>,
 }
 
-/// Square blocks of the in-place symmetrisation, small enough that a block and its mirror
-/// stay in the L1 cache.
-const SYMMETRIC_BLOCK: usize = 32;
-
 impl<T: DenseFloat> Dense<T> {
     /// Each row's cross entropy into `loss`; with `upstream` = (the reduction's factor,
     /// the weights), Δ into `logits`.
@@ -290,23 +288,28 @@ impl<T: DenseFloat> Dense<T> {
             &mut self.logits,
             rows,
             |first, loss, _, chunk| {
-                for (k, row) in chunk.chunks_exact_mut(rows).enumerate() {
-                    let r = first + k;
-                    // Divided by T, not multiplied by 1/T, as TF rounds.
-                    row.iter_mut().for_each(|v| *v = *v / t);
-                    row[r] -= mask;
-                    let label = (r + n) % rows;
-                    let top = max(row);
-                    let shifted_label = row[label] - top;
-                    let sum = exp_shifted_sum(row, top);
-                    loss[k] = sum.ln() - shifted_label;
-                    if let Some((red, weights)) = upstream {
-                        let gamma = red * weights.get(r % n);
-                        let p_label = row[label] / sum;
-                        row.iter_mut().for_each(|v| *v = gamma * (*v / sum));
-                        row[label] = gamma * (p_label - T::ONE);
-                    }
-                }
+                with_avx2(
+                    #[inline(always)]
+                    || {
+                        for (k, row) in chunk.chunks_exact_mut(rows).enumerate() {
+                            let r = first + k;
+                            // Divided by T, not multiplied by 1/T, as TF rounds.
+                            row.iter_mut().for_each(|v| *v = *v / t);
+                            row[r] -= mask;
+                            let label = (r + n) % rows;
+                            let top = max(row);
+                            let shifted_label = row[label] - top;
+                            let sum = exp_shifted_sum(row, top);
+                            loss[k] = sum.ln() - shifted_label;
+                            if let Some((red, weights)) = upstream {
+                                let gamma = red * weights.get(r % n);
+                                let p_label = row[label] / sum;
+                                row.iter_mut().for_each(|v| *v = gamma * (*v / sum));
+                                row[label] = gamma * (p_label - T::ONE);
+                            }
+                        }
+                    },
+                );
                 Ok::<(), ()>(())
             },
         );
@@ -316,7 +319,7 @@ impl<T: DenseFloat> Dense<T> {
     /// ∂/∂Z into `grads` from Δ in `logits` (which becomes Δ + Δᵀ).
     fn gradient(&mut self, n: usize, d: usize, t: T) {
         let rows = 2 * n;
-        symmetrize(&mut self.logits, rows);
+        add_transpose(&mut self.logits, rows);
         self.grads.resize(rows * d, T::ZERO);
         gemm_rows(
             rows,
@@ -331,26 +334,11 @@ impl<T: DenseFloat> Dense<T> {
     }
 }
 
-/// M + Mᵀ in place for a square row-major `m` (`n`×`n`), in cache-sized blocks.
-fn symmetrize<T: Float>(m: &mut [T], n: usize) {
-    for bi in (0..n).step_by(SYMMETRIC_BLOCK) {
-        for bj in (bi..n).step_by(SYMMETRIC_BLOCK) {
-            for i in bi..(bi + SYMMETRIC_BLOCK).min(n) {
-                for j in bj.max(i)..(bj + SYMMETRIC_BLOCK).min(n) {
-                    let s = m[i * n + j] + m[j * n + i];
-                    m[i * n + j] = s;
-                    m[j * n + i] = s;
-                }
-            }
-        }
-    }
-}
-
 view_metric_loss!(SimCLRLoss, SimCLRLossConfig);
 
 #[cfg(test)]
 mod tests {
-    use metric_loss_core::{Embeddings, LossInput, LossOutput, SampleWeight};
+    use metric_loss_core::{Embeddings, Float, LossInput, LossOutput, SampleWeight};
     use metric_loss_testkit::values;
 
     use super::*;

@@ -4,6 +4,7 @@
 
 use metric_loss_core::{Embeddings, LossInput, MetricLoss, MetricLossExt};
 use metric_loss_distances::parallel::set_max_threads;
+use metric_loss_distances::wide::set_avx2_enabled;
 use metric_loss_testkit::values;
 use metric_loss_views::{Barlow, MultiNegativesRankLoss, SimCLRLoss, SimSiamLoss, VicReg};
 
@@ -50,5 +51,22 @@ fn every_thread_count_gives_the_same_bits() {
         let runs = runs(loss, n, dims);
         assert_eq!(runs[0], runs[2], "{}: 3 threads", loss.name());
         assert_eq!(runs[1], runs[2], "{}: 2 threads", loss.name());
+    }
+}
+
+/// The rows' AVX2 copy gives the baseline copy's bits (vacuous on a CPU without AVX2).
+/// The switch is process-wide, which the other test here tolerates: both copies give the
+/// same bits, or one of the two tests fails.
+#[test]
+fn the_avx2_rows_give_the_baseline_bits() {
+    let cases: [(&dyn MetricLoss, usize, usize); 2] = [
+        (&SimCLRLoss::default(), 300, 6),
+        (&MultiNegativesRankLoss::default(), 300, 6),
+    ];
+    for (loss, n, dims) in cases {
+        set_avx2_enabled(false);
+        let baseline = runs(loss, n, dims);
+        set_avx2_enabled(true);
+        assert_eq!(runs(loss, n, dims), baseline, "{}", loss.name());
     }
 }
