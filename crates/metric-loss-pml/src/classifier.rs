@@ -8,6 +8,7 @@ use std::fmt::Debug;
 
 use metric_loss_core::{Float, LossError, LossInput, LossOutput, ParameterShape};
 use metric_loss_distances::lanes::{exp_shifted_sum, max, DenseFloat};
+use metric_loss_distances::wide::with_avx2;
 use metric_loss_triplet::DenseParts;
 
 use crate::learnable::{distance_vjp, distances, reduce_elements, Learnable, Scratch, Sizes};
@@ -69,6 +70,23 @@ impl<M: TargetMargin> Learnable for Classifier<M> {
     }
 
     fn run<T: DenseFloat>(
+        &self,
+        parts: &DenseParts,
+        input: &LossInput<'_, T>,
+        s: &mut Scratch<T>,
+        out: &mut LossOutput<T>,
+    ) -> Result<(), LossError> {
+        with_avx2(
+            #[inline(always)]
+            || self.rows(parts, input, s, out),
+        )
+    }
+}
+
+impl<M: TargetMargin> Classifier<M> {
+    /// [`Learnable::run`]'s body, inlined into the AVX2 copy of the rows.
+    #[inline(always)]
+    fn rows<T: DenseFloat>(
         &self,
         parts: &DenseParts,
         input: &LossInput<'_, T>,
