@@ -409,6 +409,28 @@ mod tests {
         }
     }
 
+    /// The tiles' AVX2 copy gives the baseline copy's bits (vacuous without AVX2). The
+    /// switch is process-wide; the other tests here compare within a tolerance, which both
+    /// copies meet.
+    #[test]
+    fn the_tiles_avx2_copy_gives_the_baseline_bits() {
+        use metric_loss_distances::wide::set_avx2_enabled;
+        let bits = |o: &LossOutput<f32>| {
+            let all = [&[o.loss][..], &o.per_example, &o.grad_queries, &o.grad_keys];
+            all.iter()
+                .flat_map(|v| v.iter().map(|x| x.to_bits()))
+                .collect::<Vec<u32>>()
+        };
+        let w: Vec<f32> = (0..41).map(|i| (i % 3) as f32 * 0.5).collect();
+        for weights in [None, Some(w.as_slice())] {
+            set_avx2_enabled(false);
+            let (_, baseline) = both::<f32>(&SimCLRLoss::default(), 41, 6, weights, (9, 13));
+            set_avx2_enabled(true);
+            let (_, wide) = both::<f32>(&SimCLRLoss::default(), 41, 6, weights, (9, 13));
+            assert_eq!(bits(&wide), bits(&baseline));
+        }
+    }
+
     #[test]
     fn one_row_agrees() {
         let loss = SimCLRLoss::default();

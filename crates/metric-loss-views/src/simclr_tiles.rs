@@ -16,6 +16,7 @@
 
 use metric_loss_distances::lanes::{exp_shifted_sum, max, DenseFloat};
 use metric_loss_distances::parallel::for_row_chunks;
+use metric_loss_distances::wide::with_avx2;
 
 /// Rows of one view per block (the left operand of a tile).
 pub(crate) const ROW_BLOCK: usize = 256;
@@ -65,6 +66,7 @@ impl<T: DenseFloat> Online<T> {
 
     /// Folds `values` in (leaving them as their exponentials relative to the running
     /// maximum).
+    #[inline(always)]
     fn add(&mut self, values: &mut [T]) {
         let top = max(values).max(self.top);
         if top > self.top {
@@ -88,6 +90,7 @@ impl<T: DenseFloat> Online<T> {
 impl<T: DenseFloat> Tiles<'_, T> {
     /// `tile = x_I y_Jᵀ / T` for rows `rows` of `x` and keys `keys` of `y`, with the self
     /// logits (global row = global key) lowered by `mask`.
+    #[inline(always)]
     fn logits(
         &self,
         tile: &mut [T],
@@ -129,6 +132,18 @@ impl<T: DenseFloat> Tiles<'_, T> {
     pub(crate) fn statistics(&self, mask: T, losses: &mut [T], stats: &mut [RowStats<T>]) {
         let no_rows: &mut [()] = &mut [];
         let _ = for_row_chunks(losses, stats, no_rows, 0, |first, losses, stats, _| {
+            with_avx2(
+                #[inline(always)]
+                || self.statistics_rows(mask, first, losses, stats),
+            );
+            Ok::<(), ()>(())
+        });
+    }
+
+    /// [`Tiles::statistics`] for the rows from `first` on that `losses` and `stats` hold.
+    #[inline(always)]
+    fn statistics_rows(&self, mask: T, first: usize, losses: &mut [T], stats: &mut [RowStats<T>]) {
+        {
             let mut tile = vec![T::ZERO; self.blocks.0 * self.blocks.1];
             let mut online = Vec::with_capacity(self.blocks.0);
             let mut labels = Vec::with_capacity(self.blocks.0);
@@ -173,8 +188,7 @@ impl<T: DenseFloat> Tiles<'_, T> {
                     }
                 }
             }
-            Ok::<(), ()>(())
-        });
+        }
     }
 
     /// ∂/∂â and ∂/∂b̂ (before the normalisation) into `grads`, row i being
@@ -183,6 +197,12 @@ impl<T: DenseFloat> Tiles<'_, T> {
     pub(crate) fn gradient(&self, mask: T, gamma: &[T], stats: &[RowStats<T>], grads: &mut [T]) {
         let (n, d) = (self.n, self.d);
         let inv_t = T::ONE / self.t;
+        // Each direction's log-sum-exps as their own slices, so that a tile row reads its
+        // keys' values contiguously (the vectorised case).
+        let lse: [Vec<T>; 2] = [
+            stats.iter().map(|s| s.forward).collect(),
+            stats.iter().map(|s| s.backward).collect(),
+        ];
         let (mut unused, mut also_unused) = (vec![(); n], vec![(); n]);
         let _ = for_row_chunks(
             &mut unused,
@@ -192,15 +212,22 @@ impl<T: DenseFloat> Tiles<'_, T> {
             |first, _, _, grads| {
                 let mut tile = vec![T::ZERO; self.blocks.0 * self.blocks.1];
                 let rows_here = grads.len() / (2 * d);
-                for start in (0..rows_here).step_by(self.blocks.0.max(1)) {
-                    let end = (start + self.blocks.0).min(rows_here);
-                    let rows = first + start..first + end;
-                    let out = &mut grads[start * 2 * d..end * 2 * d];
-                    for keys in self.key_blocks() {
-                        self.cross_block(&mut tile, &rows, &keys, gamma, stats, out, inv_t);
-                        self.own_block(&mut tile, &rows, &keys, mask, gamma, stats, out, inv_t);
-                    }
-                }
+                with_avx2(
+                    #[inline(always)]
+                    || {
+                        for start in (0..rows_here).step_by(self.blocks.0.max(1)) {
+                            let end = (start + self.blocks.0).min(rows_here);
+                            let rows = first + start..first + end;
+                            let out = &mut grads[start * 2 * d..end * 2 * d];
+                            for keys in self.key_blocks() {
+                                self.cross_block(&mut tile, &rows, &keys, gamma, &lse, out, inv_t);
+                                self.own_block(
+                                    &mut tile, &rows, &keys, mask, gamma, &lse, out, inv_t,
+                                );
+                            }
+                        }
+                    },
+                );
                 Ok::<(), ()>(())
             },
         );
@@ -210,37 +237,42 @@ impl<T: DenseFloat> Tiles<'_, T> {
     /// ∂/∂âᵢ += Σⱼ Xᵢⱼ b̂ⱼ / T and ∂/∂b̂ᵢ += Σⱼ Xⱼᵢ âⱼ / T, with
     /// Xᵢⱼ = γᵢ(P→ᵢⱼ − δᵢⱼ) + γⱼ(P←ⱼᵢ − δᵢⱼ) from both directions' softmaxes.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn cross_block(
         &self,
         tile: &mut [T],
         rows: &std::ops::Range<usize>,
         keys: &std::ops::Range<usize>,
         gamma: &[T],
-        stats: &[RowStats<T>],
+        lse: &[Vec<T>; 2],
         out: &mut [T],
         inv_t: T,
     ) {
         let width = keys.len();
+        let gamma_keys = &gamma[keys.clone()];
         // Rows of â against keys of b̂ (the forward direction's own rows), then rows of b̂
         // against keys of â (the transpose of the keys' forward rows).
-        for (x, y, forward) in [(self.a, self.b, true), (self.b, self.a, false)] {
+        for (x, y, direction) in [(self.a, self.b, 0), (self.b, self.a, 1)] {
             self.logits(tile, (x, rows.clone()), (y, keys.clone()), None);
+            // Row i's lse in this tile's direction, key j's in the other.
+            let (lse_rows, lse_keys) = (&lse[direction], &lse[1 - direction][keys.clone()]);
             for (r, row) in tile.chunks_mut(width).take(rows.len()).enumerate() {
                 let i = rows.start + r;
-                for (c, v) in row.iter_mut().enumerate() {
-                    let j = keys.start + c;
-                    let own = if i == j { T::ONE } else { T::ZERO };
-                    // Row i's lse in this tile's direction, key j's in the other.
-                    let (lse_i, lse_j) = if forward {
-                        (stats[i].forward, stats[j].backward)
-                    } else {
-                        (stats[i].backward, stats[j].forward)
-                    };
-                    *v = gamma[i] * (T::exp_ftz(*v - lse_i) - own)
-                        + gamma[j] * (T::exp_ftz(*v - lse_j) - own);
+                let (gamma_i, lse_i) = (gamma[i], lse_rows[i]);
+                // The positive pair subtracts 1 from both softmaxes: its logit is kept for
+                // the exact form below, the rest of the row takes the plain one (x − 0 = x).
+                let own = keys
+                    .contains(&i)
+                    .then(|| (i - keys.start, row[i - keys.start]));
+                for ((v, &lse_j), &gamma_j) in row.iter_mut().zip(lse_keys).zip(gamma_keys) {
+                    *v = gamma_i * T::exp_ftz(*v - lse_i) + gamma_j * T::exp_ftz(*v - lse_j);
+                }
+                if let Some((c, v)) = own {
+                    row[c] = gamma_i * (T::exp_ftz(v - lse_i) - T::ONE)
+                        + gamma_keys[c] * (T::exp_ftz(v - lse_keys[c]) - T::ONE);
                 }
             }
-            let column = if forward { 0 } else { self.d };
+            let column = direction * self.d;
             self.accumulate(tile, rows.len(), keys, y, out, column, inv_t);
         }
     }
@@ -248,6 +280,7 @@ impl<T: DenseFloat> Tiles<'_, T> {
     /// The own logits' share: ∂/∂âᵢ += Σⱼ (γᵢPᵢⱼ + γⱼPⱼᵢ) âⱼ / T with P the forward
     /// softmax over â âᵀ (and likewise b̂ with the backward one).
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn own_block(
         &self,
         tile: &mut [T],
@@ -255,28 +288,23 @@ impl<T: DenseFloat> Tiles<'_, T> {
         keys: &std::ops::Range<usize>,
         mask: T,
         gamma: &[T],
-        stats: &[RowStats<T>],
+        lse: &[Vec<T>; 2],
         out: &mut [T],
         inv_t: T,
     ) {
         let width = keys.len();
-        for (x, forward) in [(self.a, true), (self.b, false)] {
+        let gamma_keys = &gamma[keys.clone()];
+        for (x, direction) in [(self.a, 0), (self.b, 1)] {
             self.logits(tile, (x, rows.clone()), (x, keys.clone()), Some(mask));
-            let lse = |k: usize| {
-                if forward {
-                    stats[k].forward
-                } else {
-                    stats[k].backward
-                }
-            };
+            let (lse_rows, lse_keys) = (&lse[direction], &lse[direction][keys.clone()]);
             for (r, row) in tile.chunks_mut(width).take(rows.len()).enumerate() {
                 let i = rows.start + r;
-                for (c, v) in row.iter_mut().enumerate() {
-                    let j = keys.start + c;
-                    *v = gamma[i] * T::exp_ftz(*v - lse(i)) + gamma[j] * T::exp_ftz(*v - lse(j));
+                let (gamma_i, lse_i) = (gamma[i], lse_rows[i]);
+                for ((v, &lse_j), &gamma_j) in row.iter_mut().zip(lse_keys).zip(gamma_keys) {
+                    *v = gamma_i * T::exp_ftz(*v - lse_i) + gamma_j * T::exp_ftz(*v - lse_j);
                 }
             }
-            let column = if forward { 0 } else { self.d };
+            let column = direction * self.d;
             self.accumulate(tile, rows.len(), keys, x, out, column, inv_t);
         }
     }
