@@ -431,6 +431,31 @@ mod tests {
         }
     }
 
+    /// The tiles give the same bits on one, two and three threads (400 rows: three chunks
+    /// of at least the minimum rows per thread). The thread cap is
+    /// process-wide; the other tests here hold for any thread count.
+    #[test]
+    fn the_tiles_give_the_same_bits_on_every_thread_count() {
+        use metric_loss_distances::parallel::set_max_threads;
+        let bits = |o: &LossOutput<f64>| {
+            let all = [&[o.loss][..], &o.per_example, &o.grad_queries, &o.grad_keys];
+            all.iter()
+                .flat_map(|v| v.iter().map(|x| x.to_bits()))
+                .collect::<Vec<u64>>()
+        };
+        let runs: Vec<Vec<u64>> = [1, 2, 3]
+            .into_iter()
+            .map(|threads| {
+                set_max_threads(Some(threads));
+                let (_, tiled) = both::<f64>(&SimCLRLoss::default(), 400, 4, None, (64, 100));
+                bits(&tiled)
+            })
+            .collect();
+        set_max_threads(None);
+        assert_eq!(runs[1], runs[0], "2 threads");
+        assert_eq!(runs[2], runs[0], "3 threads");
+    }
+
     #[test]
     fn one_row_agrees() {
         let loss = SimCLRLoss::default();

@@ -15,7 +15,7 @@
 //! tile, using âᵢ·âⱼ = âⱼ·âᵢ (and likewise for ab against ba).
 
 use metric_loss_distances::lanes::{exp_shifted_sum, max, DenseFloat};
-use metric_loss_distances::parallel::for_row_chunks;
+use metric_loss_distances::parallel::{for_row_chunks, for_row_ranges, threads_for};
 use metric_loss_distances::wide::with_avx2;
 
 /// Rows of one view per block (the left operand of a tile).
@@ -130,14 +130,21 @@ impl<T: DenseFloat> Tiles<'_, T> {
     /// Each row's cross entropies summed over both directions into `losses`, and its two
     /// log-sum-exps into `stats`. `mask` is what the self logits are lowered by.
     pub(crate) fn statistics(&self, mask: T, losses: &mut [T], stats: &mut [RowStats<T>]) {
-        let no_rows: &mut [()] = &mut [];
-        let _ = for_row_chunks(losses, stats, no_rows, 0, |first, losses, stats, _| {
-            with_avx2(
-                #[inline(always)]
-                || self.statistics_rows(mask, first, losses, stats),
-            );
-            Ok::<(), ()>(())
-        });
+        // One (zero-sized) entry per row: a stride of 0 would keep the rows on one thread.
+        let mut rows_only = vec![(); losses.len()];
+        let _ = for_row_chunks(
+            losses,
+            stats,
+            &mut rows_only,
+            1,
+            |first, losses, stats, _| {
+                with_avx2(
+                    #[inline(always)]
+                    || self.statistics_rows(mask, first, losses, stats),
+                );
+                Ok::<(), ()>(())
+            },
+        );
     }
 
     /// [`Tiles::statistics`] for the rows from `first` on that `losses` and `stats` hold.
@@ -203,34 +210,33 @@ impl<T: DenseFloat> Tiles<'_, T> {
             stats.iter().map(|s| s.forward).collect(),
             stats.iter().map(|s| s.backward).collect(),
         ];
-        let (mut unused, mut also_unused) = (vec![(); n], vec![(); n]);
-        let _ = for_row_chunks(
-            &mut unused,
-            &mut also_unused,
-            grads,
-            2 * d,
-            |first, _, _, grads| {
-                let mut tile = vec![T::ZERO; self.blocks.0 * self.blocks.1];
-                let rows_here = grads.len() / (2 * d);
-                with_avx2(
-                    #[inline(always)]
-                    || {
-                        for start in (0..rows_here).step_by(self.blocks.0.max(1)) {
-                            let end = (start + self.blocks.0).min(rows_here);
-                            let rows = first + start..first + end;
-                            let out = &mut grads[start * 2 * d..end * 2 * d];
-                            for keys in self.key_blocks() {
-                                self.cross_block(&mut tile, &rows, &keys, gamma, &lse, out, inv_t);
-                                self.own_block(
-                                    &mut tile, &rows, &keys, mask, gamma, &lse, out, inv_t,
-                                );
-                            }
+        // The products accumulate into the rows' gradient (beta = 1), whose rounding depends
+        // on where a row falls in matrixmultiply's row tiles: threads take whole row blocks,
+        // counted from row 0, so every row sees the same blocks on any thread count.
+        let block = self.blocks.0.max(1);
+        let blocks = n.div_ceil(block);
+        let threads = threads_for(n).min(blocks).max(1);
+        let bounds: Vec<usize> = (0..=threads)
+            .map(|t| (t * blocks / threads * block).min(n))
+            .collect();
+        for_row_ranges(&bounds, grads, 2 * d, |first, grads| {
+            let mut tile = vec![T::ZERO; self.blocks.0 * self.blocks.1];
+            let rows_here = grads.len() / (2 * d);
+            with_avx2(
+                #[inline(always)]
+                || {
+                    for start in (0..rows_here).step_by(block) {
+                        let end = (start + block).min(rows_here);
+                        let rows = first + start..first + end;
+                        let out = &mut grads[start * 2 * d..end * 2 * d];
+                        for keys in self.key_blocks() {
+                            self.cross_block(&mut tile, &rows, &keys, gamma, &lse, out, inv_t);
+                            self.own_block(&mut tile, &rows, &keys, mask, gamma, &lse, out, inv_t);
                         }
-                    },
-                );
-                Ok::<(), ()>(())
-            },
-        );
+                    }
+                },
+            );
+        });
     }
 
     /// The cross logits' share of the gradient of rows `rows` against keys `keys`:
