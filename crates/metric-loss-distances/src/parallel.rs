@@ -399,6 +399,29 @@ pub fn triangle_bounds(n: usize, parts: usize, bounds: &mut Vec<usize>) {
     }
 }
 
+/// Row boundaries splitting `n` rows into at most `parts` ranges of whole `block`-row
+/// blocks counted from row 0 (the last block may be partial): `bounds` becomes
+/// `0 = b₀ < b₁ < … < b_k = n` (`[0, 0]` for no rows), every bᵢ but the last a multiple of
+/// `block`. A product that accumulates into its output (beta ≠ 0) keeps its bits on any
+/// thread count when each thread takes such blocks and multiplies block by block, as in
+/// one call.
+///
+/// ```
+/// use metric_loss_distances::parallel::block_bounds;
+/// let mut bounds = Vec::new();
+/// block_bounds(1000, 256, 2, &mut bounds);
+/// assert_eq!(bounds, [0, 512, 1000]);
+/// block_bounds(100, 256, 2, &mut bounds);
+/// assert_eq!(bounds, [0, 100]);
+/// ```
+pub fn block_bounds(n: usize, block: usize, parts: usize, bounds: &mut Vec<usize>) {
+    bounds.clear();
+    let block = block.max(1);
+    let blocks = n.div_ceil(block);
+    let parts = parts.min(blocks).max(1);
+    bounds.extend((0..=parts).map(|p| (p * blocks / parts * block).min(n)));
+}
+
 /// `f(first_row, rows)` on the row ranges `bounds` splits `out` into (`row_len` entries
 /// per row), one range per task, in parallel.
 ///

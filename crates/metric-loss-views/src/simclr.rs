@@ -13,7 +13,7 @@ use metric_loss_distances::wide::with_avx2;
 use metric_loss_distances::DistanceKind;
 
 use crate::common::{keras_reduce, same_rows, two_views, view_metric_loss, Normalized};
-use crate::simclr_tiles::{RowStats, Tiles, KEY_BLOCK, ROW_BLOCK};
+use crate::simclr_tiles::{Tiles, KEY_BLOCK, ROW_BLOCK};
 
 /// Batches with more rows per view than this run in tiles (memory linear in n instead of
 /// about 7n² logits: 117 MB in f32 at this size, 30 GB at 65,536).
@@ -215,8 +215,8 @@ impl SimCLRLoss {
             t,
             blocks: tiles.unwrap_or((n, n)),
         };
-        let mut stats = vec![RowStats::default(); n];
-        tiles.statistics(T::from_f64(SELF_MASK), &mut out.per_example, &mut stats);
+        let mut lse = [vec![T::ZERO; n], vec![T::ZERO; n]];
+        tiles.statistics(T::from_f64(SELF_MASK), &mut out.per_example, &mut lse);
         let (loss, red) = keras_reduce(&out.per_example, 1, &weights, self.reduction);
         out.loss = loss;
         if !gradient {
@@ -225,7 +225,7 @@ impl SimCLRLoss {
         let gamma: Vec<T> = (0..n).map(|i| red * weights.get(i)).collect();
         // Row i is [∂/∂âᵢ | ∂/∂b̂ᵢ].
         let mut grads = vec![T::ZERO; n * 2 * d];
-        tiles.gradient(T::from_f64(SELF_MASK), &gamma, &stats, &mut grads);
+        tiles.gradient(T::from_f64(SELF_MASK), &gamma, &lse, &mut grads);
         na.backward(a, &grads, 2 * d, &mut out.grad_queries);
         nb.backward(b, &grads[d..], 2 * d, &mut out.grad_keys);
         Ok(())
@@ -409,25 +409,28 @@ mod tests {
         }
     }
 
+    /// Every number of an output (loss, per-example values, both gradients) as bits; an f32
+    /// widens to f64 exactly, so one helper serves both precisions.
+    fn output_bits<T: Float>(o: &LossOutput<T>) -> Vec<u64> {
+        let all = [&[o.loss][..], &o.per_example, &o.grad_queries, &o.grad_keys];
+        all.iter()
+            .flat_map(|v| v.iter().map(|x| x.to_f64().to_bits()))
+            .collect()
+    }
+
     /// The tiles' AVX2 copy gives the baseline copy's bits (vacuous without AVX2). The
     /// switch is process-wide; the other tests here compare within a tolerance, which both
     /// copies meet.
     #[test]
     fn the_tiles_avx2_copy_gives_the_baseline_bits() {
         use metric_loss_distances::wide::set_avx2_enabled;
-        let bits = |o: &LossOutput<f32>| {
-            let all = [&[o.loss][..], &o.per_example, &o.grad_queries, &o.grad_keys];
-            all.iter()
-                .flat_map(|v| v.iter().map(|x| x.to_bits()))
-                .collect::<Vec<u32>>()
-        };
         let w: Vec<f32> = (0..41).map(|i| (i % 3) as f32 * 0.5).collect();
         for weights in [None, Some(w.as_slice())] {
             set_avx2_enabled(false);
             let (_, baseline) = both::<f32>(&SimCLRLoss::default(), 41, 6, weights, (9, 13));
             set_avx2_enabled(true);
             let (_, wide) = both::<f32>(&SimCLRLoss::default(), 41, 6, weights, (9, 13));
-            assert_eq!(bits(&wide), bits(&baseline));
+            assert_eq!(output_bits(&wide), output_bits(&baseline));
         }
     }
 
@@ -437,18 +440,12 @@ mod tests {
     #[test]
     fn the_tiles_give_the_same_bits_on_every_thread_count() {
         use metric_loss_distances::parallel::set_max_threads;
-        let bits = |o: &LossOutput<f64>| {
-            let all = [&[o.loss][..], &o.per_example, &o.grad_queries, &o.grad_keys];
-            all.iter()
-                .flat_map(|v| v.iter().map(|x| x.to_bits()))
-                .collect::<Vec<u64>>()
-        };
         let runs: Vec<Vec<u64>> = [1, 2, 3]
             .into_iter()
             .map(|threads| {
                 set_max_threads(Some(threads));
                 let (_, tiled) = both::<f64>(&SimCLRLoss::default(), 400, 4, None, (64, 100));
-                bits(&tiled)
+                output_bits(&tiled)
             })
             .collect();
         set_max_threads(None);

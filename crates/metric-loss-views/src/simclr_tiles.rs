@@ -15,7 +15,7 @@
 //! tile, using âᵢ·âⱼ = âⱼ·âᵢ (and likewise for ab against ba).
 
 use metric_loss_distances::lanes::{exp_shifted_sum, max, DenseFloat};
-use metric_loss_distances::parallel::{for_row_chunks, for_row_ranges, threads_for};
+use metric_loss_distances::parallel::{block_bounds, for_row_chunks, for_row_ranges, threads_for};
 use metric_loss_distances::wide::with_avx2;
 
 /// Rows of one view per block (the left operand of a tile).
@@ -24,14 +24,10 @@ pub(crate) const ROW_BLOCK: usize = 256;
 /// Keys per block (the right operand of a tile).
 pub(crate) const KEY_BLOCK: usize = 1024;
 
-/// One row's log-sum-exp in both directions, and its softmax cross entropy.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct RowStats<T> {
-    /// ln Σ e^{logit} over row i of [â b̂ᵀ | â âᵀ] / T (the self logit masked).
-    forward: T,
-    /// The same for row i of [b̂ âᵀ | b̂ b̂ᵀ] / T.
-    backward: T,
-}
+/// Each row's log-sum-exp in both directions, one slice per direction so that a tile row
+/// reads its keys' values contiguously: `[0][i]` is ln Σ e^{logit} over row i of
+/// [â b̂ᵀ | â âᵀ] / T (the self logit masked), `[1][i]` the same for row i of [b̂ âᵀ | b̂ b̂ᵀ] / T.
+pub(crate) type LogSumExps<T> = [Vec<T>; 2];
 
 /// The normalised views, the temperature and the tile shape a tiled call shares.
 pub(crate) struct Tiles<'a, T> {
@@ -128,70 +124,61 @@ impl<T: DenseFloat> Tiles<'_, T> {
     }
 
     /// Each row's cross entropies summed over both directions into `losses`, and its two
-    /// log-sum-exps into `stats`. `mask` is what the self logits are lowered by.
-    pub(crate) fn statistics(&self, mask: T, losses: &mut [T], stats: &mut [RowStats<T>]) {
-        // One (zero-sized) entry per row: a stride of 0 would keep the rows on one thread.
-        let mut rows_only = vec![(); losses.len()];
+    /// log-sum-exps into `lse` (`n` entries each). `mask` is what the self logits are
+    /// lowered by.
+    pub(crate) fn statistics(&self, mask: T, losses: &mut [T], lse: &mut LogSumExps<T>) {
+        let [forward, backward] = lse;
         let _ = for_row_chunks(
             losses,
-            stats,
-            &mut rows_only,
+            forward,
+            backward,
             1,
-            |first, losses, stats, _| {
+            |first, losses, forward, backward| {
                 with_avx2(
                     #[inline(always)]
-                    || self.statistics_rows(mask, first, losses, stats),
+                    || self.statistics_rows(mask, first, losses, [forward, backward]),
                 );
                 Ok::<(), ()>(())
             },
         );
     }
 
-    /// [`Tiles::statistics`] for the rows from `first` on that `losses` and `stats` hold.
+    /// [`Tiles::statistics`] for the rows from `first` on that `losses` and `lse` hold.
     #[inline(always)]
-    fn statistics_rows(&self, mask: T, first: usize, losses: &mut [T], stats: &mut [RowStats<T>]) {
-        {
-            let mut tile = vec![T::ZERO; self.blocks.0 * self.blocks.1];
-            let mut online = Vec::with_capacity(self.blocks.0);
-            let mut labels = Vec::with_capacity(self.blocks.0);
-            for start in (0..losses.len()).step_by(self.blocks.0.max(1)) {
-                let end = (start + self.blocks.0).min(losses.len());
-                let rows = first + start..first + end;
-                for (x, y, forward) in [(self.a, self.b, true), (self.b, self.a, false)] {
-                    online.clear();
-                    online.resize(rows.len(), Online::new());
-                    labels.clear();
-                    labels.resize(rows.len(), T::ZERO);
-                    for keys in self.key_blocks() {
-                        let width = keys.len();
-                        for (operand, own) in [(y, false), (x, true)] {
-                            let mask = own.then_some(mask);
-                            self.logits(
-                                &mut tile,
-                                (x, rows.clone()),
-                                (operand, keys.clone()),
-                                mask,
-                            );
-                            for (r, row_online) in online.iter_mut().enumerate() {
-                                let row = &mut tile[r * width..(r + 1) * width];
-                                let i = rows.start + r;
-                                if !own && keys.contains(&i) {
-                                    labels[r] = row[i - keys.start];
-                                }
-                                row_online.add(row);
+    fn statistics_rows(&self, mask: T, first: usize, losses: &mut [T], lse: [&mut [T]; 2]) {
+        let mut tile = vec![T::ZERO; self.blocks.0 * self.blocks.1];
+        let mut online = Vec::with_capacity(self.blocks.0);
+        let mut labels = Vec::with_capacity(self.blocks.0);
+        for start in (0..losses.len()).step_by(self.blocks.0.max(1)) {
+            let end = (start + self.blocks.0).min(losses.len());
+            let rows = first + start..first + end;
+            for (x, y, direction) in [(self.a, self.b, 0), (self.b, self.a, 1)] {
+                online.clear();
+                online.resize(rows.len(), Online::new());
+                labels.clear();
+                labels.resize(rows.len(), T::ZERO);
+                for keys in self.key_blocks() {
+                    let width = keys.len();
+                    for (operand, own) in [(y, false), (x, true)] {
+                        let mask = own.then_some(mask);
+                        self.logits(&mut tile, (x, rows.clone()), (operand, keys.clone()), mask);
+                        for (r, row_online) in online.iter_mut().enumerate() {
+                            let row = &mut tile[r * width..(r + 1) * width];
+                            let i = rows.start + r;
+                            if !own && keys.contains(&i) {
+                                labels[r] = row[i - keys.start];
                             }
+                            row_online.add(row);
                         }
                     }
-                    for (r, row_online) in online.iter().enumerate() {
-                        let (s, loss) = (&mut stats[start + r], &mut losses[start + r]);
-                        let ce = row_online.cross_entropy(labels[r]);
-                        if forward {
-                            s.forward = row_online.log_sum_exp();
-                            *loss = ce;
-                        } else {
-                            s.backward = row_online.log_sum_exp();
-                            *loss += ce;
-                        }
+                }
+                for (r, row_online) in online.iter().enumerate() {
+                    let ce = row_online.cross_entropy(labels[r]);
+                    lse[direction][start + r] = row_online.log_sum_exp();
+                    if direction == 0 {
+                        losses[start + r] = ce;
+                    } else {
+                        losses[start + r] += ce;
                     }
                 }
             }
@@ -200,25 +187,16 @@ impl<T: DenseFloat> Tiles<'_, T> {
 
     /// ∂/∂â and ∂/∂b̂ (before the normalisation) into `grads`, row i being
     /// `[∂/∂âᵢ | ∂/∂b̂ᵢ]` (2d entries), given each row's upstream `gamma` and the
-    /// statistics of [`Tiles::statistics`].
-    pub(crate) fn gradient(&self, mask: T, gamma: &[T], stats: &[RowStats<T>], grads: &mut [T]) {
+    /// log-sum-exps of [`Tiles::statistics`].
+    pub(crate) fn gradient(&self, mask: T, gamma: &[T], lse: &LogSumExps<T>, grads: &mut [T]) {
         let (n, d) = (self.n, self.d);
         let inv_t = T::ONE / self.t;
-        // Each direction's log-sum-exps as their own slices, so that a tile row reads its
-        // keys' values contiguously (the vectorised case).
-        let lse: [Vec<T>; 2] = [
-            stats.iter().map(|s| s.forward).collect(),
-            stats.iter().map(|s| s.backward).collect(),
-        ];
         // The products accumulate into the rows' gradient (beta = 1), whose rounding depends
         // on where a row falls in matrixmultiply's row tiles: threads take whole row blocks,
         // counted from row 0, so every row sees the same blocks on any thread count.
         let block = self.blocks.0.max(1);
-        let blocks = n.div_ceil(block);
-        let threads = threads_for(n).min(blocks).max(1);
-        let bounds: Vec<usize> = (0..=threads)
-            .map(|t| (t * blocks / threads * block).min(n))
-            .collect();
+        let mut bounds = Vec::new();
+        block_bounds(n, block, threads_for(n), &mut bounds);
         for_row_ranges(&bounds, grads, 2 * d, |first, grads| {
             let mut tile = vec![T::ZERO; self.blocks.0 * self.blocks.1];
             let rows_here = grads.len() / (2 * d);
@@ -230,8 +208,8 @@ impl<T: DenseFloat> Tiles<'_, T> {
                         let rows = first + start..first + end;
                         let out = &mut grads[start * 2 * d..end * 2 * d];
                         for keys in self.key_blocks() {
-                            self.cross_block(&mut tile, &rows, &keys, gamma, &lse, out, inv_t);
-                            self.own_block(&mut tile, &rows, &keys, mask, gamma, &lse, out, inv_t);
+                            self.cross_block(&mut tile, &rows, &keys, gamma, lse, out, inv_t);
+                            self.own_block(&mut tile, &rows, &keys, mask, gamma, lse, out, inv_t);
                         }
                     }
                 },
@@ -250,7 +228,7 @@ impl<T: DenseFloat> Tiles<'_, T> {
         rows: &std::ops::Range<usize>,
         keys: &std::ops::Range<usize>,
         gamma: &[T],
-        lse: &[Vec<T>; 2],
+        lse: &LogSumExps<T>,
         out: &mut [T],
         inv_t: T,
     ) {
@@ -294,7 +272,7 @@ impl<T: DenseFloat> Tiles<'_, T> {
         keys: &std::ops::Range<usize>,
         mask: T,
         gamma: &[T],
-        lse: &[Vec<T>; 2],
+        lse: &LogSumExps<T>,
         out: &mut [T],
         inv_t: T,
     ) {
