@@ -222,7 +222,7 @@ impl CircleLoss {
             },
             move |row, grad, scratch| {
                 // Entry j's score on either side, with the clipped weight α and its slope.
-                let positive = |dj: T| {
+                let positive = move |dj: T| {
                     let t = o_pos + dj;
                     let (a, da) = if t >= T::ZERO {
                         (t, T::ONE)
@@ -231,7 +231,7 @@ impl CircleLoss {
                     };
                     ((-gamma * a) * (delta_pos - dj), a, da)
                 };
-                let negative = |dj: T| {
+                let negative = move |dj: T| {
                     let t = o_neg - dj;
                     let (a, da) = if t >= T::ZERO {
                         (t, -T::ONE)
@@ -246,12 +246,16 @@ impl CircleLoss {
                     row,
                     grad,
                     scratch,
-                    |dj, same, off_diagonal| {
+                    // `move` throughout: the numbers copied in, not borrowed from the outer
+                    // closure's environment, so that picking a side's value is a select on
+                    // values that vectorises (borrowed, it became a per-key load from one of
+                    // two addresses).
+                    move |dj, same, off_diagonal| {
                         let pos = same & off_diagonal;
                         let x = if pos { positive(dj).0 } else { negative(dj).0 };
                         (pos, !same, x)
                     },
-                    |dj, pos| {
+                    move |dj, pos| {
                         if pos {
                             let (_, a, da) = positive(dj);
                             -gamma * (da * (delta_pos - dj) - a)

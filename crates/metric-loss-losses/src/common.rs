@@ -15,7 +15,7 @@ pub const MAX_MATRIX_BYTES: u128 = metric_loss_triplet::MAX_DISTANCE_MATRIX_BYTE
 
 use metric_loss_triplet::{full_distance_matrix, CallShape};
 
-use crate::lanes::all_finite;
+use crate::lanes::{all_finite, Side};
 
 /// One anchor's row, as a dense loss sees it.
 pub(crate) struct RowView<'a, T> {
@@ -86,12 +86,12 @@ impl KeyClasses {
 #[derive(Debug, Default)]
 pub(crate) struct RowScratch {
     /// One side per key ([`crate::lanes::POSITIVE`], ...).
-    pub(crate) side: Vec<u8>,
+    pub(crate) side: Vec<Side>,
 }
 
 impl RowScratch {
     /// The side buffer, `m` long (contents unspecified).
-    pub(crate) fn sides(&mut self, m: usize) -> &mut [u8] {
+    pub(crate) fn sides(&mut self, m: usize) -> &mut [Side] {
         self.side.resize(m, crate::lanes::NEITHER);
         &mut self.side[..m]
     }

@@ -6,18 +6,22 @@ pub(crate) use metric_loss_distances::lanes::{all_finite, keep, total, DenseFloa
 
 use crate::common::{RowScratch, RowView};
 
+/// A key's side in a row. 32 bits wide like the f32 values it masks: with bytes, the
+/// vectoriser widened each mask and summed two lanes at a time.
+pub(crate) type Side = u32;
+
 /// A key that is in neither softmax of a row (the anchor itself, or a key the mining left
 /// out).
-pub(crate) const NEITHER: u8 = 0;
+pub(crate) const NEITHER: Side = 0;
 /// A key in the row's positive softmax.
-pub(crate) const POSITIVE: u8 = 1;
+pub(crate) const POSITIVE: Side = 1;
 /// A key in the row's negative softmax.
-pub(crate) const NEGATIVE: u8 = 2;
+pub(crate) const NEGATIVE: Side = 2;
 
 /// The side of a key that is a positive, a negative, or neither (never both).
 #[inline(always)]
-pub(crate) fn side_of(positive: bool, negative: bool) -> u8 {
-    (u8::from(positive) * POSITIVE) | (u8::from(negative) * NEGATIVE)
+pub(crate) fn side_of(positive: bool, negative: bool) -> Side {
+    (Side::from(positive) * POSITIVE) | (Side::from(negative) * NEGATIVE)
 }
 
 /// Replaces each score xⱼ of `scores` by e^{xⱼ − c} with c the shift of its side (0 for
@@ -27,7 +31,7 @@ pub(crate) fn side_of(positive: bool, negative: bool) -> u8 {
 #[inline(always)]
 pub(crate) fn shifted_exp_sums<T: DenseFloat>(
     scores: &mut [T],
-    side: &[u8],
+    side: &[Side],
     c_pos: T,
     c_neg: T,
 ) -> (T, T) {
@@ -63,7 +67,7 @@ pub(crate) fn two_softmaxes<T: DenseFloat>(
     let (d, classes, class, diag) = (row.d, row.key_classes, row.anchor_class, row.diag);
     let side = scratch.sides(d.len());
     // Each side's shift: its largest score, at least 0.
-    let (mut c_pos, mut c_neg, mut sides) = (T::ZERO.key(), T::ZERO.key(), 0u8);
+    let (mut c_pos, mut c_neg, mut sides) = (T::ZERO.key(), T::ZERO.key(), NEITHER);
     for (j, (((g, k), &dj), &c)) in grad
         .iter_mut()
         .zip(side.iter_mut())
@@ -99,14 +103,24 @@ pub(crate) fn two_softmaxes<T: DenseFloat>(
 
 /// Σ `values` over the [`POSITIVE`] keys and over the [`NEGATIVE`] ones.
 #[inline(always)]
-pub(crate) fn side_sums<T: Float>(values: &[T], side: &[u8]) -> (T, T) {
-    let (mut pos, mut neg) = ([T::ZERO; LANES], [T::ZERO; LANES]);
+pub(crate) fn side_sums<T: Float>(values: &[T], side: &[Side]) -> (T, T) {
+    // One pass per side: in one loop the vectoriser pairs each lane's two sums in a 2-wide
+    // register instead of taking the eight lanes of one side together.
+    (
+        side_sum(values, side, POSITIVE),
+        side_sum(values, side, NEGATIVE),
+    )
+}
+
+/// Σ `values` over the keys on side `which`, in [`LANES`] accumulators.
+#[inline(always)]
+fn side_sum<T: Float>(values: &[T], side: &[Side], which: Side) -> T {
+    let mut acc = [T::ZERO; LANES];
     let mut v_blocks = values.chunks_exact(LANES);
     let mut k_blocks = side.chunks_exact(LANES);
     for (v, k) in (&mut v_blocks).zip(&mut k_blocks) {
         for l in 0..LANES {
-            pos[l] += keep(k[l] == POSITIVE, v[l]);
-            neg[l] += keep(k[l] == NEGATIVE, v[l]);
+            acc[l] += keep(k[l] == which, v[l]);
         }
     }
     for (l, (v, k)) in v_blocks
@@ -115,10 +129,9 @@ pub(crate) fn side_sums<T: Float>(values: &[T], side: &[u8]) -> (T, T) {
         .zip(k_blocks.remainder())
         .enumerate()
     {
-        pos[l] += keep(*k == POSITIVE, *v);
-        neg[l] += keep(*k == NEGATIVE, *v);
+        acc[l] += keep(*k == which, *v);
     }
-    (total(pos), total(neg))
+    total(acc)
 }
 
 #[cfg(test)]

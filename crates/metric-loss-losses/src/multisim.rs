@@ -295,7 +295,11 @@ impl MultiSimilarityLoss {
                     row,
                     grad,
                     scratch,
-                    |dj, same, off_diagonal| {
+                    // `move`: the factors copied in, not borrowed from the outer closure's
+                    // environment, so that choosing one per key is a select on values that
+                    // vectorises (a borrowed pair became a per-key branch between two
+                    // addresses).
+                    move |dj, same, off_diagonal| {
                         let pos = same & off_diagonal & (dj > mu);
                         let s = (dj + lmda) - center;
                         (

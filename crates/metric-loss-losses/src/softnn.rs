@@ -8,7 +8,7 @@ use metric_loss_core::{
 use metric_loss_triplet::DenseParts;
 
 use crate::common::{dense_parts_methods, impl_metric_loss, run_dense, DenseSpec, RowView};
-use crate::lanes::{keep, side_sums, DenseFloat, NEGATIVE, POSITIVE};
+use crate::lanes::{keep, side_sums, DenseFloat, Side, NEGATIVE, NEITHER, POSITIVE};
 use metric_loss_core::params::finite_nonzero;
 
 /// `SoftNearestNeighborLoss`'s arguments with TF Similarity 0.17.1's names and defaults,
@@ -271,12 +271,12 @@ fn exps<T: DenseFloat>(
     row: &RowView<'_, T>,
     t: T,
     grad: &mut [T],
-    side: &mut [u8],
+    side: &mut [Side],
     shift: T,
 ) -> (T, T, bool) {
     let (d, labels, label, diag) = (row.d, row.key_classes, row.anchor_class, row.diag);
     let self_col = row.self_col.unwrap_or(usize::MAX);
-    let mut sides = 0u8;
+    let mut sides = NEITHER;
     for (j, (((g, k), &dj), &lab)) in grad
         .iter_mut()
         .zip(side.iter_mut())
