@@ -10,6 +10,7 @@ use std::sync::Arc;
 use metric_loss_core::{
     dense_vjp_by_halves, Distance, Embeddings, Float, LossError, PartConfig, RegisteredDistance,
 };
+use metric_loss_distances::parallel::gemm_rows;
 use metric_loss_distances::{add_transpose, lanes};
 use serde::{Deserialize, Serialize};
 
@@ -129,7 +130,7 @@ impl Geometry {
         } else {
             T::from_f64(-2.0)
         };
-        T::gemm(
+        gemm_rows(
             n,
             dims,
             m,
@@ -137,7 +138,7 @@ impl Geometry {
             (qh, dims, 1),
             (kh, 1, dims),
             T::ZERO,
-            (out, m, 1),
+            out,
         );
         if self.form == Form::Euclidean {
             let (sq_q, sq_k) = sq.split_at_mut(n);
@@ -209,7 +210,7 @@ impl Geometry {
             (true, false) => {}
             (true, true) => {
                 // d(s²)/ds = 2s needs the sign of s: the dot products again.
-                T::gemm(
+                gemm_rows(
                     n,
                     dims,
                     m,
@@ -217,7 +218,7 @@ impl Geometry {
                     (qh, dims, 1),
                     (kh, 1, dims),
                     T::ZERO,
-                    (base, m, 1),
+                    base,
                 );
                 a.iter_mut()
                     .zip(base.iter())
@@ -259,26 +260,8 @@ impl Geometry {
         self.normalize_into(k, kh);
         self.entry_slopes(n, m, dims, (qh, kh), dist, a, base);
         let sign = if dot { T::ONE } else { -T::ONE };
-        T::gemm(
-            n,
-            m,
-            dims,
-            sign,
-            (a, m, 1),
-            (kh, dims, 1),
-            T::ZERO,
-            (v, dims, 1),
-        );
-        T::gemm(
-            m,
-            n,
-            dims,
-            sign,
-            (a, 1, m),
-            (qh, dims, 1),
-            T::ZERO,
-            (w, dims, 1),
-        );
+        gemm_rows(n, m, dims, sign, (a, m, 1), (kh, dims, 1), T::ZERO, v);
+        gemm_rows(m, n, dims, sign, (a, 1, m), (qh, dims, 1), T::ZERO, w);
         if !dot {
             // The row sums scale x̂ᵢ, the column sums k̂ⱼ.
             let column = |j: usize| (0..n).fold(T::ZERO, |s, i| s + a[i * m + j]);
@@ -328,16 +311,7 @@ impl Geometry {
         self.entry_slopes(n, n, dims, (xh, xh), dist, a, base);
         add_transpose(a, n);
         let sign = if dot { T::ONE } else { -T::ONE };
-        T::gemm(
-            n,
-            n,
-            dims,
-            sign,
-            (a, n, 1),
-            (xh, dims, 1),
-            T::ZERO,
-            (v, dims, 1),
-        );
+        gemm_rows(n, n, dims, sign, (a, n, 1), (xh, dims, 1), T::ZERO, v);
         if !dot {
             for (i, row) in a.chunks_exact(n.max(1)).take(n).enumerate() {
                 let total = lanes::sum(row);

@@ -47,7 +47,11 @@
 //! positive pairs alone would pass the 16 GiB cap is refused with `LossError::TooLarge`.
 //!
 //! # Feature flags
-//! None: serde and the config registration are always on (the parts are named in configs).
+//! - `threads`: the distance and gradient products, the pair losses' gradient rows and
+//!   NTXent's and SupCon's forward rows split over threads (the same bits whatever the
+//!   thread count; `METRIC_LOSS_THREADS` caps it).
+//!
+//! serde and the config registration are always on (the parts are named in configs).
 //!
 //! # Supported Rust versions
 //! The workspace's MSRV, Rust 1.89.

@@ -9,6 +9,7 @@ use metric_loss_core::{
     Workspace,
 };
 use metric_loss_distances::lanes::DenseFloat;
+use metric_loss_distances::parallel::{for_row_chunks_with_scratch, for_rows_on, threads_for};
 use metric_loss_distances::wide::with_avx2;
 use metric_loss_triplet::{
     check_matrix_size, finite_distances, start_call, CallShape, DenseParts,
@@ -156,6 +157,14 @@ impl<T: Float> Elements<T> {
         self.weights.clear();
     }
 
+    /// Appends `other`'s elements (those of later anchors) after these.
+    fn append(&mut self, other: &Elements<T>) {
+        self.values.extend_from_slice(&other.values);
+        self.anchors.extend_from_slice(&other.anchors);
+        self.cols.extend_from_slice(&other.cols);
+        self.aux.extend_from_slice(&other.aux);
+    }
+
     /// Adds an element of anchor `anchor`.
     pub(crate) fn push(&mut self, anchor: usize, col: usize, value: T, aux: [T; 2]) {
         self.push_plain(anchor, col, value);
@@ -198,14 +207,16 @@ impl<T: Float> Elements<T> {
 }
 
 /// What a pair-based loss computes. The driver handles everything around it.
-pub(crate) trait PairFormula {
+pub(crate) trait PairFormula: Sync {
     /// How many sub-losses (each reduced by its own copy of the reducer, then summed).
     const SUB_LOSSES: usize;
 
     /// Whether the loss keeps few elements (one per anchor or per positive pair, not one
     /// per entry of the matrix), so that a large batch may run in strips of rows: the
     /// matrix is then computed a strip at a time, twice (forward, then gradient), and
-    /// never held whole.
+    /// never held whole. Such a loss's forward pass also splits its rows over threads,
+    /// each thread's elements appended in row order afterwards (for a loss with an
+    /// element per entry, that copy would cost about what the second thread saves).
     const STRIPS: bool = false;
 
     /// Pushes the elements of the anchors `s.rows()` of each sub-loss into `subs`
@@ -245,6 +256,8 @@ struct PairScratch<T> {
     key_grad: Vec<T>,
     labels: Vec<i64>,
     subs: [Elements<T>; 2],
+    /// Each thread's elements of a forward pass split over threads.
+    thread_subs: Vec<[Elements<T>; 2]>,
 }
 
 /// Runs `formula` on `parts` (its distance and reducer). `per_example[i]` is anchor i's
@@ -283,6 +296,7 @@ pub(crate) fn run_pairs_in_strips<T: DenseFloat, F: PairFormula>(
         key_grad,
         labels,
         subs,
+        thread_subs,
     } = workspace.get::<PairScratch<T>>();
     let Some(CallShape {
         n,
@@ -330,15 +344,7 @@ pub(crate) fn run_pairs_in_strips<T: DenseFloat, F: PairFormula>(
                 return Ok(());
             }
         }
-        let scores = Scores {
-            m: matrix,
-            first,
-            ..base
-        };
-        if !with_avx2(
-            #[inline(always)]
-            || formula.forward(&scores, subs),
-        ) {
+        if !forward_rows(formula, &base, matrix, first, subs, thread_subs) {
             return Ok(());
         }
     }
@@ -381,17 +387,22 @@ pub(crate) fn run_pairs_in_strips<T: DenseFloat, F: PairFormula>(
             if striped {
                 distances(distance, q, k, same, rows.clone(), stats, matrix)?;
             }
-            let scores = Scores {
-                m: matrix,
-                first,
-                ..base
-            };
             grad.clear();
             grad.resize(matrix.len(), T::ZERO);
-            with_avx2(
-                #[inline(always)]
-                || formula.backward(&scores, subs, grad),
-            );
+            // Rows split over threads: a formula's backward writes only its rows of `grad`
+            // and reads the elements, so every row gets the same arithmetic on any split.
+            let (matrix, subs) = (&matrix[..], &subs[..]);
+            for_rows_on(threads_for(rows.len()), grad, m, |r0, grad| {
+                let scores = Scores {
+                    m: &matrix[r0 * m..r0 * m + grad.len()],
+                    first: first + r0,
+                    ..base
+                };
+                with_avx2(
+                    #[inline(always)]
+                    || formula.backward(&scores, subs, grad),
+                );
+            });
             if same && !striped {
                 // Both halves at once: one product with G + Gᵀ where the distance can.
                 distance.dense_vjp_same(q, matrix, grad, &mut out.grad_queries, stats);
@@ -414,6 +425,63 @@ pub(crate) fn run_pairs_in_strips<T: DenseFloat, F: PairFormula>(
         }
     }
     out.check_finite(AllowNonFinite::Never)
+}
+
+/// `formula`'s forward pass on the rows of `matrix` (anchors from `first` on, the masks of
+/// `base`), its elements appended to `subs`; `false` for PML's zero path. A formula with
+/// few elements ([`PairFormula::STRIPS`]) splits the rows over threads, each thread
+/// pushing into its own `thread_subs`, then appended in row order: the elements, and so
+/// every number after them, are those of one pass over the rows.
+fn forward_rows<T: DenseFloat, F: PairFormula>(
+    formula: &F,
+    base: &Scores<'_, T>,
+    matrix: &[T],
+    first: usize,
+    subs: &mut [Elements<T>],
+    thread_subs: &mut Vec<[Elements<T>; 2]>,
+) -> bool {
+    let rows = matrix.len().checked_div(base.cols).unwrap_or(0);
+    let scores = |r0: usize, count: usize| Scores {
+        m: &matrix[r0 * base.cols..(r0 + count) * base.cols],
+        first: first + r0,
+        ..*base
+    };
+    if !F::STRIPS || threads_for(rows) == 1 {
+        let scores = scores(0, rows);
+        return with_avx2(
+            #[inline(always)]
+            || formula.forward(&scores, subs),
+        );
+    }
+    thread_subs.iter_mut().flatten().for_each(Elements::clear);
+    // One unit per row: the split is by rows, with nothing to write per row.
+    let (mut units, mut also_units) = (vec![(); rows], vec![(); rows]);
+    let zero_path = for_row_chunks_with_scratch(
+        &mut units,
+        &mut also_units,
+        1,
+        thread_subs,
+        |r0, chunk, own: &mut [Elements<T>; 2], _| {
+            let scores = scores(r0, chunk.len());
+            if with_avx2(
+                #[inline(always)]
+                || formula.forward(&scores, &mut own[..F::SUB_LOSSES]),
+            ) {
+                Ok(())
+            } else {
+                Err(())
+            }
+        },
+    );
+    if zero_path.is_err() {
+        return false;
+    }
+    for own in thread_subs.iter() {
+        for (sub, part) in subs.iter_mut().zip(own) {
+            sub.append(part);
+        }
+    }
+    true
 }
 
 /// The distances of the queries `rows` to every key into `matrix`, checked finite (an
