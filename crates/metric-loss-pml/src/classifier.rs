@@ -4,10 +4,12 @@
 //! scale, and a max-shifted softmax cross-entropy per row. Each loss supplies its margin
 //! ([`TargetMargin`]).
 
+use std::convert::Infallible;
 use std::fmt::Debug;
 
 use metric_loss_core::{Float, LossError, LossInput, LossOutput, ParameterShape};
 use metric_loss_distances::lanes::{exp_shifted_sum, max, DenseFloat};
+use metric_loss_distances::parallel::for_row_chunks_with_scratch;
 use metric_loss_distances::wide::with_avx2;
 use metric_loss_triplet::DenseParts;
 
@@ -101,43 +103,47 @@ impl<M: TargetMargin> Classifier<M> {
         // The columns of W are the keys: transpose it to one row per column.
         transpose(&s.params, dims, cols, &mut s.keys);
         distances(distance, x, &s.keys, cols, &mut s.matrix, &mut s.stats)?;
-        let scale = T::from_f64(self.scale);
-        let weights = input.sample_weight();
-        s.logits.clear();
-        s.picks.clear();
-        s.values.clear();
-        s.weights.clear();
-        s.aux.clear();
-        for (i, row) in s.matrix.chunks_exact(cols).enumerate() {
-            // The best sub-center of each class; a tie keeps the first (torch's max).
-            for (c, group) in row.chunks_exact(k).enumerate() {
-                let (mut best, mut at) = (group[0], 0);
-                for (j, v) in group.iter().enumerate().skip(1) {
-                    if *v > best {
-                        (best, at) = (*v, j);
+        let (scale, margin) = (T::from_f64(self.scale), self.margin);
+        let matrix = &s.matrix[..];
+        // Rows split over threads, each the same arithmetic on any split.
+        s.logits.resize(n * classes, T::ZERO);
+        s.row_stats.resize(n, [T::ZERO; 3]);
+        infallible(for_row_chunks_with_scratch(
+            &mut s.row_stats,
+            &mut s.logits,
+            classes,
+            &mut s.exps,
+            |r0, stats, exps, logits| {
+                for (i, (stat, logits)) in
+                    (r0..).zip(stats.iter_mut().zip(logits.chunks_exact_mut(classes)))
+                {
+                    let row = &matrix[i * cols..(i + 1) * cols];
+                    for (z, group) in logits.iter_mut().zip(row.chunks_exact(k)) {
+                        *z = group[best_sub_center(group)];
                     }
+                    let target = labels[i] as usize;
+                    let cosine = logits[target];
+                    let (modified, slope) = margin.modify(cosine);
+                    // PML adds the difference to the cosine rather than replacing it: the
+                    // same rounding.
+                    logits[target] = cosine + (modified - cosine);
+                    logits.iter_mut().for_each(|z| *z *= scale);
+                    let max = max(logits);
+                    // The exponentials in a copy: the logits stay for the gradient.
+                    exps.clear();
+                    exps.extend_from_slice(logits);
+                    let log_norm = exp_shifted_sum(exps, max).ln();
+                    *stat = [-((logits[target] - max) - log_norm), slope, max + log_norm];
                 }
-                s.picks.push(c * k + at);
-                s.logits.push(best);
-            }
-            let logits = &mut s.logits[i * classes..];
-            let target = labels[i] as usize;
-            let cosine = logits[target];
-            let (modified, slope) = self.margin.modify(cosine);
-            // PML adds the difference to the cosine rather than replacing it: the same
-            // rounding.
-            logits[target] = cosine + (modified - cosine);
-            let logits = &mut logits[..classes];
-            logits.iter_mut().for_each(|z| *z *= scale);
-            let max = max(logits);
-            // The exponentials in a copy: the logits stay for the target and the gradient.
-            s.row.clear();
-            s.row.extend_from_slice(logits);
-            let log_norm = exp_shifted_sum(&mut s.row, max).ln();
-            s.values.push(-((logits[target] - max) - log_norm));
-            s.weights.push(weights.get(i));
-            s.aux.push([slope, max + log_norm]);
-        }
+                Ok(())
+            },
+        ));
+        let weights = input.sample_weight();
+        s.values.clear();
+        s.values
+            .extend(s.row_stats.iter().map(|[value, ..]| *value));
+        s.weights.clear();
+        s.weights.extend((0..n).map(|i| weights.get(i)));
         s.scales.resize(n, T::ZERO);
         out.loss = reduce_elements(parts, &s.values, &s.weights, &mut s.scales);
         for ((o, v), g) in out.per_example.iter_mut().zip(&s.values).zip(&s.scales) {
@@ -148,29 +154,45 @@ impl<M: TargetMargin> Classifier<M> {
         if !input.wants_gradient() {
             return Ok(());
         }
-        s.grad.clear();
+        // Every entry of every row is written below.
         s.grad.resize(n * cols, T::ZERO);
-        for (i, label) in labels.iter().enumerate() {
-            let g = s.scales[i];
-            if g == T::ZERO {
-                continue;
-            }
-            let [slope, log_norm] = s.aux[i];
-            let target = *label as usize;
-            // The softmax row, vectorised, then scattered to the picked sub-centers.
-            s.row.clear();
-            s.row
-                .extend_from_slice(&s.logits[i * classes..(i + 1) * classes]);
-            exp_shifted_sum(&mut s.row, log_norm);
-            let picks = &s.picks[i * classes..(i + 1) * classes];
-            for (c, (p, pick)) in s.row.iter().zip(picks).enumerate() {
-                let mut d = g * scale * if c == target { *p - T::ONE } else { *p };
-                if c == target {
-                    d *= slope;
+        let (logits, stats, scales) = (&s.logits[..], &s.row_stats[..], &s.scales[..]);
+        let mut rows = vec![(); n];
+        infallible(for_row_chunks_with_scratch(
+            &mut rows,
+            &mut s.grad,
+            cols,
+            &mut s.exps,
+            |r0, rows, exps, grad| {
+                for (i, grad) in (r0..r0 + rows.len()).zip(grad.chunks_exact_mut(cols)) {
+                    grad.fill(T::ZERO);
+                    let g = scales[i];
+                    if g == T::ZERO {
+                        continue;
+                    }
+                    let [_, slope, log_norm] = stats[i];
+                    let target = labels[i] as usize;
+                    // The softmax row, then scattered to the picked sub-centers.
+                    exps.clear();
+                    exps.extend_from_slice(&logits[i * classes..(i + 1) * classes]);
+                    exp_shifted_sum(exps, log_norm);
+                    let gs = g * scale;
+                    let row = &matrix[i * cols..(i + 1) * cols];
+                    let pick = |c: usize| c * k + best_sub_center(&row[c * k..(c + 1) * k]);
+                    if k == 1 {
+                        grad.iter_mut()
+                            .zip(exps.iter())
+                            .for_each(|(o, p)| *o = gs * *p);
+                    } else {
+                        for (c, p) in exps.iter().enumerate() {
+                            grad[pick(c)] = gs * *p;
+                        }
+                    }
+                    grad[pick(target)] = (gs * (exps[target] - T::ONE)) * slope;
                 }
-                s.grad[i * cols + pick] = d;
-            }
-        }
+                Ok(())
+            },
+        ));
         distance_vjp(
             distance,
             x,
@@ -186,8 +208,33 @@ impl<M: TargetMargin> Classifier<M> {
     }
 }
 
+/// The index of a class's best sub-center: its largest cosine, the first on a tie
+/// (torch's `max`).
+#[inline(always)]
+fn best_sub_center<T: Float>(group: &[T]) -> usize {
+    let (mut best, mut at) = (group[0], 0);
+    for (j, v) in group.iter().enumerate().skip(1) {
+        if *v > best {
+            (best, at) = (*v, j);
+        }
+    }
+    at
+}
+
+/// The result of row work that cannot fail.
+fn infallible(done: Result<(), Infallible>) {
+    match done {
+        Ok(()) => {}
+        Err(never) => match never {},
+    }
+}
+
 /// Writes the transpose of `a` (`rows x cols`, row-major) into `out` (`cols x rows`).
 fn transpose<T: Float>(a: &[T], rows: usize, cols: usize, out: &mut Vec<T>) {
-    out.clear();
-    out.extend((0..cols).flat_map(|c| (0..rows).map(move |r| a[r * cols + c])));
+    out.resize(rows * cols, T::ZERO);
+    for (r, row) in a.chunks_exact(cols.max(1)).take(rows).enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            out[c * rows + r] = *v;
+        }
+    }
 }

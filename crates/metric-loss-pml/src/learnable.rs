@@ -78,12 +78,11 @@ pub(crate) struct Scratch<T> {
     pub(crate) weights: Vec<T>,
     /// Per row: the logits (classifiers).
     pub(crate) logits: Vec<T>,
-    /// One row of exponentials (classifiers).
-    pub(crate) row: Vec<T>,
-    /// Per element: two numbers the formula keeps for its gradient.
-    pub(crate) aux: Vec<[T; 2]>,
-    /// Per row and class: the column chosen (sub-centers).
-    pub(crate) picks: Vec<usize>,
+    /// Per row: its loss, the target margin's slope and the log-softmax normaliser
+    /// (classifiers).
+    pub(crate) row_stats: Vec<[T; 3]>,
+    /// Each thread's row of exponentials (classifiers).
+    pub(crate) exps: Vec<Vec<T>>,
 }
 
 /// Runs `formula` on `input` with `params`: checks the call, rounds the parameters into
