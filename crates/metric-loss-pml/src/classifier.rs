@@ -113,28 +113,35 @@ impl<M: TargetMargin> Classifier<M> {
             &mut s.logits,
             classes,
             &mut s.exps,
+            // The AVX2 copy inside each thread's closure: the pool calls it as a function of
+            // its own, outside the caller's copy.
             |r0, stats, exps, logits| {
-                for (i, (stat, logits)) in
-                    (r0..).zip(stats.iter_mut().zip(logits.chunks_exact_mut(classes)))
-                {
-                    let row = &matrix[i * cols..(i + 1) * cols];
-                    for (z, group) in logits.iter_mut().zip(row.chunks_exact(k)) {
-                        *z = group[best_sub_center(group)];
-                    }
-                    let target = labels[i] as usize;
-                    let cosine = logits[target];
-                    let (modified, slope) = margin.modify(cosine);
-                    // PML adds the difference to the cosine rather than replacing it: the
-                    // same rounding.
-                    logits[target] = cosine + (modified - cosine);
-                    logits.iter_mut().for_each(|z| *z *= scale);
-                    let max = max(logits);
-                    // The exponentials in a copy: the logits stay for the gradient.
-                    exps.clear();
-                    exps.extend_from_slice(logits);
-                    let log_norm = exp_shifted_sum(exps, max).ln();
-                    *stat = [-((logits[target] - max) - log_norm), slope, max + log_norm];
-                }
+                with_avx2(
+                    #[inline(always)]
+                    || {
+                        for (i, (stat, logits)) in
+                            (r0..).zip(stats.iter_mut().zip(logits.chunks_exact_mut(classes)))
+                        {
+                            let row = &matrix[i * cols..(i + 1) * cols];
+                            for (z, group) in logits.iter_mut().zip(row.chunks_exact(k)) {
+                                *z = group[best_sub_center(group)];
+                            }
+                            let target = labels[i] as usize;
+                            let cosine = logits[target];
+                            let (modified, slope) = margin.modify(cosine);
+                            // PML adds the difference to the cosine rather than replacing it: the
+                            // same rounding.
+                            logits[target] = cosine + (modified - cosine);
+                            logits.iter_mut().for_each(|z| *z *= scale);
+                            let max = max(logits);
+                            // The exponentials in a copy: the logits stay for the gradient.
+                            exps.clear();
+                            exps.extend_from_slice(logits);
+                            let log_norm = exp_shifted_sum(exps, max).ln();
+                            *stat = [-((logits[target] - max) - log_norm), slope, max + log_norm];
+                        }
+                    },
+                );
                 Ok(())
             },
         ));
@@ -164,32 +171,37 @@ impl<M: TargetMargin> Classifier<M> {
             cols,
             &mut s.exps,
             |r0, rows, exps, grad| {
-                for (i, grad) in (r0..r0 + rows.len()).zip(grad.chunks_exact_mut(cols)) {
-                    grad.fill(T::ZERO);
-                    let g = scales[i];
-                    if g == T::ZERO {
-                        continue;
-                    }
-                    let [_, slope, log_norm] = stats[i];
-                    let target = labels[i] as usize;
-                    // The softmax row, then scattered to the picked sub-centers.
-                    exps.clear();
-                    exps.extend_from_slice(&logits[i * classes..(i + 1) * classes]);
-                    exp_shifted_sum(exps, log_norm);
-                    let gs = g * scale;
-                    let row = &matrix[i * cols..(i + 1) * cols];
-                    let pick = |c: usize| c * k + best_sub_center(&row[c * k..(c + 1) * k]);
-                    if k == 1 {
-                        grad.iter_mut()
-                            .zip(exps.iter())
-                            .for_each(|(o, p)| *o = gs * *p);
-                    } else {
-                        for (c, p) in exps.iter().enumerate() {
-                            grad[pick(c)] = gs * *p;
+                with_avx2(
+                    #[inline(always)]
+                    || {
+                        for (i, grad) in (r0..r0 + rows.len()).zip(grad.chunks_exact_mut(cols)) {
+                            grad.fill(T::ZERO);
+                            let g = scales[i];
+                            if g == T::ZERO {
+                                continue;
+                            }
+                            let [_, slope, log_norm] = stats[i];
+                            let target = labels[i] as usize;
+                            // The softmax row, then scattered to the picked sub-centers.
+                            exps.clear();
+                            exps.extend_from_slice(&logits[i * classes..(i + 1) * classes]);
+                            exp_shifted_sum(exps, log_norm);
+                            let gs = g * scale;
+                            let row = &matrix[i * cols..(i + 1) * cols];
+                            let pick = |c: usize| c * k + best_sub_center(&row[c * k..(c + 1) * k]);
+                            if k == 1 {
+                                grad.iter_mut()
+                                    .zip(exps.iter())
+                                    .for_each(|(o, p)| *o = gs * *p);
+                            } else {
+                                for (c, p) in exps.iter().enumerate() {
+                                    grad[pick(c)] = gs * *p;
+                                }
+                            }
+                            grad[pick(target)] = (gs * (exps[target] - T::ONE)) * slope;
                         }
-                    }
-                    grad[pick(target)] = (gs * (exps[target] - T::ONE)) * slope;
-                }
+                    },
+                );
                 Ok(())
             },
         ));
