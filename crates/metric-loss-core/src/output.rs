@@ -106,7 +106,8 @@ impl<T: Float> LossOutput<T> {
             value: value.to_f64(),
             dtype: T::DTYPE,
         };
-        if first_non_finite(&self.per_example).is_some() {
+        let non_finite_example = first_non_finite(&self.per_example);
+        if non_finite_example.is_some() {
             if let Some(i) = self
                 .per_example
                 .iter()
@@ -117,8 +118,7 @@ impl<T: Float> LossOutput<T> {
         }
         // An allowed +∞ example makes the loss ±∞ (by its weight's sign); NaN would mean
         // ∞ − ∞ or 0·∞, which no allowance covers.
-        let infinite_examples = self.per_example.iter().any(|v| !v.is_finite());
-        let loss_allowed = infinite_examples && !self.loss.to_f64().is_nan();
+        let loss_allowed = non_finite_example.is_some() && !self.loss.to_f64().is_nan();
         if !self.loss.is_finite() && !loss_allowed {
             return Err(error("loss", 0, self.loss));
         }

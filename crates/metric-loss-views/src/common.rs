@@ -2,6 +2,7 @@
 //! reduction, the matrix products, and the `MetricLoss` / serde plumbing.
 
 use metric_loss_core::{Embeddings, Float, LossError, LossInput, Reduction, SampleWeight};
+use metric_loss_distances::lanes::{total, LANES};
 
 /// `tf.math.l2_normalize`'s epsilon: rows are divided by √max(‖x‖², 10⁻¹²).
 pub(crate) const NORM_EPSILON: f64 = 1e-12;
@@ -72,19 +73,26 @@ pub(crate) fn keras_reduce<T: Float>(
     reduction: Reduction,
 ) -> (T, T) {
     let scale = reduction.example_scale(values.len());
-    let sum: f64 = values
-        .iter()
-        .enumerate()
-        .map(|(e, v)| {
-            let w = weights.get(e / per_row.max(1));
-            // A zero weight removes its entry even where the entry is huge.
-            if w == T::ZERO {
-                0.0
-            } else {
-                (w * *v).to_f64()
+    // Row by row (each row's weight looked up once, not by a division per entry), in f64
+    // lanes so that the sum vectorises; a zero weight removes its entries even where they
+    // are huge.
+    let mut acc = [0.0f64; LANES];
+    for (r, row) in values.chunks(per_row.max(1)).enumerate() {
+        let w = weights.get(r);
+        if w == T::ZERO {
+            continue;
+        }
+        let mut blocks = row.chunks_exact(LANES);
+        for b in &mut blocks {
+            for l in 0..LANES {
+                acc[l] += (w * b[l]).to_f64();
             }
-        })
-        .sum();
+        }
+        for (l, v) in blocks.remainder().iter().enumerate() {
+            acc[l] += (w * *v).to_f64();
+        }
+    }
+    let sum = total(acc);
     (T::from_f64(sum * scale), T::from_f64(scale))
 }
 
