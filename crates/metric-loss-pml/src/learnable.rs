@@ -83,6 +83,10 @@ pub(crate) struct Scratch<T> {
     pub(crate) row_stats: Vec<[T; 3]>,
     /// Each thread's row of exponentials (classifiers).
     pub(crate) exps: Vec<Vec<T>>,
+    /// Per class: maxima, sums, then shares (ProxyAnchor).
+    pub(crate) class_stats: Vec<T>,
+    /// Per class: its rows (ProxyAnchor).
+    pub(crate) counts: Vec<usize>,
 }
 
 /// Runs `formula` on `input` with `params`: checks the call, rounds the parameters into

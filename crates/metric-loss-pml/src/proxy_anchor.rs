@@ -1,8 +1,10 @@
 //! [`ProxyAnchorLoss`]: pytorch-metric-learning's proxy-anchor loss.
 
 use metric_loss_core::params::finite;
-use metric_loss_core::{Float, LossError, LossInput, LossOutput, ParameterShape, SampleWeight};
-use metric_loss_distances::lanes::DenseFloat;
+use metric_loss_core::{LossError, LossInput, LossOutput, ParameterShape, SampleWeight};
+use metric_loss_distances::lanes::{keep, DenseFloat};
+use metric_loss_distances::parallel::{for_rows_on, threads_for};
+use metric_loss_distances::wide::with_avx2;
 use metric_loss_triplet::DenseParts;
 
 use crate::learnable::{
@@ -19,14 +21,60 @@ pub(crate) struct ProxyAnchor {
     sizes: Sizes,
 }
 
-/// log(1 + Σ exp(aᵢ)) over the kept entries, shifted by max(0, max aᵢ); 0 without any.
-fn log_one_plus_sum_exp<T: Float>(entries: impl Iterator<Item = T> + Clone) -> T {
-    let Some(max) = entries.clone().reduce(T::max) else {
-        return T::ZERO;
-    };
-    let max = max.max(T::ZERO);
-    let sum = entries.fold((-max).exp(), |s, a| s + (a - max).exp());
-    max + sum.ln()
+/// Each class's two terms, log(1 + Σ e^{aᵢ}) shifted by max(0, max aᵢ) over the class's
+/// rows (`pos` of their entries in its column) and over the other rows (`neg`), 0 without
+/// any row: into `values` (the positive terms, then the negative ones), with each class's
+/// row count in `counts`. Row-major passes with one accumulator per class and side, so
+/// that the matrix is read in order and the exponentials vectorise; each class's sum still
+/// adds its rows in order, from e^{−max}.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn class_terms<T: DenseFloat>(
+    m: &[T],
+    labels: &[i64],
+    classes: usize,
+    pos: impl Fn(T) -> T,
+    neg: impl Fn(T) -> T,
+    stats: &mut Vec<T>,
+    counts: &mut Vec<usize>,
+    values: &mut Vec<T>,
+) {
+    let n = labels.len();
+    let none = T::from_f64(f64::NEG_INFINITY);
+    counts.clear();
+    counts.resize(classes, 0);
+    stats.clear();
+    stats.resize(4 * classes, none);
+    let (maxima, sums) = stats.split_at_mut(2 * classes);
+    let (pos_max, neg_max) = maxima.split_at_mut(classes);
+    for (row, &label) in m.chunks_exact(classes).zip(labels) {
+        let own = label as usize;
+        counts[own] += 1;
+        for (c, (top, &v)) in neg_max.iter_mut().zip(row).enumerate() {
+            let key = if c == own { none.key() } else { neg(v).key() };
+            *top = T::from_key(top.key().max(key));
+        }
+        pos_max[own] = pos_max[own].max(pos(row[own]));
+    }
+    let (pos_sum, neg_sum) = sums.split_at_mut(classes);
+    for (top, sum) in maxima
+        .iter_mut()
+        .zip(pos_sum.iter_mut().chain(neg_sum.iter_mut()))
+    {
+        *top = top.max(T::ZERO);
+        *sum = (-*top).exp();
+    }
+    let (pos_max, neg_max) = maxima.split_at(classes);
+    for (row, &label) in m.chunks_exact(classes).zip(labels) {
+        let own = label as usize;
+        for (c, ((sum, &top), &v)) in neg_sum.iter_mut().zip(neg_max).zip(row).enumerate() {
+            *sum += keep(c != own, T::exp_ftz(neg(v) - top));
+        }
+        pos_sum[own] += T::exp_ftz(pos(row[own]) - pos_max[own]);
+    }
+    values.clear();
+    values.extend((0..classes).map(|c| keep(counts[c] > 0, pos_max[c] + pos_sum[c].ln())));
+    values.extend((0..classes).map(|c| keep(counts[c] < n, neg_max[c] + neg_sum[c].ln())));
 }
 
 impl Learnable for ProxyAnchor {
@@ -72,21 +120,19 @@ impl Learnable for ProxyAnchor {
         let similarity = distance.is_similarity();
         let (margin, alpha) = (T::from_f64(self.margin), T::from_f64(self.alpha));
         // α · PML's margin(M, m) and margin(−m, M): closer than the margin costs nothing.
-        let pos = |v: T| alpha * if similarity { margin - v } else { v - margin };
-        let neg = |v: T| alpha * if similarity { v + margin } else { -margin - v };
-        let m = &s.matrix;
-        let own = |c: usize| (0..n).filter(move |&i| labels[i] as usize == c);
-        let other = |c: usize| (0..n).filter(move |&i| labels[i] as usize != c);
-        s.values.clear();
-        s.values.extend(
-            (0..classes).map(|c| log_one_plus_sum_exp(own(c).map(|i| pos(m[i * classes + c])))),
+        // `move`: the numbers copied in (borrowed, a choice between them is not vectorised).
+        let pos = move |v: T| alpha * if similarity { margin - v } else { v - margin };
+        let neg = move |v: T| alpha * if similarity { v + margin } else { -margin - v };
+        let m = &s.matrix[..];
+        let (stats, counts, values) = (&mut s.class_stats, &mut s.counts, &mut s.values);
+        with_avx2(
+            #[inline(always)]
+            || class_terms(m, labels, classes, pos, neg, stats, counts, values),
         );
-        s.values.extend(
-            (0..classes).map(|c| log_one_plus_sum_exp(other(c).map(|i| neg(m[i * classes + c])))),
-        );
+        let counts = &s.counts[..];
         // DivisorReducer divides the positive terms by the classes present and the negative
         // ones by num_classes; every other reducer ignores the divisors.
-        let present = (0..classes).filter(|&c| own(c).next().is_some()).count();
+        let present = counts.iter().filter(|&&count| count > 0).count();
         let divisors = if parts.reducer_part().as_any().is::<DivisorReducer>() {
             [present, classes]
         } else {
@@ -105,16 +151,28 @@ impl Learnable for ProxyAnchor {
         out.loss = reduce_elements(parts, pos_values, pos_weights, pos_scales)
             + reduce_elements(parts, neg_values, neg_weights, neg_scales);
         // Each class term is shared equally among the rows it sums over, so that the
-        // per-example values add up to the loss.
-        for c in 0..classes {
-            let count = own(c).count();
-            if count > 0 && pos_scales[c] != T::ZERO {
-                let share = pos_scales[c] * pos_values[c] / T::from_f64(count as f64);
-                own(c).for_each(|i| out.per_example[i] += share);
-            }
-            if count < n && neg_scales[c] != T::ZERO {
-                let share = neg_scales[c] * neg_values[c] / T::from_f64((n - count) as f64);
-                other(c).for_each(|i| out.per_example[i] += share);
+        // per-example values add up to the loss; a row takes its shares class by class.
+        let shares = &mut s.class_stats;
+        shares.clear();
+        shares.extend((0..classes).map(|c| {
+            let count = counts[c];
+            keep(
+                count > 0 && pos_scales[c] != T::ZERO,
+                pos_scales[c] * pos_values[c] / T::from_f64(count as f64),
+            )
+        }));
+        shares.extend((0..classes).map(|c| {
+            let count = counts[c];
+            keep(
+                count < n && neg_scales[c] != T::ZERO,
+                neg_scales[c] * neg_values[c] / T::from_f64((n - count) as f64),
+            )
+        }));
+        let (pos_shares, neg_shares) = shares.split_at(classes);
+        for (o, &label) in out.per_example.iter_mut().zip(labels) {
+            let own = label as usize;
+            for (c, (&p, &q)) in pos_shares.iter().zip(neg_shares).enumerate() {
+                *o += if c == own { p } else { q };
             }
         }
         if !input.wants_gradient() {
@@ -127,16 +185,27 @@ impl Learnable for ProxyAnchor {
         } else {
             (alpha, -alpha)
         };
-        s.grad.clear();
-        s.grad.extend((0..n * classes).map(|at| {
-            let (i, c) = (at / classes, at % classes);
-            let v = m[at];
-            if labels[i] as usize == c {
-                pos_scales[c] * (pos(v) - pos_values[c]).exp() * d_pos
-            } else {
-                neg_scales[c] * (neg(v) - neg_values[c]).exp() * d_neg
-            }
-        }));
+        let (pos_scales, neg_scales) = (&pos_scales[..], &neg_scales[..]);
+        s.grad.resize(n * classes, T::ZERO);
+        // Rows split over threads (each row's arithmetic is its own).
+        for_rows_on(threads_for(n), &mut s.grad, classes, |r0, grad| {
+            with_avx2(
+                #[inline(always)]
+                || {
+                    for (i, g) in (r0..).zip(grad.chunks_exact_mut(classes)) {
+                        let row = &m[i * classes..(i + 1) * classes];
+                        for (((o, &v), &scale), &term) in
+                            g.iter_mut().zip(row).zip(neg_scales).zip(neg_values)
+                        {
+                            *o = scale * T::exp_ftz(neg(v) - term) * d_neg;
+                        }
+                        let own = labels[i] as usize;
+                        g[own] =
+                            pos_scales[own] * T::exp_ftz(pos(row[own]) - pos_values[own]) * d_pos;
+                    }
+                },
+            )
+        });
         distance_vjp(
             distance,
             x,
