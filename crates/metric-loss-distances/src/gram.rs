@@ -5,6 +5,7 @@ use std::ops::Range;
 use metric_loss_core::Float;
 
 use crate::parallel::{for_row_ranges, for_rows_on};
+use crate::wide::with_avx2;
 
 /// Row-block height of the strips: each strip of the symmetric product computes its rows
 /// from the diagonal rightwards (the work wasted below the diagonal is about
@@ -63,9 +64,16 @@ pub(crate) fn gram_with<T: Float>(
         for (s, strip) in rows.chunks_mut(strip_rows * m).enumerate() {
             let s0 = r0 + s * strip_rows;
             gram(&q[s0 * dims..], k, strip.len() / m, m, dims, alpha, strip);
-            for (i, row) in strip.chunks_exact_mut(m).enumerate() {
-                epilogue(s0 + i, 0, row);
-            }
+            // In the AVX2 copy, inside the thread's own closure (the epilogues are
+            // element-wise maps: twice the lanes, the same bits).
+            with_avx2(
+                #[inline(always)]
+                || {
+                    for (i, row) in strip.chunks_exact_mut(m).enumerate() {
+                        epilogue(s0 + i, 0, row);
+                    }
+                },
+            );
         }
     });
 }
@@ -145,11 +153,16 @@ pub(crate) fn gram_symmetric_with<T: Float>(
         let (r0, r1) = (strip.start, strip.end);
         upper_strip(x, n, dims, alpha, strip, &mut out[r0 * n..]);
         // The strip's upper part holds raw products: mirror them, running the epilogue on
-        // both copies as they pass through the cache.
-        mirror_strip(out, n, r0, r1, &epilogue);
-        for i in r0..r1 {
-            epilogue(i, i, &mut out[i * n + i..i * n + i + 1]);
-        }
+        // both copies as they pass through the cache (in the AVX2 copy).
+        with_avx2(
+            #[inline(always)]
+            || {
+                mirror_strip(out, n, r0, r1, &epilogue);
+                for i in r0..r1 {
+                    epilogue(i, i, &mut out[i * n + i..i * n + i + 1]);
+                }
+            },
+        );
     }
 }
 
@@ -216,6 +229,7 @@ fn upper_strip<T: Float>(
 /// right after it is written. Tiles of `TILE` columns are read row by row into a small
 /// transposed buffer, then written as contiguous row segments: no strided writes, no
 /// cache-set thrashing at power-of-two strides.
+#[inline(always)]
 fn mirror_strip<T: Float>(
     out: &mut [T],
     n: usize,

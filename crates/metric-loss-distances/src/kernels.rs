@@ -108,6 +108,7 @@ fn has_entries<T: Float>(
 }
 
 /// `max(1 − p, 0)` on each product of a segment (TF Similarity's cosine distance).
+#[inline(always)]
 fn cosine_epilogue<T: Float>(_: usize, _: usize, segment: &mut [T]) {
     for v in segment.iter_mut() {
         *v = clamp_at_zero(T::ONE - *v);
@@ -170,7 +171,8 @@ impl<T: Float> Distance<T> for DistanceKind {
                     dims,
                     T::from_f64(-2.0),
                     out,
-                    |i: usize, j0: usize, seg: &mut [T]| {
+                    #[inline(always)]
+                    move |i: usize, j0: usize, seg: &mut [T]| {
                         let qn = nq[i].to_f64();
                         for (v, kn) in seg.iter_mut().zip(&nk[j0..]) {
                             // TF's association: (‖q‖² − 2q·k) + ‖k‖².
@@ -425,7 +427,7 @@ fn snr_matrix<T: Float>(
         return Err(LossError::ZeroVariance { row });
     }
     let alpha = T::from_f64(-2.0) * inv_d;
-    let epilogue = |i: usize, j0: usize, seg: &mut [T]| {
+    let epilogue = move |i: usize, j0: usize, seg: &mut [T]| {
         let vq = var_q[i];
         for (v, vk) in seg.iter_mut().zip(&var_k[j0..]) {
             // Rounding can take a variance of identical rows just below 0; it is ≥ 0.
