@@ -108,7 +108,7 @@ impl<M: TargetMargin> Classifier<M> {
         // Rows split over threads, each the same arithmetic on any split.
         s.logits.resize(n * classes, T::ZERO);
         s.row_stats.resize(n, [T::ZERO; 3]);
-        infallible(for_row_chunks_with_scratch(
+        let Ok(()) = for_row_chunks_with_scratch(
             &mut s.row_stats,
             &mut s.logits,
             classes,
@@ -142,9 +142,9 @@ impl<M: TargetMargin> Classifier<M> {
                         }
                     },
                 );
-                Ok(())
+                Ok::<(), Infallible>(())
             },
-        ));
+        );
         let weights = input.sample_weight();
         s.values.clear();
         s.values
@@ -165,7 +165,7 @@ impl<M: TargetMargin> Classifier<M> {
         s.grad.resize(n * cols, T::ZERO);
         let (logits, stats, scales) = (&s.logits[..], &s.row_stats[..], &s.scales[..]);
         let mut rows = vec![(); n];
-        infallible(for_row_chunks_with_scratch(
+        let Ok(()) = for_row_chunks_with_scratch(
             &mut rows,
             &mut s.grad,
             cols,
@@ -175,8 +175,11 @@ impl<M: TargetMargin> Classifier<M> {
                     #[inline(always)]
                     || {
                         for (i, grad) in (r0..r0 + rows.len()).zip(grad.chunks_exact_mut(cols)) {
-                            grad.fill(T::ZERO);
                             let g = scales[i];
+                            // k = 1 writes every entry below; sub-centers only the picked ones.
+                            if g == T::ZERO || k > 1 {
+                                grad.fill(T::ZERO);
+                            }
                             if g == T::ZERO {
                                 continue;
                             }
@@ -202,9 +205,9 @@ impl<M: TargetMargin> Classifier<M> {
                         }
                     },
                 );
-                Ok(())
+                Ok::<(), Infallible>(())
             },
-        ));
+        );
         distance_vjp(
             distance,
             x,
@@ -231,14 +234,6 @@ fn best_sub_center<T: Float>(group: &[T]) -> usize {
         }
     }
     at
-}
-
-/// The result of row work that cannot fail.
-fn infallible(done: Result<(), Infallible>) {
-    match done {
-        Ok(()) => {}
-        Err(never) => match never {},
-    }
 }
 
 /// Writes the transpose of `a` (`rows x cols`, row-major) into `out` (`cols x rows`).

@@ -41,7 +41,15 @@ pub(crate) struct Scores<'a, T> {
     remove_diagonal: bool,
 }
 
-impl<T: Float> Scores<'_, T> {
+impl<'a, T: Float> Scores<'a, T> {
+    /// The same masks over `m`, the rows of anchors `first..` (whole rows of `cols`).
+    fn holding<'m>(&self, m: &'m [T], first: usize) -> Scores<'m, T>
+    where
+        'a: 'm,
+    {
+        Scores { m, first, ..*self }
+    }
+
     /// The anchors whose rows are held.
     pub(crate) fn rows(&self) -> Range<usize> {
         self.first..self.first + self.m.len() / self.cols.max(1)
@@ -393,11 +401,7 @@ pub(crate) fn run_pairs_in_strips<T: DenseFloat, F: PairFormula>(
             // and reads the elements, so every row gets the same arithmetic on any split.
             let (matrix, subs) = (&matrix[..], &subs[..]);
             for_rows_on(threads_for(rows.len()), grad, m, |r0, grad| {
-                let scores = Scores {
-                    m: &matrix[r0 * m..r0 * m + grad.len()],
-                    first: first + r0,
-                    ..base
-                };
+                let scores = base.holding(&matrix[r0 * m..r0 * m + grad.len()], first + r0);
                 with_avx2(
                     #[inline(always)]
                     || formula.backward(&scores, subs, grad),
@@ -441,10 +445,11 @@ fn forward_rows<T: DenseFloat, F: PairFormula>(
     thread_subs: &mut Vec<[Elements<T>; 2]>,
 ) -> bool {
     let rows = matrix.len().checked_div(base.cols).unwrap_or(0);
-    let scores = |r0: usize, count: usize| Scores {
-        m: &matrix[r0 * base.cols..(r0 + count) * base.cols],
-        first: first + r0,
-        ..*base
+    let scores = |r0: usize, count: usize| {
+        base.holding(
+            &matrix[r0 * base.cols..(r0 + count) * base.cols],
+            first + r0,
+        )
     };
     if !F::STRIPS || threads_for(rows) == 1 {
         let scores = scores(0, rows);
