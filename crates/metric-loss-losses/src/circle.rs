@@ -1,12 +1,11 @@
 //! `CircleLoss`: the circle loss of Sun et al. (2020), rewritten for distances.
 
 use metric_loss_core::{
-    config_setters, LossError, LossInput, LossOutput, PartConfig, RegisteredDistance,
-    RegisteredReducer, Workspace,
+    config_setters, LossError, PartConfig, RegisteredDistance, RegisteredReducer,
 };
-use metric_loss_triplet::DenseParts;
+use metric_loss_triplet::{row_metric_loss, DenseParts, RowLoss, RowView};
 
-use crate::common::{dense_parts_methods, impl_metric_loss, run_dense, DenseSpec};
+use crate::common::{dense_parts_methods, row_loss_fields, RowScratch};
 use crate::lanes::{two_softmaxes, DenseFloat};
 use metric_loss_core::params::finite;
 
@@ -198,77 +197,69 @@ impl CircleLoss {
         /// The same loss with other parts: any distance and reducer, yours included (see
         /// [`crate::MultiSimilarityLoss::with_parts`]).
     }
+}
 
-    fn run<T: DenseFloat>(
+impl RowLoss for CircleLoss {
+    row_loss_fields!();
+
+    // Inlined into the driver's AVX2 copy of the row loop.
+    #[inline(always)]
+    fn row<T: DenseFloat>(
         &self,
-        input: &LossInput<'_, T>,
-        workspace: &mut Workspace,
-        out: &mut LossOutput<T>,
-    ) -> Result<(), LossError> {
+        row: &RowView<'_, T>,
+        grad: &mut [T],
+        scratch: &mut RowScratch,
+    ) -> T {
         let gamma = T::from_f64(self.gamma);
         let o_pos = T::from_f64(self.margin);
         let o_neg = T::from_f64(1.0 + self.margin);
         let delta_pos = T::from_f64(self.margin);
         let delta_neg = T::from_f64(1.0 - self.margin);
-        run_dense(
-            input,
-            workspace,
-            out,
-            DenseSpec {
-                name: &self.name,
-                distance: T::distance(self.parts.distance_part()),
-                reducer: T::reducer(self.parts.reducer_part()),
-                remove_diagonal: self.remove_diagonal,
+        // Entry j's score on either side, with the clipped weight α and its slope.
+        let positive = move |dj: T| {
+            let t = o_pos + dj;
+            let (a, da) = if t >= T::ZERO {
+                (t, T::ONE)
+            } else {
+                (T::ZERO, T::ZERO)
+            };
+            ((-gamma * a) * (delta_pos - dj), a, da)
+        };
+        let negative = move |dj: T| {
+            let t = o_neg - dj;
+            let (a, da) = if t >= T::ZERO {
+                (t, -T::ONE)
+            } else {
+                (T::ZERO, T::ZERO)
+            };
+            ((gamma * a) * (delta_neg - dj), a, da)
+        };
+        // ∂ℓ/∂D: the softmax weight within the side times ∂score/∂D (through the
+        // clipped weight α too).
+        two_softmaxes(
+            row,
+            grad,
+            scratch,
+            // `move` throughout: the numbers copied in, not borrowed, so that picking a
+            // side's value is a select on values that vectorises (borrowed, it became a
+            // per-key load from one of two addresses).
+            move |dj, same, off_diagonal| {
+                let pos = same & off_diagonal;
+                let x = if pos { positive(dj).0 } else { negative(dj).0 };
+                (pos, !same, x)
             },
-            move |row, grad, scratch| {
-                // Entry j's score on either side, with the clipped weight α and its slope.
-                let positive = move |dj: T| {
-                    let t = o_pos + dj;
-                    let (a, da) = if t >= T::ZERO {
-                        (t, T::ONE)
-                    } else {
-                        (T::ZERO, T::ZERO)
-                    };
-                    ((-gamma * a) * (delta_pos - dj), a, da)
-                };
-                let negative = move |dj: T| {
-                    let t = o_neg - dj;
-                    let (a, da) = if t >= T::ZERO {
-                        (t, -T::ONE)
-                    } else {
-                        (T::ZERO, T::ZERO)
-                    };
-                    ((gamma * a) * (delta_neg - dj), a, da)
-                };
-                // ∂ℓ/∂D: the softmax weight within the side times ∂score/∂D (through the
-                // clipped weight α too).
-                two_softmaxes(
-                    row,
-                    grad,
-                    scratch,
-                    // `move` throughout: the numbers copied in, not borrowed from the outer
-                    // closure's environment, so that picking a side's value is a select on
-                    // values that vectorises (borrowed, it became a per-key load from one of
-                    // two addresses).
-                    move |dj, same, off_diagonal| {
-                        let pos = same & off_diagonal;
-                        let x = if pos { positive(dj).0 } else { negative(dj).0 };
-                        (pos, !same, x)
-                    },
-                    move |dj, pos| {
-                        if pos {
-                            let (_, a, da) = positive(dj);
-                            -gamma * (da * (delta_pos - dj) - a)
-                        } else {
-                            let (_, a, da) = negative(dj);
-                            gamma * (da * (delta_neg - dj) - a)
-                        }
-                    },
-                )
-                .map_or(T::ZERO, |(lse_p, lse_n)| lse_p + lse_n)
+            move |dj, pos| {
+                if pos {
+                    let (_, a, da) = positive(dj);
+                    -gamma * (da * (delta_pos - dj) - a)
+                } else {
+                    let (_, a, da) = negative(dj);
+                    gamma * (da * (delta_neg - dj) - a)
+                }
             },
         )
+        .map_or(T::ZERO, |(lse_p, lse_n)| lse_p + lse_n)
     }
 }
 
-impl_metric_loss!(CircleLoss);
+row_metric_loss!(CircleLoss);

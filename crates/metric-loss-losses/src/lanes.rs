@@ -2,9 +2,11 @@
 //! and the two softmaxes of a row over the shared lanes.
 
 use metric_loss_core::Float;
-pub(crate) use metric_loss_distances::lanes::{all_finite, keep, total, DenseFloat, LANES};
+pub(crate) use metric_loss_distances::lanes::{keep, total, DenseFloat, LANES};
 
-use crate::common::{RowScratch, RowView};
+use metric_loss_triplet::RowView;
+
+use crate::common::RowScratch;
 
 /// A key's side in a row. 32 bits wide like the f32 values it masks: with bytes, the
 /// vectoriser widened each mask and summed two lanes at a time.
@@ -64,7 +66,7 @@ pub(crate) fn two_softmaxes<T: DenseFloat>(
     score: impl Fn(T, bool, bool) -> (bool, bool, T),
     slope: impl Fn(T, bool) -> T,
 ) -> Option<(T, T)> {
-    let (d, classes, class, diag) = (row.d, row.key_classes, row.anchor_class, row.diag);
+    let (d, classes, class, diag) = (row.distances, row.key_classes, row.anchor_class, row.diag);
     let side = scratch.sides(d.len());
     // Each side's shift: its largest score, at least 0.
     let (mut c_pos, mut c_neg, mut sides) = (T::ZERO.key(), T::ZERO.key(), NEITHER);

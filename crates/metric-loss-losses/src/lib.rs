@@ -79,7 +79,7 @@ mod softnn;
 mod xbm;
 
 pub use circle::{CircleLoss, CircleLossConfig};
-pub use common::MAX_MATRIX_BYTES;
+pub use common::{RowScratch, MAX_MATRIX_BYTES};
 pub use multisim::{MultiSimilarityLoss, MultiSimilarityLossConfig};
 pub use pn::{PNLoss, PNLossConfig};
 pub use softnn::{SoftNearestNeighborLoss, SoftNearestNeighborLossConfig};

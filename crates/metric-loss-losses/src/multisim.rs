@@ -1,13 +1,12 @@
 //! `MultiSimilarityLoss`: the multi-similarity loss of Wang et al. (2019) on distances.
 
 use metric_loss_core::{
-    config_setters, LossError, LossInput, LossOutput, PartConfig, RegisteredDistance,
-    RegisteredReducer, Workspace,
+    config_setters, LossError, PartConfig, RegisteredDistance, RegisteredReducer,
 };
 use metric_loss_mining::SENTINEL_OFFSET;
-use metric_loss_triplet::DenseParts;
+use metric_loss_triplet::{row_metric_loss, DenseParts, RowLoss, RowView};
 
-use crate::common::{dense_parts_methods, impl_metric_loss, run_dense, DenseSpec, RowView};
+use crate::common::{dense_parts_methods, row_loss_fields, RowScratch};
 use crate::lanes::{two_softmaxes, DenseFloat};
 use metric_loss_core::params::{finite, finite_nonzero};
 
@@ -249,7 +248,7 @@ impl MultiSimilarityLoss {
         /// use metric_loss_core::{MeanOverNonZero, MetricLossExt};
         /// use metric_loss_distances::DistanceKind;
         /// use metric_loss_losses::MultiSimilarityLoss;
-        /// use metric_loss_triplet::DenseParts;
+        /// use metric_loss_triplet::{row_metric_loss, DenseParts, RowLoss, RowView};
         ///
         /// let parts = DenseParts::default()
         ///     .distance(DistanceKind::SquaredEuclidean)
@@ -260,59 +259,49 @@ impl MultiSimilarityLoss {
         /// # Ok::<(), metric_loss_core::LossError>(())
         /// ```
     }
+}
 
-    fn run<T: DenseFloat>(
+impl RowLoss for MultiSimilarityLoss {
+    row_loss_fields!();
+
+    // Inlined into the driver's AVX2 copy of the row loop.
+    #[inline(always)]
+    fn row<T: DenseFloat>(
         &self,
-        input: &LossInput<'_, T>,
-        workspace: &mut Workspace,
-        out: &mut LossOutput<T>,
-    ) -> Result<(), LossError> {
+        row: &RowView<'_, T>,
+        grad: &mut [T],
+        scratch: &mut RowScratch,
+    ) -> T {
         // Hyper-parameters meet the tensors in the embedding dtype; −β is formed in f64.
         let alpha = T::from_f64(self.alpha);
         let neg_beta = T::from_f64(-self.beta);
         let beta = T::from_f64(self.beta);
         let eps = T::from_f64(self.epsilon);
         let (lmda, center) = (T::from_f64(self.lmda), T::from_f64(self.center));
-        run_dense(
-            input,
-            workspace,
-            out,
-            DenseSpec {
-                name: &self.name,
-                distance: T::distance(self.parts.distance_part()),
-                reducer: T::reducer(self.parts.reducer_part()),
-                remove_diagonal: self.remove_diagonal,
-            },
-            // Inlined into the driver's AVX2 copy of the row loop.
-            #[inline(always)]
-            move |row, grad, scratch| {
-                let (mined_positive, mined_negative) = hard_extrema(row);
-                let mu = mined_negative - eps;
-                let nu = mined_positive + eps;
-                // A key is kept on its side if the mining says so; ∂ℓ/∂D is the α-softmax
-                // weight of a kept positive, minus the β-softmax weight of a kept negative.
-                two_softmaxes(
-                    row,
-                    grad,
-                    scratch,
-                    // `move`: the factors copied in, not borrowed from the outer closure's
-                    // environment, so that choosing one per key is a select on values that
-                    // vectorises (a borrowed pair became a per-key branch between two
-                    // addresses).
-                    move |dj, same, off_diagonal| {
-                        let pos = same & off_diagonal & (dj > mu);
-                        let s = (dj + lmda) - center;
-                        (
-                            pos,
-                            !same & (dj < nu),
-                            if pos { alpha * s } else { neg_beta * s },
-                        )
-                    },
-                    |_, pos| if pos { T::ONE } else { -T::ONE },
+        let (mined_positive, mined_negative) = hard_extrema(row);
+        let mu = mined_negative - eps;
+        let nu = mined_positive + eps;
+        // A key is kept on its side if the mining says so; ∂ℓ/∂D is the α-softmax
+        // weight of a kept positive, minus the β-softmax weight of a kept negative.
+        two_softmaxes(
+            row,
+            grad,
+            scratch,
+            // `move`: the factors copied in, not borrowed, so that choosing one per key
+            // is a select on values that vectorises (a borrowed pair became a per-key
+            // branch between two addresses).
+            move |dj, same, off_diagonal| {
+                let pos = same & off_diagonal & (dj > mu);
+                let s = (dj + lmda) - center;
+                (
+                    pos,
+                    !same & (dj < nu),
+                    if pos { alpha * s } else { neg_beta * s },
                 )
-                .map_or(T::ZERO, |(lse_p, lse_n)| lse_p / alpha + lse_n / beta)
             },
+            |_, pos| if pos { T::ONE } else { -T::ONE },
         )
+        .map_or(T::ZERO, |(lse_p, lse_n)| lse_p / alpha + lse_n / beta)
     }
 }
 
@@ -322,7 +311,7 @@ impl MultiSimilarityLoss {
 /// offset for an empty mask. One branch-free pass (integer maxima, so that it vectorises).
 #[inline(always)]
 fn hard_extrema<T: DenseFloat>(row: &RowView<'_, T>) -> (T, T) {
-    let (d, classes, class, diag) = (row.d, row.key_classes, row.anchor_class, row.diag);
+    let (d, classes, class, diag) = (row.distances, row.key_classes, row.anchor_class, row.diag);
     let (none_below, none_above) = (
         T::from_f64(f64::NEG_INFINITY).key(),
         T::from_f64(f64::INFINITY).key(),
@@ -351,4 +340,4 @@ fn hard_extrema<T: DenseFloat>(row: &RowView<'_, T>) -> (T, T) {
     )
 }
 
-impl_metric_loss!(MultiSimilarityLoss);
+row_metric_loss!(MultiSimilarityLoss);

@@ -2,12 +2,11 @@
 //! Hinton (2019).
 
 use metric_loss_core::{
-    config_setters, LossError, LossInput, LossOutput, PartConfig, RegisteredDistance,
-    RegisteredReducer, Workspace,
+    config_setters, LossError, PartConfig, RegisteredDistance, RegisteredReducer,
 };
-use metric_loss_triplet::DenseParts;
+use metric_loss_triplet::{row_metric_loss, DenseParts, RowLoss, RowView};
 
-use crate::common::{dense_parts_methods, impl_metric_loss, run_dense, DenseSpec, RowView};
+use crate::common::{dense_parts_methods, row_loss_fields, RowScratch};
 use crate::lanes::{keep, side_sums, DenseFloat, Side, NEGATIVE, NEITHER, POSITIVE};
 use metric_loss_core::params::finite_nonzero;
 
@@ -202,66 +201,57 @@ impl SoftNearestNeighborLoss {
         /// The same loss with other parts: any distance and reducer, yours included (see
         /// [`crate::MultiSimilarityLoss::with_parts`]).
     }
+}
 
-    fn run<T: DenseFloat>(
+impl RowLoss for SoftNearestNeighborLoss {
+    row_loss_fields!();
+
+    // Inlined into the driver's AVX2 copy of the row loop.
+    #[inline(always)]
+    fn row<T: DenseFloat>(
         &self,
-        input: &LossInput<'_, T>,
-        workspace: &mut Workspace,
-        out: &mut LossOutput<T>,
-    ) -> Result<(), LossError> {
+        row: &RowView<'_, T>,
+        grad: &mut [T],
+        scratch: &mut RowScratch,
+    ) -> T {
         let t = T::from_f64(self.temperature);
         let tiny = T::from_f64(1e-9);
-        run_dense(
-            input,
-            workspace,
-            out,
-            DenseSpec {
-                name: &self.name,
-                distance: T::distance(self.parts.distance_part()),
-                reducer: T::reducer(self.parts.reducer_part()),
-                remove_diagonal: self.remove_diagonal,
-            },
-            // Inlined into the driver's AVX2 copy of the row loop.
-            #[inline(always)]
-            move |row, grad, scratch| {
-                let d = row.d;
-                let m = d.len();
-                let self_col = row.self_col.unwrap_or(usize::MAX);
-                let (side, grad) = (scratch.sides(m), &mut grad[..m]);
-                let (mut a, mut b, has_positive) = exps(row, t, grad, side, T::ZERO);
-                if !(a > T::ZERO && a.is_finite()) {
-                    // TF: 0/0 (or ∞/∞). The ratio is shift-invariant: shift by the largest
-                    // exponent of the row.
-                    if m == 0 || (m == 1 && self_col == 0) {
-                        return T::ZERO; // no key besides the anchor
-                    }
-                    let c = (0..m)
-                        .filter(|&j| j != self_col)
-                        .map(|j| (-d[j] / t).key())
-                        .max()
-                        .map_or(T::ZERO, T::from_key);
-                    (a, b, _) = exps(row, t, grad, side, c);
-                }
-                if !has_positive {
-                    grad.fill(T::ZERO);
-                    return T::ZERO;
-                }
-                let r = b / a;
-                let denom = tiny + r;
-                // (Eᵢⱼ/T)/(1e-9 + r)·(Pᵢⱼ/A − B/A²), as (Eᵢⱼ/A)·((Pᵢⱼ − r)/(1e-9 + r))/T:
-                // A² would underflow for rows close to the edge.
-                let (f_pos, f_neg) = (((T::ONE - r) / denom) / t, ((-r) / denom) / t);
-                for (g, &k) in grad.iter_mut().zip(side.iter()) {
-                    let f = if k == POSITIVE { f_pos } else { f_neg };
-                    *g = keep(*g != T::ZERO, (*g / a) * f);
-                }
-                -denom.ln()
-            },
-        )
+        let d = row.distances;
+        let m = d.len();
+        let self_col = row.self_col.unwrap_or(usize::MAX);
+        let (side, grad) = (scratch.sides(m), &mut grad[..m]);
+        let (mut a, mut b, has_positive) = exps(row, t, grad, side, T::ZERO);
+        if !(a > T::ZERO && a.is_finite()) {
+            // TF: 0/0 (or ∞/∞). The ratio is shift-invariant: shift by the largest
+            // exponent of the row.
+            if m == 0 || (m == 1 && self_col == 0) {
+                return T::ZERO; // no key besides the anchor
+            }
+            let c = (0..m)
+                .filter(|&j| j != self_col)
+                .map(|j| (-d[j] / t).key())
+                .max()
+                .map_or(T::ZERO, T::from_key);
+            (a, b, _) = exps(row, t, grad, side, c);
+        }
+        if !has_positive {
+            grad.fill(T::ZERO);
+            return T::ZERO;
+        }
+        let r = b / a;
+        let denom = tiny + r;
+        // (Eᵢⱼ/T)/(1e-9 + r)·(Pᵢⱼ/A − B/A²), as (Eᵢⱼ/A)·((Pᵢⱼ − r)/(1e-9 + r))/T:
+        // A² would underflow for rows close to the edge.
+        let (f_pos, f_neg) = (((T::ONE - r) / denom) / t, ((-r) / denom) / t);
+        for (g, &k) in grad.iter_mut().zip(side.iter()) {
+            let f = if k == POSITIVE { f_pos } else { f_neg };
+            *g = keep(*g != T::ZERO, (*g / a) * f);
+        }
+        -denom.ln()
     }
 }
 
-impl_metric_loss!(SoftNearestNeighborLoss);
+row_metric_loss!(SoftNearestNeighborLoss);
 
 /// Eᵢⱼ = e^{−Dᵢⱼ/T − shift} into `grad` (0 for the anchor itself) and each key's side into
 /// `side`; returns A = Σ Eᵢⱼ, B (its part over the positives) and whether the row has a
@@ -274,7 +264,7 @@ fn exps<T: DenseFloat>(
     side: &mut [Side],
     shift: T,
 ) -> (T, T, bool) {
-    let (d, labels, label, diag) = (row.d, row.key_classes, row.anchor_class, row.diag);
+    let (d, labels, label, diag) = (row.distances, row.key_classes, row.anchor_class, row.diag);
     let self_col = row.self_col.unwrap_or(usize::MAX);
     let mut sides = NEITHER;
     for (j, (((g, k), &dj), &lab)) in grad

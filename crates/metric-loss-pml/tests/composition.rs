@@ -4,11 +4,12 @@
 use metric_loss_core::{
     Batch, Embeddings, LossError, LossInput, MetricLoss, MetricLossExt, SampleWeight,
 };
+use metric_loss_losses::{CircleLoss, MultiSimilarityLoss, SoftNearestNeighborLoss};
 use metric_loss_pml::{
     ContrastiveLoss, ContrastiveLossConfig, CosineSimilarity, LpDistance, NTXentLossConfig,
     SumReducer, SupConLoss, SupConLossConfig, ThresholdReducer,
 };
-use metric_loss_triplet::{MinedParts, TripletLoss};
+use metric_loss_triplet::{DenseParts, MinedParts, TripletLoss};
 
 const X: [f64; 12] = [
     1.0, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8, 0.3, -0.9, -1.0, 0.2,
@@ -85,6 +86,39 @@ fn tf_distances_and_pml_parts_mix() {
         matches!(&e, LossError::Unsupported { message, .. } if message.contains("similarity")),
         "{e:?}"
     );
+}
+
+#[test]
+fn pml_parts_in_the_losses_over_whole_rows() {
+    let lp = DenseParts::default()
+        .distance(LpDistance::default())
+        .reducer(ThresholdReducer::new(Some(0.0), None).unwrap());
+    let similarity = DenseParts::default().distance(CosineSimilarity::default());
+    let losses: Vec<(Box<dyn MetricLoss>, Box<dyn MetricLoss>)> = vec![
+        (
+            Box::new(MultiSimilarityLoss::default().with_parts(lp.clone())),
+            Box::new(MultiSimilarityLoss::default().with_parts(similarity.clone())),
+        ),
+        (
+            Box::new(CircleLoss::default().with_parts(lp.clone())),
+            Box::new(CircleLoss::default().with_parts(similarity.clone())),
+        ),
+        (
+            Box::new(SoftNearestNeighborLoss::default().with_parts(lp)),
+            Box::new(SoftNearestNeighborLoss::default().with_parts(similarity)),
+        ),
+    ];
+    for (distance, similarity) in losses {
+        let out = distance.compute(&input(None)).unwrap();
+        assert!(out.loss.is_finite() && out.grad_queries.iter().all(|g| g.is_finite()));
+        // Their formulas compare distances: a similarity is a typed error, not silently
+        // read as a distance.
+        let e = similarity.compute(&input(None)).unwrap_err();
+        assert!(
+            matches!(&e, LossError::Unsupported { message, .. } if message.contains("similarity")),
+            "{e:?}"
+        );
+    }
 }
 
 #[test]

@@ -17,6 +17,13 @@
 //! O(n·dims) (each anchor sends its gradient to one positive and one negative entry, or
 //! splits it among exact ties).
 //!
+//! # Drivers for your own losses
+//! [`MinedLoss`] (an anchor's loss from its mined distances, run by [`compute_mined`]) and
+//! [`RowLoss`] (an anchor's loss from its whole row of distances, run by
+//! [`compute_rows`]): a loss gives its parts and its formula with its derivative, the
+//! driver the rest; [`mined_metric_loss!`] and [`row_metric_loss!`] implement
+//! [`MetricLoss`](metric_loss_core::MetricLoss) with them.
+//!
 //! # Differences from TF Similarity 0.17.1
 //! - The signature is 0.16's: `soft_margin: bool` plus `margin` (a config's
 //!   `margin: null` still means soft margin). `soft_margin = true` with a margin other
@@ -50,9 +57,11 @@ mod config;
 mod full_matrix;
 mod gradient;
 mod loss;
+mod macros;
 mod margin;
 mod parts;
 mod pipeline;
+mod rows;
 
 pub use builder::TripletLossBuilder;
 pub use config::TripletLossConfig;
@@ -63,8 +72,10 @@ pub use parts::{DenseParts, MinedParts, MinedPartsConfig};
 pub use pipeline::{
     check_matrix_size, compute_mined, AnchorScore, AnchorView, MinedLoss, MAX_DISTANCE_MATRIX_BYTES,
 };
+pub use rows::{compute_rows, RowLoss, RowView};
 
-/// What [`mined_metric_loss!`] expands to refers to; not part of the API.
+/// What [`mined_metric_loss!`] and [`row_metric_loss!`] expand to refers to; not part of the
+/// API.
 #[doc(hidden)]
 pub mod __private {
     pub use metric_loss_core::{

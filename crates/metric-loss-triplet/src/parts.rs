@@ -525,6 +525,53 @@ impl<'de> serde::Deserialize<'de> for MinedParts {
     }
 }
 
+/// A config's `distance` and `reduction` keys, as [`DenseParts`] read and write them.
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+struct DensePartsKeys {
+    distance: PartConfig<dyn RegisteredDistance>,
+    reduction: PartConfig<dyn RegisteredReducer>,
+}
+
+#[cfg(feature = "serde")]
+impl Default for DensePartsKeys {
+    fn default() -> Self {
+        Self {
+            distance: "cosine".into(),
+            reduction: "auto".into(),
+        }
+    }
+}
+
+/// `DenseParts` serialise as a config's `distance` and `reduction` keys; a part with no
+/// config-file spelling is an error, not a panic.
+#[cfg(feature = "serde")]
+impl serde::Serialize for DenseParts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (distance, reduction) = self
+            .config("this loss")
+            .map_err(serde::ser::Error::custom)?;
+        DensePartsKeys {
+            distance,
+            reduction,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// `DenseParts` deserialise from a config's `distance` and `reduction` keys (defaults
+/// `"cosine"` and `"auto"`), validated by [`DenseParts::from_config`]. A row loss of your
+/// own takes them by flattening them into its config (`#[serde(flatten)] parts:
+/// DenseParts`).
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for DenseParts {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let keys = DensePartsKeys::deserialize(deserializer)?;
+        Self::from_config(&keys.distance, &keys.reduction).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
