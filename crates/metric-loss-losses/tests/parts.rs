@@ -3,60 +3,15 @@
 //! Keras's work, and the gradient through a user part matches finite differences.
 
 use metric_loss_core::{
-    Distance, Embeddings, Float, LossError, LossOutput, MeanOverNonZero, MetricLoss, MetricLossExt,
-    Reduction, Threshold,
+    Float, LossError, LossOutput, MeanOverNonZero, MetricLoss, MetricLossExt, Reduction, Threshold,
 };
 use metric_loss_distances::DistanceKind;
 use metric_loss_losses::{
     CircleLoss, CircleLossConfig, MultiSimilarityLoss, MultiSimilarityLossConfig,
     SoftNearestNeighborLoss, XBM,
 };
-use metric_loss_testkit::{check_gradient, GradientPoint};
+use metric_loss_testkit::{check_gradient, GradientPoint, HandSquaredL2};
 use metric_loss_triplet::DenseParts;
-
-/// Σₜ (qₜ − kₜ)², written out pair by pair: no matrix product, no dense VJP of its own
-/// (the trait's default visits every pair).
-#[derive(Debug)]
-struct HandSquaredL2;
-
-impl<T: Float> Distance<T> for HandSquaredL2 {
-    fn name(&self) -> &'static str {
-        "hand_squared_l2"
-    }
-
-    fn matrix(
-        &self,
-        q: Embeddings<'_, T>,
-        k: Embeddings<'_, T>,
-        _same: bool,
-        _scratch: &mut Vec<T>,
-        out: &mut [T],
-    ) -> Result<(), LossError> {
-        for i in 0..q.rows() {
-            for j in 0..k.rows() {
-                out[i * k.rows() + j] = q
-                    .row(i)
-                    .iter()
-                    .zip(k.row(j))
-                    .map(|(a, b)| (*a - *b) * (*a - *b))
-                    .sum();
-            }
-        }
-        Ok(())
-    }
-
-    fn pair_vjp_query(&self, q: &[T], k: &[T], _value: T, g: T, grad_q: &mut [T]) {
-        for ((o, a), b) in grad_q.iter_mut().zip(q).zip(k) {
-            *o += T::from_f64(2.0) * g * (*a - *b);
-        }
-    }
-
-    fn pair_vjp_key(&self, q: &[T], k: &[T], _value: T, g: T, grad_k: &mut [T]) {
-        for ((o, a), b) in grad_k.iter_mut().zip(q).zip(k) {
-            *o -= T::from_f64(2.0) * g * (*a - *b);
-        }
-    }
-}
 
 const DIMS: usize = 4;
 const LABELS: [i64; 12] = [0, 1, 2, 0, 1, 2, 0, 1, 2, 3, 3, 0];

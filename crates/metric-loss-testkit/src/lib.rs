@@ -1,7 +1,8 @@
 //! Test support shared by the tests of every crate of the workspace (a dev-dependency
 //! only; not published): the proptest configuration, hostile float values, and a
-//! finite-difference check of any loss's gradient ([`check_gradient`]), and an allocator
-//! that counts allocations ([`CountingAllocator`]).
+//! finite-difference check of any loss's gradient ([`check_gradient`]), an allocator
+//! that counts allocations ([`CountingAllocator`]), and distances written as a user would
+//! ([`HandSquaredL2`], [`PoisonedAtZeroOne`]).
 //!
 //! ```
 //! use metric_loss_testkit::cases;
@@ -17,9 +18,11 @@
 
 mod alloc_count;
 mod finite_differences;
+mod user_distance;
 
 pub use alloc_count::{allocations, assert_steady_state_does_not_allocate, CountingAllocator};
 pub use finite_differences::{check_gradient, check_views_gradient, GradientPoint};
+pub use user_distance::{HandSquaredL2, PoisonedAtZeroOne};
 
 use metric_loss_core::LossOutput;
 use proptest::prelude::*;

@@ -3,35 +3,11 @@
 //! the batch itself, where the built-in mines the upper triangle) sees the full matrix.
 
 use metric_loss_core::{
-    Distance, Embeddings, Float, LossError, MetricLossExt, Mined, Miner, MiningView,
-    NegativeStrategy, PositiveStrategy, Reducer, SampleWeight, Workspace,
+    Float, LossError, MetricLossExt, Mined, Miner, MiningView, NegativeStrategy, PositiveStrategy,
+    Reducer, SampleWeight, Workspace,
 };
-use metric_loss_distances::DistanceKind;
+use metric_loss_testkit::PoisonedAtZeroOne;
 use metric_loss_triplet::TripletLoss;
-
-/// Squared euclidean, except that entry (0, 1) is NaN.
-#[derive(Debug)]
-struct NanAtZeroOne;
-
-impl<T: Float> Distance<T> for NanAtZeroOne {
-    fn name(&self) -> &'static str {
-        "nan_at_zero_one"
-    }
-    fn matrix(
-        &self,
-        q: Embeddings<'_, T>,
-        k: Embeddings<'_, T>,
-        same: bool,
-        scratch: &mut Vec<T>,
-        out: &mut [T],
-    ) -> Result<(), LossError> {
-        Distance::<T>::matrix(&DistanceKind::SquaredEuclidean, q, k, same, scratch, out)?;
-        out[1] = T::from_f64(f64::NAN);
-        Ok(())
-    }
-    fn pair_vjp_query(&self, _: &[T], _: &[T], _: T, _: T, _: &mut [T]) {}
-    fn pair_vjp_key(&self, _: &[T], _: &[T], _: T, _: T, _: &mut [T]) {}
-}
 
 /// Batch-hard (farthest positive, closest negative); `column_offset` shifts the negative's
 /// column, out of range when large.
@@ -107,11 +83,11 @@ fn part_error(loss: TripletLoss) -> (String, String) {
 fn a_non_finite_user_distance_is_an_error_naming_it() {
     let (who, problem) = part_error(
         TripletLoss::builder()
-            .distance(NanAtZeroOne)
+            .distance(PoisonedAtZeroOne(f64::NAN))
             .build()
             .unwrap(),
     );
-    assert_eq!(who, "distance nan_at_zero_one");
+    assert_eq!(who, "distance poisoned_at_zero_one");
     assert!(problem.contains("entry (0, 1) is NaN"), "{problem}");
 }
 

@@ -3,11 +3,11 @@
 //! that gives a non-finite entry is an error naming the distance, and the rows give the
 //! same bits on one to three threads.
 
-use metric_loss_core::{Distance, Embeddings, Float, LossError, MetricLossExt};
+use metric_loss_core::{LossError, MetricLossExt};
 use metric_loss_distances::lanes::DenseFloat;
 use metric_loss_distances::parallel::set_max_threads;
 use metric_loss_distances::DistanceKind;
-use metric_loss_testkit::{bits, values};
+use metric_loss_testkit::{bits, values, PoisonedAtZeroOne};
 use metric_loss_triplet::{row_metric_loss, DenseParts, RowLoss, RowView};
 
 /// ℓᵢ = Σⱼ Dᵢⱼ² over the positives, except that anchor `broken_anchor` returns a NaN
@@ -51,30 +51,6 @@ impl RowLoss for SquaredPositives {
 
 row_metric_loss!(SquaredPositives);
 
-/// Squared euclidean with entry (0, 1) +∞.
-#[derive(Debug)]
-struct InfiniteAtZeroOne;
-
-impl<T: Float> Distance<T> for InfiniteAtZeroOne {
-    fn name(&self) -> &'static str {
-        "infinite_at_zero_one"
-    }
-    fn matrix(
-        &self,
-        q: Embeddings<'_, T>,
-        k: Embeddings<'_, T>,
-        same: bool,
-        scratch: &mut Vec<T>,
-        out: &mut [T],
-    ) -> Result<(), LossError> {
-        Distance::<T>::matrix(&DistanceKind::SquaredEuclidean, q, k, same, scratch, out)?;
-        out[1] = T::from_f64(f64::INFINITY);
-        Ok(())
-    }
-    fn pair_vjp_query(&self, _: &[T], _: &[T], _: T, _: T, _: &mut [T]) {}
-    fn pair_vjp_key(&self, _: &[T], _: &[T], _: T, _: T, _: &mut [T]) {}
-}
-
 fn batch(n: usize, dims: usize) -> (Vec<i64>, Vec<f32>) {
     let labels = (0..n as i64).map(|i| i % 5).collect();
     let x = values(n * dims, 3).iter().map(|&v| v as f32).collect();
@@ -103,7 +79,7 @@ fn a_non_finite_row_is_an_error_naming_the_anchor() {
 fn a_non_finite_user_distance_is_an_error_naming_it() {
     let (labels, x) = batch(6, 2);
     let loss = SquaredPositives {
-        parts: DenseParts::default().distance(InfiniteAtZeroOne),
+        parts: DenseParts::default().distance(PoisonedAtZeroOne(f64::INFINITY)),
         ..SquaredPositives::default()
     };
     let e = loss.evaluate(&labels, &x, 2).unwrap_err();
@@ -111,7 +87,7 @@ fn a_non_finite_user_distance_is_an_error_naming_it() {
         matches!(
             e,
             LossError::NonFiniteDistance {
-                distance: "infinite_at_zero_one",
+                distance: "poisoned_at_zero_one",
                 row: 0,
                 col: 1,
                 ..
