@@ -10,11 +10,8 @@
 //! Run with `cargo run -p metric-loss-examples --example custom_row_loss [CONFIG]`; the
 //! default config is `examples/configs/nca.toml`.
 
-use std::path::{Path, PathBuf};
-
-use metric_loss_core::{MetricLoss, MetricLossExt};
 use metric_loss_distances::lanes::DenseFloat;
-use metric_loss_registry::{Format, RegisteredLoss};
+use metric_loss_registry::RegisteredLoss;
 use metric_loss_triplet::{row_metric_loss, DenseParts, RowLoss, RowView};
 use serde::{Deserialize, Serialize};
 
@@ -104,32 +101,22 @@ row_metric_loss!(NcaLoss);
 #[typetag::serde(name = "NCALoss")]
 impl RegisteredLoss for NcaLoss {}
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args_os().nth(1).map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/nca.toml"),
-        PathBuf::from,
-    );
-    run(&path)
-}
+#[path = "shared/config_demo.rs"]
+mod config_demo;
 
-/// Loads the loss from `path`, runs it, writes its config back.
-pub(crate) fn run(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let loss = metric_loss_registry::load(path)?;
-    println!("loaded {} from {}", loss.name(), path.display());
-    let labels = [0, 0, 1, 1, 2];
-    let x = [1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8, 0.3, -0.9];
-    let out = loss.evaluate(&labels, &x, 2)?;
-    println!("per-example losses: {:?}", out.per_example);
-    println!("loss ({}): {}", loss.reduction(), out.loss);
-    println!("get_config:\n{}", loss.to_config_string(Format::Json)?);
-    Ok(())
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    config_demo::run(&config_demo::config_path("nca.toml"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    use metric_loss_core::MetricLossExt;
     use metric_loss_core::{LossError, Reduction};
     use metric_loss_distances::DistanceKind;
+    use metric_loss_registry::Format;
     use metric_loss_testkit::{check_gradient, values, GradientPoint};
 
     fn in_code() -> NcaLoss {
@@ -171,7 +158,7 @@ mod tests {
     #[test]
     fn the_config_file_builds_the_loss_written_in_code() {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/nca.toml");
-        run(&path).unwrap();
+        config_demo::run(&path).unwrap();
         let x = [1.0f64, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8, 0.3, -0.9];
         let labels = [0, 0, 1, 1, 2];
         let from_file = metric_loss_registry::load(&path).unwrap();

@@ -36,6 +36,14 @@
 //! scales), so the per-example values sum to the loss. Where PML returns NaN (a
 //! temperature of 0) the config is rejected instead.
 //!
+//! # Your own pair loss
+//! The driver these losses run on is public: a [`PairFormula`] (the elements of one or two
+//! sub-losses from a [`Scores`] view of the distances and labels, pushed into
+//! [`Elements`], and their derivatives) with a [`PairLoss`] (name and parts) is a whole
+//! loss once [`pair_metric_loss!`] implements `MetricLoss` for it with [`compute_pairs`]:
+//! any distance and reducer, sample weights, per-example shares, threads and finite checks
+//! come with it. [`PairLoss`] shows one.
+//!
 //! # Memory
 //! [`ContrastiveLoss`] keeps one element per pair, so its memory is O(n·m). [`NTXentLoss`]
 //! and [`SupConLoss`] keep one per positive pair or per anchor: above 4096 × 4096
@@ -76,6 +84,11 @@ pub use contrastive::{ContrastiveLoss, ContrastiveLossConfig};
 pub use cosface::{CosFaceLoss, CosFaceLossConfig};
 pub use distance::{CosineSimilarity, DotProductSimilarity, LpDistance};
 pub use ntxent::{NTXentLoss, NTXentLossConfig};
+pub use pairs::{compute_pairs, Elements, PairFormula, PairLoss, Scores};
 pub use proxy_anchor::{ProxyAnchorLoss, ProxyAnchorLossConfig};
 pub use reducer::{AvgNonZeroReducer, DivisorReducer, MeanReducer, SumReducer, ThresholdReducer};
 pub use supcon::{SupConLoss, SupConLossConfig};
+
+/// What [`pair_metric_loss!`] expands to; not part of the API.
+#[doc(hidden)]
+pub use metric_loss_triplet::__driver_metric_loss;

@@ -1,4 +1,4 @@
-//! The driver every pair-based loss of this crate runs on: validate → distance matrix →
+//! The driver every pair-based loss runs on, PML's and yours: validate → distance matrix →
 //! the loss's elements (per pair or per row) → one reducer per sub-loss → ∂/∂M → the
 //! distance's vector-Jacobian product. A loss supplies its [`PairFormula`].
 
@@ -25,8 +25,10 @@ pub(crate) fn tiny<T: Float>() -> T {
     }
 }
 
-/// Rows of the distance matrix and the pair masks of one call.
-pub(crate) struct Scores<'a, T> {
+/// Rows of the distance matrix and the pair masks of one call, as a [`PairFormula`] sees
+/// them: the whole `n x m` matrix, or a strip of its rows ([`Scores::rows`]).
+#[derive(Debug)]
+pub struct Scores<'a, T> {
     /// The distances (or similarities) of the anchors [`Scores::rows`] to every key,
     /// row-major: the whole `n x m` matrix, or one strip of its rows.
     pub(crate) m: &'a [T],
@@ -51,30 +53,48 @@ impl<'a, T: Float> Scores<'a, T> {
     }
 
     /// The anchors whose rows are held.
-    pub(crate) fn rows(&self) -> Range<usize> {
+    pub fn rows(&self) -> Range<usize> {
         self.first..self.first + self.m.len() / self.cols.max(1)
     }
 
-    /// Row `i` of the matrix (`i` one of [`Scores::rows`]).
-    pub(crate) fn row(&self, i: usize) -> &[T] {
+    /// The number of keys (the matrix's columns).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Whether larger entries mean closer (a similarity such as
+    /// [`CosineSimilarity`](crate::CosineSimilarity)): a formula written for distances
+    /// flips its comparisons then, as PML's `is_inverted` does.
+    pub fn is_similarity(&self) -> bool {
+        self.similarity
+    }
+
+    /// Row `i` of the matrix.
+    ///
+    /// # Panics
+    /// If `i` is not one of [`Scores::rows`].
+    pub fn row(&self, i: usize) -> &[T] {
         let at = i - self.first;
         &self.m[at * self.cols..(at + 1) * self.cols]
     }
 
     /// Anchor `i`'s row of `grad`, a matrix of the shape of the held rows.
-    pub(crate) fn grad_row<'g>(&self, grad: &'g mut [T], i: usize) -> &'g mut [T] {
+    ///
+    /// # Panics
+    /// If `i` is not one of [`Scores::rows`], or `grad` is smaller than the held rows.
+    pub fn grad_row<'g>(&self, grad: &'g mut [T], i: usize) -> &'g mut [T] {
         let at = i - self.first;
         &mut grad[at * self.cols..(at + 1) * self.cols]
     }
 
     /// (i, j) is a positive pair: same label, and not the anchor itself when the keys are
     /// the batch.
-    pub(crate) fn positive(&self, i: usize, j: usize) -> bool {
+    pub fn positive(&self, i: usize, j: usize) -> bool {
         self.query_labels[i] == self.key_labels[j] && !(self.remove_diagonal && i == j)
     }
 
     /// (i, j) is a negative pair: different labels.
-    pub(crate) fn negative(&self, i: usize, j: usize) -> bool {
+    pub fn negative(&self, i: usize, j: usize) -> bool {
         self.query_labels[i] != self.key_labels[j]
     }
 
@@ -111,7 +131,7 @@ impl<'a, T: Float> Scores<'a, T> {
 
     /// Whether the batch has a positive pair and a negative pair (the losses that need
     /// both are 0 without them).
-    pub(crate) fn has_both(&self) -> bool {
+    pub fn has_both(&self) -> bool {
         let (pos, neg) = self.pair_counts();
         pos > 0 && neg > 0
     }
@@ -119,7 +139,7 @@ impl<'a, T: Float> Scores<'a, T> {
     /// Row `i`'s logits ([`Scores::logit`]) into `out`, −∞ where `kept(j)` is false: the
     /// input of a softmax over the kept columns (e^−∞ = 0 drops the others).
     #[inline(always)]
-    pub(crate) fn kept_logits(
+    pub fn kept_logits(
         &self,
         i: usize,
         temperature: T,
@@ -135,15 +155,17 @@ impl<'a, T: Float> Scores<'a, T> {
 
     /// The score a softmax runs over: the entry for a similarity, its negation for a
     /// distance, divided by `temperature`.
-    pub(crate) fn logit(&self, v: T, temperature: T) -> T {
+    pub fn logit(&self, v: T, temperature: T) -> T {
         (if self.similarity { v } else { -v }) / temperature
     }
 }
 
-/// The elements of one sub-loss: one per pair or per anchor row, each with the row it
-/// belongs to, a column and two numbers the formula keeps for its gradient.
+/// The elements of one sub-loss: one per pair or per anchor row, each with the anchor it
+/// belongs to, a column and two numbers the formula keeps for its gradient. The reducer
+/// sees the values in the order they were pushed (anchor by anchor) and writes each
+/// element's ∂L/∂element into [`Elements::scales`] for the formula's backward pass.
 #[derive(Debug, Default)]
-pub(crate) struct Elements<T> {
+pub struct Elements<T> {
     pub(crate) values: Vec<T>,
     pub(crate) anchors: Vec<usize>,
     pub(crate) cols: Vec<usize>,
@@ -173,8 +195,40 @@ impl<T: Float> Elements<T> {
         self.aux.extend_from_slice(&other.aux);
     }
 
+    /// The elements' values, in the order they were pushed.
+    pub fn values(&self) -> &[T] {
+        &self.values
+    }
+
+    /// Each element's anchor (non-decreasing).
+    pub fn anchors(&self) -> &[usize] {
+        &self.anchors
+    }
+
+    /// Each element's column (a key, or whatever the formula records).
+    pub fn cols(&self) -> &[usize] {
+        &self.cols
+    }
+
+    /// Each element's two numbers kept for the gradient (empty for a formula that pushes
+    /// with [`Elements::push_plain`]).
+    pub fn aux(&self) -> &[[T; 2]] {
+        &self.aux
+    }
+
+    /// Each element's ∂L/∂element, written by the reducer (for `backward`).
+    pub fn scales(&self) -> &[T] {
+        &self.scales
+    }
+
+    /// A buffer the formula may use as it likes, kept across calls (its contents on entry
+    /// are whatever the formula left there).
+    pub fn row_memory(&mut self) -> &mut Vec<T> {
+        &mut self.row
+    }
+
     /// Adds an element of anchor `anchor`.
-    pub(crate) fn push(&mut self, anchor: usize, col: usize, value: T, aux: [T; 2]) {
+    pub fn push(&mut self, anchor: usize, col: usize, value: T, aux: [T; 2]) {
         self.push_plain(anchor, col, value);
         self.aux.push(aux);
     }
@@ -182,7 +236,7 @@ impl<T: Float> Elements<T> {
     /// Adds an element of anchor `anchor` with no `aux` numbers, for a formula whose
     /// gradient needs none: a pair loss has n·m elements, and every byte of each counts.
     /// A formula uses either this or [`Elements::push`], never both.
-    pub(crate) fn push_plain(&mut self, anchor: usize, col: usize, value: T) {
+    pub fn push_plain(&mut self, anchor: usize, col: usize, value: T) {
         self.values.push(value);
         self.anchors.push(anchor);
         self.cols.push(col);
@@ -190,7 +244,7 @@ impl<T: Float> Elements<T> {
 
     /// The indices of the elements of anchors `rows` (elements are pushed anchor by
     /// anchor, in order).
-    pub(crate) fn span(&self, rows: Range<usize>) -> Range<usize> {
+    pub fn span(&self, rows: Range<usize>) -> Range<usize> {
         let below = |end: usize| self.anchors.partition_point(|&a| a < end);
         below(rows.start)..below(rows.end)
     }
@@ -198,7 +252,7 @@ impl<T: Float> Elements<T> {
     /// The elements of anchors `rows` with their reducer scales:
     /// `(anchor, col, value, aux, scale)` (`aux` zero for elements added by
     /// [`Elements::push_plain`]).
-    pub(crate) fn of_rows(
+    pub fn of_rows(
         &self,
         rows: Range<usize>,
     ) -> impl Iterator<Item = (usize, usize, T, [T; 2], T)> + '_ {
@@ -214,9 +268,15 @@ impl<T: Float> Elements<T> {
     }
 }
 
-/// What a pair-based loss computes. The driver handles everything around it.
-pub(crate) trait PairFormula: Sync {
-    /// How many sub-losses (each reduced by its own copy of the reducer, then summed).
+/// What a pair-based loss computes: its elements from the distances and labels, and
+/// their derivatives. The driver ([`compute_pairs`]) handles everything around it.
+///
+/// A loss that is one [`PairFormula`] with its parts implements [`PairLoss`] too, and
+/// [`pair_metric_loss!`](crate::pair_metric_loss) implements
+/// [`MetricLoss`](metric_loss_core::MetricLoss) for it; see [`PairLoss`] for a whole loss.
+pub trait PairFormula: Sync {
+    /// How many sub-losses, 1 or 2 (each reduced by its own copy of the reducer, then
+    /// summed); any other number is [`LossError::Unsupported`] at the call.
     const SUB_LOSSES: usize;
 
     /// Whether the loss keeps few elements (one per anchor or per positive pair, not one
@@ -235,6 +295,110 @@ pub(crate) trait PairFormula: Sync {
     /// Adds Σₑ scaleₑ · ∂elementₑ/∂M for the elements of the anchors `s.rows()` into
     /// `grad` (the shape of `s.m`, zeroed beforehand).
     fn backward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &[Elements<T>], grad: &mut [T]);
+}
+
+/// A pair-based loss: a [`PairFormula`] with its name and parts (any distance, any
+/// reducer, yours included). [`pair_metric_loss!`](crate::pair_metric_loss) implements
+/// [`MetricLoss`](metric_loss_core::MetricLoss) for it with [`compute_pairs`].
+///
+/// A whole loss, the squared contrastive loss of Hadsell, Chopra and LeCun (2006): each
+/// positive pair costs d², each negative pair relu(1 − d)², each set reduced on its own:
+///
+/// ```
+/// use metric_loss_core::{Float, MetricLossExt};
+/// use metric_loss_distances::lanes::DenseFloat;
+/// use metric_loss_pml::{pair_metric_loss, Elements, PairFormula, PairLoss, Scores};
+/// use metric_loss_triplet::DenseParts;
+///
+/// #[derive(Debug, Default)]
+/// struct SquaredContrastive { parts: DenseParts }
+///
+/// impl PairFormula for SquaredContrastive {
+///     const SUB_LOSSES: usize = 2;
+///
+///     fn forward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool {
+///         let (pos, neg) = subs.split_at_mut(1);
+///         for i in s.rows() {
+///             for (j, &d) in s.row(i).iter().enumerate() {
+///                 if s.positive(i, j) {
+///                     pos[0].push_plain(i, j, d * d);
+///                 } else if s.negative(i, j) {
+///                     let h = (T::ONE - d).max(T::ZERO);
+///                     neg[0].push_plain(i, j, h * h);
+///                 }
+///             }
+///         }
+///         true
+///     }
+///
+///     fn backward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &[Elements<T>], grad: &mut [T]) {
+///         for (i, j, _, _, scale) in subs[0].of_rows(s.rows()) {
+///             let d = s.row(i)[j];
+///             s.grad_row(grad, i)[j] += scale * (d + d);
+///         }
+///         for (i, j, _, _, scale) in subs[1].of_rows(s.rows()) {
+///             let h = (T::ONE - s.row(i)[j]).max(T::ZERO);
+///             s.grad_row(grad, i)[j] -= scale * (h + h);
+///         }
+///     }
+/// }
+///
+/// impl PairLoss for SquaredContrastive {
+///     fn name(&self) -> &str { "squared_contrastive" }
+///     fn parts(&self) -> &DenseParts { &self.parts }
+/// }
+/// pair_metric_loss!(SquaredContrastive);
+///
+/// let x = [1.0f64, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
+/// let out = SquaredContrastive::default().evaluate(&[0, 0, 1, 1], &x, 2)?;
+/// assert!(out.loss > 0.0 && out.grad_queries.iter().all(|g| g.is_finite()));
+/// # Ok::<(), metric_loss_core::LossError>(())
+/// ```
+pub trait PairLoss: PairFormula + std::fmt::Debug + Send + Sync {
+    /// The loss's name, used in errors.
+    fn name(&self) -> &str;
+
+    /// The distance, and the reducer each sub-loss is reduced with.
+    fn parts(&self) -> &DenseParts;
+}
+
+/// Runs `loss` on `input`: the whole call of a [`PairLoss`], into `out`. `per_example[i]`
+/// is anchor i's share of the loss (its elements times their reducer scales), so the
+/// per-example values sum to the loss; a sample weight multiplies each element of its
+/// anchor. A batch with at most one positive and one negative pair is loss 0 (PML's
+/// shortcut). Backward rows are split over threads with the same bits on any count.
+///
+/// # Errors
+/// [`LossError::Unsupported`] for a formula with other than 1 or 2 sub-losses; invalid
+/// input ([`LossInput::validate`]), [`LossError::TooLarge`],
+/// [`LossError::NonFiniteDistance`], or [`LossError::NonFiniteResult`] when the result
+/// overflows (a formula's NaN included).
+pub fn compute_pairs<T: DenseFloat, L: PairLoss>(
+    loss: &L,
+    input: &LossInput<'_, T>,
+    workspace: &mut Workspace,
+    out: &mut LossOutput<T>,
+) -> Result<(), LossError> {
+    if !(1..=2).contains(&L::SUB_LOSSES) {
+        return Err(LossError::Unsupported {
+            loss: loss.name().to_owned(),
+            message: format!(
+                "its formula declares {} sub-losses; the pair driver runs 1 or 2",
+                L::SUB_LOSSES
+            ),
+        });
+    }
+    run_pairs(loss, loss.parts(), input, workspace, out)
+}
+
+/// Implements [`MetricLoss`](metric_loss_core::MetricLoss) for a [`PairLoss`]: both
+/// precisions run [`compute_pairs`], and the reduction is the reducer's as a Keras
+/// reduction (`Auto` for one that is not, such as PML's).
+#[macro_export]
+macro_rules! pair_metric_loss {
+    ($ty:ty) => {
+        $crate::__driver_metric_loss!($ty, $crate::PairLoss, $crate::compute_pairs);
+    };
 }
 
 /// When and how a formula with [`PairFormula::STRIPS`] runs in strips.

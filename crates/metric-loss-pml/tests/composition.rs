@@ -182,3 +182,51 @@ fn bad_input_is_a_typed_error() {
         .unwrap();
     assert!(loss.compute(&LossInput::new(batch)).is_err());
 }
+
+/// A user formula declaring three sub-losses (the driver runs one or two).
+#[derive(Debug, Default)]
+struct ThreeSubLosses {
+    parts: DenseParts,
+}
+
+impl metric_loss_pml::PairFormula for ThreeSubLosses {
+    const SUB_LOSSES: usize = 3;
+
+    fn forward<T: metric_loss_distances::lanes::DenseFloat>(
+        &self,
+        _: &metric_loss_pml::Scores<'_, T>,
+        _: &mut [metric_loss_pml::Elements<T>],
+    ) -> bool {
+        true
+    }
+
+    fn backward<T: metric_loss_distances::lanes::DenseFloat>(
+        &self,
+        _: &metric_loss_pml::Scores<'_, T>,
+        _: &[metric_loss_pml::Elements<T>],
+        _: &mut [T],
+    ) {
+    }
+}
+
+impl metric_loss_pml::PairLoss for ThreeSubLosses {
+    fn name(&self) -> &str {
+        "three_sub_losses"
+    }
+
+    fn parts(&self) -> &DenseParts {
+        &self.parts
+    }
+}
+
+metric_loss_pml::pair_metric_loss!(ThreeSubLosses);
+
+#[test]
+fn a_user_formula_with_too_many_sub_losses_is_a_typed_error() {
+    let e = ThreeSubLosses::default().compute(&input(None)).unwrap_err();
+    assert!(
+        matches!(&e, LossError::Unsupported { loss, message }
+            if loss == "three_sub_losses" && message.contains("1 or 2")),
+        "{e:?}"
+    );
+}
