@@ -1,5 +1,6 @@
-//! What the dense losses share beyond the row driver (`metric_loss_triplet::compute_rows`):
-//! each thread's row memory, the size limit, the parts methods.
+//! What the dense losses share beyond the row driver (`metric_loss_triplet::compute_rows`)
+//! and their declaration (`dense_loss!`): each thread's row memory, the size limit, the
+//! `RowLoss` items besides the formula.
 
 /// The largest distance matrix a call may allocate, in bytes (16 GiB, as for `TripletLoss`):
 /// larger batches get [`metric_loss_core::LossError::TooLarge`] instead of an allocation
@@ -25,25 +26,6 @@ impl RowScratch {
         &mut self.side[..m]
     }
 }
-
-/// A dense loss's `with_parts` (documented by the attributes given) and `parts`.
-macro_rules! dense_parts_methods {
-    ($(#[$doc:meta])*) => {
-        $(#[$doc])*
-        pub fn with_parts(&self, parts: metric_loss_triplet::DenseParts) -> Self {
-            Self {
-                parts,
-                ..self.clone()
-            }
-        }
-
-        /// The distance and reducer (each readable there: `loss.parts().distance_kind()`).
-        pub fn parts(&self) -> &metric_loss_triplet::DenseParts {
-            &self.parts
-        }
-    };
-}
-pub(crate) use dense_parts_methods;
 
 /// A built-in row loss's `RowLoss` items besides its formula: each thread's key sides, and
 /// its `name`, `parts` and `remove_diagonal` fields.

@@ -72,6 +72,7 @@ mod circle;
 mod common;
 #[cfg(feature = "serde")]
 mod config_serde;
+mod dense_loss;
 mod lanes;
 mod multisim;
 mod pn;

@@ -1,264 +1,148 @@
 //! `MultiSimilarityLoss`: the multi-similarity loss of Wang et al. (2019) on distances.
 
-use metric_loss_core::{
-    config_setters, LossError, PartConfig, RegisteredDistance, RegisteredReducer,
-};
 use metric_loss_mining::SENTINEL_OFFSET;
-use metric_loss_triplet::{row_metric_loss, DenseParts, RowLoss, RowView};
+use metric_loss_triplet::{RowLoss, RowView};
 
-use crate::common::{dense_parts_methods, row_loss_fields, RowScratch};
+use crate::common::{row_loss_fields, RowScratch};
+use crate::dense_loss::dense_loss;
 use crate::lanes::{two_softmaxes, DenseFloat};
 use metric_loss_core::params::{finite, finite_nonzero};
 
-/// `MultiSimilarityLoss`'s arguments with TF Similarity 0.17.1's names and defaults, not
-/// yet validated.
-///
-/// | key | default | meaning |
-/// | --- | --- | --- |
-/// | `distance` | `"cosine"` | a distance name or alias, or a registered distance |
-/// | `alpha` | 2.0 | positive-pair scale α (finite, non-zero) |
-/// | `beta` | 40.0 | negative-pair scale β (finite, non-zero) |
-/// | `epsilon` | 0.1 | pair-mining slack ε |
-/// | `lmda` | 0.5 | the offset λ |
-/// | `center` | 1.0 | the expected distance |
-/// | `name` | `"MultiSimilarityLoss"` | |
-/// | `reduction` | `"auto"` | Keras's reduction name, `"mean_over_non_zero"`, or a registered reducer |
-/// | `remove_diagonal` | `true` | TF's hidden keyword |
-///
-/// ```
-/// use metric_loss_distances::DistanceKind;
-/// use metric_loss_losses::MultiSimilarityLossConfig;
-/// let loss = MultiSimilarityLossConfig::default()
-///     .epsilon(1.0)
-///     .distance(DistanceKind::Euclidean)
-///     .build()?;
-/// assert_eq!(loss.config()?.epsilon, 1.0);
-/// assert_eq!(loss.parts().distance_kind(), Some(DistanceKind::Euclidean));
-/// assert!(MultiSimilarityLossConfig::default().alpha(0.0).build().is_err());
-/// # Ok::<(), metric_loss_core::LossError>(())
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
-pub struct MultiSimilarityLossConfig {
-    /// A distance name or alias (default `"cosine"`), or a registered user distance.
-    pub distance: PartConfig<dyn RegisteredDistance>,
-    /// Positive-pair scale α (default 2.0).
-    pub alpha: f64,
-    /// Negative-pair scale β (default 40.0).
-    pub beta: f64,
-    /// Pair-mining slack ε (default 0.1).
-    pub epsilon: f64,
-    /// The offset λ (default 0.5).
-    pub lmda: f64,
-    /// The expected distance (default 1.0).
-    pub center: f64,
-    /// The loss's name (default `"MultiSimilarityLoss"`).
-    pub name: String,
-    /// Keras's reduction name (default `"auto"`), `"mean_over_non_zero"`, or a registered
-    /// user reducer.
-    pub reduction: PartConfig<dyn RegisteredReducer>,
-    /// Whether the self-pair is removed from the positives (default `true`).
-    #[cfg_attr(
-        feature = "serde",
-        serde(skip_serializing_if = "crate::common::is_true")
-    )]
-    pub remove_diagonal: bool,
-}
+/// What α and β accept.
+const DIVISOR: &str = "a finite, non-zero number (the loss divides by it)";
 
-impl Default for MultiSimilarityLossConfig {
-    fn default() -> Self {
-        Self {
-            distance: "cosine".into(),
-            alpha: 2.0,
-            beta: 40.0,
-            epsilon: 0.1,
-            lmda: 0.5,
-            center: 1.0,
-            name: "MultiSimilarityLoss".into(),
-            reduction: "auto".into(),
-            remove_diagonal: true,
-        }
-    }
-}
-
-impl MultiSimilarityLossConfig {
-    config_setters! {
-        /// Sets `distance` (a name, a built-in distance, or a registered part).
-        distance: impl Into<PartConfig<dyn RegisteredDistance>>,
-        /// Sets `alpha`.
-        alpha: f64,
-        /// Sets `beta`.
-        beta: f64,
-        /// Sets `epsilon`.
-        epsilon: f64,
-        /// Sets `lmda`.
-        lmda: f64,
-        /// Sets `center`.
-        center: f64,
-        /// Sets `name`.
-        name: impl Into<String>,
-        /// Sets `reduction` (a Keras reduction, or a registered user reducer's `Arc`).
-        reduction: impl Into<PartConfig<dyn RegisteredReducer>>,
-        /// Sets `remove_diagonal`.
-        remove_diagonal: bool,
-    }
-
+dense_loss! {
+    /// `MultiSimilarityLoss`'s arguments with TF Similarity 0.17.1's names and defaults, not
+    /// yet validated.
+    ///
+    /// | key | default | meaning |
+    /// | --- | --- | --- |
+    /// | `distance` | `"cosine"` | a distance name or alias, or a registered distance |
+    /// | `alpha` | 2.0 | positive-pair scale α (finite, non-zero) |
+    /// | `beta` | 40.0 | negative-pair scale β (finite, non-zero) |
+    /// | `epsilon` | 0.1 | pair-mining slack ε |
+    /// | `lmda` | 0.5 | the offset λ |
+    /// | `center` | 1.0 | the expected distance |
+    /// | `name` | `"MultiSimilarityLoss"` | |
+    /// | `reduction` | `"auto"` | Keras's reduction name, `"mean_over_non_zero"`, or a registered reducer |
+    /// | `remove_diagonal` | `true` | TF's hidden keyword |
+    ///
+    /// ```
+    /// use metric_loss_distances::DistanceKind;
+    /// use metric_loss_losses::MultiSimilarityLossConfig;
+    /// let loss = MultiSimilarityLossConfig::default()
+    ///     .epsilon(1.0)
+    ///     .distance(DistanceKind::Euclidean)
+    ///     .build()?;
+    /// assert_eq!(loss.config()?.epsilon, 1.0);
+    /// assert_eq!(loss.parts().distance_kind(), Some(DistanceKind::Euclidean));
+    /// assert!(MultiSimilarityLossConfig::default().alpha(0.0).build().is_err());
+    /// # Ok::<(), metric_loss_core::LossError>(())
+    /// ```
+    config: MultiSimilarityLossConfig,
+    /// TF Similarity's `MultiSimilarityLoss`, the multi-similarity loss written for a distance
+    /// (similarity s = center − D).
+    ///
+    /// # Arguments
+    /// See [`MultiSimilarityLossConfig`] (TF Similarity's names and defaults); `Default` is TF's
+    /// defaults and `config()` gives the arguments back. In code,
+    /// [`MultiSimilarityLoss::with_parts`] takes any distance and reducer
+    /// ([`DenseParts`](metric_loss_triplet::DenseParts)), yours included.
+    ///
+    /// # Formula
+    /// For anchor i (P: positives, N: negatives, no gradient through the mining):
+    /// - μᵢ = min{Dᵢⱼ : j ∈ N} − ε; keep positive j iff Dᵢⱼ > μᵢ;
+    /// - νᵢ = max{Dᵢⱼ : j ∈ P} + ε; keep negative j iff Dᵢⱼ < νᵢ;
+    ///   (the extrema are TF's masked extrema, with their ±1e-6 sentinels for empty masks);
+    /// - Sᵢⱼ = (Dᵢⱼ + λ) − center;
+    /// - ℓᵢ = (1/α)·ln(1 + Σ_{kept P} e^{α Sᵢⱼ}) + (1/β)·ln(1 + Σ_{kept N} e^{−β Sᵢⱼ}) when the
+    ///   anchor keeps at least one positive and one negative, else 0.
+    ///
+    /// ∂ℓᵢ/∂Dᵢⱼ is the softmax weight of kept positive j in the α-term minus that of kept
+    /// negative j in the β-term; it goes through [`metric_loss_core::Distance::dense_vjp`].
+    ///
+    /// # Degenerate anchors
+    /// No positive, no negative, or an "easy" anchor (nothing kept on one side): ℓᵢ = 0, with
+    /// zero gradient. They still count in the batch size of the mean.
+    ///
+    /// # Differences from TF Similarity 0.17.1
+    /// - **Excluded anchors give exactly 0.** TF multiplies by vᵢ = 0, so an excluded anchor
+    ///   whose term is ±∞ gives NaN for the whole batch and gradient.
+    /// - **No −∞.** TF shifts each log-sum-exp by the unmasked row maximum; when a kept
+    ///   positive lies more than ~87 below it (unnormalised embeddings, squared euclidean
+    ///   distances of tens) every kept term underflows and the term is ln(0) = −∞, with NaN
+    ///   gradients. Here the shift is max(0, largest kept score), so the value is always the
+    ///   finite ln(1 + Σ e^{…}); wherever TF is finite the two agree to rounding.
+    /// - α = 0 and β = 0 are rejected by `build` (TF: +∞ or NaN); non-finite values too.
+    ///
+    /// # Overflow: `NonFiniteResult`
+    /// Finite inputs can still overflow the dtype. A row whose own loss or ∂ℓᵢ/∂D is not
+    /// finite is [`metric_loss_core::LossError::Unsupported`] naming the anchor; after
+    /// that, a tiny α or β (the 1/α and 1/β factors: α = 1e-290 makes
+    /// ℓᵢ ≈ 1e289), a sample weight times a per-example loss, a reduced sum beyond
+    /// the dtype's range (positive and negative weights then give ∞ − ∞) and a gradient entry
+    /// that overflows (sample weights around 1e30, or embeddings near the dtype's maximum,
+    /// e.g. 3e38 in f32, through the distance's VJP) are
+    /// [`metric_loss_core::LossError::NonFiniteResult`] naming the first such value. The
+    /// loss never returns ±∞ or NaN.
+    ///
+    /// # Example
+    /// ```
+    /// use metric_loss_core::MetricLossExt;
+    /// use metric_loss_losses::MultiSimilarityLoss;
+    ///
+    /// let x = [1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
+    /// let out = MultiSimilarityLoss::default().evaluate(&[0, 1, 0, 1], &x, 2)?;
+    /// assert!((out.per_example[0] - 0.956631).abs() < 1e-5);
+    /// assert!((out.loss - 1.246563).abs() < 1e-5);
+    /// # Ok::<(), metric_loss_core::LossError>(())
+    /// ```
+    ///
+    /// # Cost per call
+    /// The `n x m` distance matrix, O(n·m) exponentials, and two `n x m x dims` matrix
+    /// products for the gradient (cosine, inner product, euclidean distances; manhattan and
+    /// snr pay O(dims) per pair). Memory: two `n x m` matrices in the workspace.
+    loss: MultiSimilarityLoss,
+    class: "MultiSimilarityLoss",
+    distance: "cosine",
+    fields: {
+        /// Positive-pair scale α (default 2.0).
+        alpha = 2.0 => finite_nonzero("alpha", alpha, DIVISOR)?;
+        /// Negative-pair scale β (default 40.0).
+        beta = 40.0 => finite_nonzero("beta", beta, DIVISOR)?;
+        /// Pair-mining slack ε (default 0.1).
+        epsilon = 0.1 => finite("epsilon", epsilon)?;
+        /// The offset λ (default 0.5).
+        lmda = 0.5 => finite("lmda", lmda)?;
+        /// The expected distance (default 1.0).
+        center = 1.0 => finite("center", center)?;
+    },
     /// Validates the arguments: the distance, then the reduction, then the numbers.
     ///
     /// # Errors
-    /// [`LossError::UnknownDistance`], [`LossError::UnknownReduction`],
-    /// [`LossError::InvalidParameter`] for a non-finite value, or for α = 0 or β = 0 (TF
-    /// Similarity divides by them and returns +∞ or NaN).
-    pub fn build(&self) -> Result<MultiSimilarityLoss, LossError> {
-        let parts = DenseParts::from_config(&self.distance, &self.reduction)?;
-        Ok(MultiSimilarityLoss {
-            parts,
-            alpha: finite_nonzero(
-                "alpha",
-                self.alpha,
-                "a finite, non-zero number (the loss divides by it)",
-            )?,
-            beta: finite_nonzero(
-                "beta",
-                self.beta,
-                "a finite, non-zero number (the loss divides by it)",
-            )?,
-            epsilon: finite("epsilon", self.epsilon)?,
-            lmda: finite("lmda", self.lmda)?,
-            center: finite("center", self.center)?,
-            name: self.name.clone(),
-            remove_diagonal: self.remove_diagonal,
-        })
-    }
-}
-
-/// TF Similarity's `MultiSimilarityLoss`, the multi-similarity loss written for a distance
-/// (similarity s = center − D).
-///
-/// # Arguments
-/// See [`MultiSimilarityLossConfig`] (TF Similarity's names and defaults); `Default` is TF's
-/// defaults and `config()` gives the arguments back. In code,
-/// [`MultiSimilarityLoss::with_parts`] takes any distance and reducer ([`DenseParts`]),
-/// yours included.
-///
-/// # Formula
-/// For anchor i (P: positives, N: negatives, no gradient through the mining):
-/// - μᵢ = min{Dᵢⱼ : j ∈ N} − ε; keep positive j iff Dᵢⱼ > μᵢ;
-/// - νᵢ = max{Dᵢⱼ : j ∈ P} + ε; keep negative j iff Dᵢⱼ < νᵢ;
-///   (the extrema are TF's masked extrema, with their ±1e-6 sentinels for empty masks);
-/// - Sᵢⱼ = (Dᵢⱼ + λ) − center;
-/// - ℓᵢ = (1/α)·ln(1 + Σ_{kept P} e^{α Sᵢⱼ}) + (1/β)·ln(1 + Σ_{kept N} e^{−β Sᵢⱼ}) when the
-///   anchor keeps at least one positive and one negative, else 0.
-///
-/// ∂ℓᵢ/∂Dᵢⱼ is the softmax weight of kept positive j in the α-term minus that of kept
-/// negative j in the β-term; it goes through [`metric_loss_core::Distance::dense_vjp`].
-///
-/// # Degenerate anchors
-/// No positive, no negative, or an "easy" anchor (nothing kept on one side): ℓᵢ = 0, with
-/// zero gradient. They still count in the batch size of the mean.
-///
-/// # Differences from TF Similarity 0.17.1
-/// - **Excluded anchors give exactly 0.** TF multiplies by vᵢ = 0, so an excluded anchor
-///   whose term is ±∞ gives NaN for the whole batch and gradient.
-/// - **No −∞.** TF shifts each log-sum-exp by the unmasked row maximum; when a kept
-///   positive lies more than ~87 below it (unnormalised embeddings, squared euclidean
-///   distances of tens) every kept term underflows and the term is ln(0) = −∞, with NaN
-///   gradients. Here the shift is max(0, largest kept score), so the value is always the
-///   finite ln(1 + Σ e^{…}); wherever TF is finite the two agree to rounding.
-/// - α = 0 and β = 0 are rejected by `build` (TF: +∞ or NaN); non-finite values too.
-///
-/// # Overflow: `NonFiniteResult`
-/// Finite inputs can still overflow the dtype. A row whose own loss or ∂ℓᵢ/∂D is not
-/// finite is [`metric_loss_core::LossError::Unsupported`] naming the anchor; after
-/// that, a tiny α or β (the 1/α and 1/β factors: α = 1e-290 makes
-/// ℓᵢ ≈ 1e289), a sample weight times a per-example loss, a reduced sum beyond
-/// the dtype's range (positive and negative weights then give ∞ − ∞) and a gradient entry
-/// that overflows (sample weights around 1e30, or embeddings near the dtype's maximum,
-/// e.g. 3e38 in f32, through the distance's VJP) are
-/// [`metric_loss_core::LossError::NonFiniteResult`] naming the first such value. The
-/// loss never returns ±∞ or NaN.
-///
-/// # Example
-/// ```
-/// use metric_loss_core::MetricLossExt;
-/// use metric_loss_losses::MultiSimilarityLoss;
-///
-/// let x = [1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
-/// let out = MultiSimilarityLoss::default().evaluate(&[0, 1, 0, 1], &x, 2)?;
-/// assert!((out.per_example[0] - 0.956631).abs() < 1e-5);
-/// assert!((out.loss - 1.246563).abs() < 1e-5);
-/// # Ok::<(), metric_loss_core::LossError>(())
-/// ```
-///
-/// # Cost per call
-/// The `n x m` distance matrix, O(n·m) exponentials, and two `n x m x dims` matrix
-/// products for the gradient (cosine, inner product, euclidean distances; manhattan and
-/// snr pay O(dims) per pair). Memory: two `n x m` matrices in the workspace.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MultiSimilarityLoss {
-    parts: DenseParts,
-    alpha: f64,
-    beta: f64,
-    epsilon: f64,
-    lmda: f64,
-    center: f64,
-    name: String,
-    remove_diagonal: bool,
-}
-
-impl Default for MultiSimilarityLoss {
-    fn default() -> Self {
-        MultiSimilarityLossConfig::default()
-            .build()
-            .expect("the default config is valid")
-    }
-}
-
-impl MultiSimilarityLoss {
-    /// The default arguments, to adjust and `build`.
-    pub fn builder() -> MultiSimilarityLossConfig {
-        MultiSimilarityLossConfig::default()
-    }
-
-    /// The loss's arguments (`get_config`): building them again gives an identical loss.
+    /// [`LossError::UnknownDistance`](metric_loss_core::LossError::UnknownDistance),
+    /// [`LossError::UnknownReduction`](metric_loss_core::LossError::UnknownReduction),
+    /// [`LossError::InvalidParameter`](metric_loss_core::LossError::InvalidParameter) for a
+    /// non-finite value, or for α = 0 or β = 0 (TF Similarity divides by them and returns +∞ or
+    /// NaN).
+    build,
+    /// The same loss with other parts: any distance and reducer, yours included.
     ///
-    /// # Errors
-    /// [`LossError::Unsupported`] when a part is neither built-in nor registered: a config
-    /// could not name it.
-    pub fn config(&self) -> Result<MultiSimilarityLossConfig, LossError> {
-        let (distance, reduction) = self.parts.config(&self.name)?;
-        Ok(MultiSimilarityLossConfig {
-            distance,
-            alpha: self.alpha,
-            beta: self.beta,
-            epsilon: self.epsilon,
-            lmda: self.lmda,
-            center: self.center,
-            name: self.name.clone(),
-            reduction,
-            remove_diagonal: self.remove_diagonal,
-        })
-    }
-
-    dense_parts_methods! {
-        /// The same loss with other parts: any distance and reducer, yours included.
-        ///
-        /// ```
-        /// use metric_loss_core::{MeanOverNonZero, MetricLossExt};
-        /// use metric_loss_distances::DistanceKind;
-        /// use metric_loss_losses::MultiSimilarityLoss;
-        /// use metric_loss_triplet::{row_metric_loss, DenseParts, RowLoss, RowView};
-        ///
-        /// let parts = DenseParts::default()
-        ///     .distance(DistanceKind::SquaredEuclidean)
-        ///     .reducer(MeanOverNonZero);
-        /// let loss = MultiSimilarityLoss::default().with_parts(parts);
-        /// let x = [1.0f64, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
-        /// assert!(loss.evaluate(&[0, 1, 0, 1], &x, 2)?.loss.is_finite());
-        /// # Ok::<(), metric_loss_core::LossError>(())
-        /// ```
-    }
+    /// ```
+    /// use metric_loss_core::{MeanOverNonZero, MetricLossExt};
+    /// use metric_loss_distances::DistanceKind;
+    /// use metric_loss_losses::MultiSimilarityLoss;
+    /// use metric_loss_triplet::DenseParts;
+    ///
+    /// let parts = DenseParts::default()
+    ///     .distance(DistanceKind::SquaredEuclidean)
+    ///     .reducer(MeanOverNonZero);
+    /// let loss = MultiSimilarityLoss::default().with_parts(parts);
+    /// let x = [1.0f64, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
+    /// assert!(loss.evaluate(&[0, 1, 0, 1], &x, 2)?.loss.is_finite());
+    /// # Ok::<(), metric_loss_core::LossError>(())
+    /// ```
+    with_parts,
 }
 
 impl RowLoss for MultiSimilarityLoss {
@@ -339,5 +223,3 @@ fn hard_extrema<T: DenseFloat>(row: &RowView<'_, T>) -> (T, T) {
         masked(neg_lo, none_above, above),
     )
 }
-
-row_metric_loss!(MultiSimilarityLoss);

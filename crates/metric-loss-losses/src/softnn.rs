@@ -1,206 +1,118 @@
 //! `SoftNearestNeighborLoss`: the soft nearest-neighbour loss of Frosst, Papernot and
 //! Hinton (2019).
 
-use metric_loss_core::{
-    config_setters, LossError, PartConfig, RegisteredDistance, RegisteredReducer,
-};
-use metric_loss_triplet::{row_metric_loss, DenseParts, RowLoss, RowView};
+use metric_loss_triplet::{RowLoss, RowView};
 
-use crate::common::{dense_parts_methods, row_loss_fields, RowScratch};
+use crate::common::{row_loss_fields, RowScratch};
+use crate::dense_loss::dense_loss;
 use crate::lanes::{keep, side_sums, DenseFloat, Side, NEGATIVE, NEITHER, POSITIVE};
 use metric_loss_core::params::finite_nonzero;
 
-/// `SoftNearestNeighborLoss`'s arguments with TF Similarity 0.17.1's names and defaults,
-/// not yet validated.
-///
-/// | key | default | meaning |
-/// | --- | --- | --- |
-/// | `distance` | `"sql2"` (squared euclidean) | a distance name or alias, or a registered distance |
-/// | `temperature` | 1.0 | T, finite and non-zero (negative values are accepted, as in TF) |
-/// | `name` | `"SoftNearestNeighborLoss"` | |
-/// | `reduction` | `"auto"` | Keras's reduction name, `"mean_over_non_zero"`, or a registered reducer |
-/// | `remove_diagonal` | `true` | TF's hidden keyword (only decides whether singletons count) |
-///
-/// ```
-/// use metric_loss_losses::SoftNearestNeighborLossConfig;
-/// let loss = SoftNearestNeighborLossConfig::default().temperature(0.5).build()?;
-/// assert_eq!(loss.config()?.distance, "squared_euclidean".into());
-/// assert!(SoftNearestNeighborLossConfig::default().temperature(0.0).build().is_err());
-/// # Ok::<(), metric_loss_core::LossError>(())
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
-pub struct SoftNearestNeighborLossConfig {
-    /// A distance name or alias (default `"sql2"`), or a registered user distance.
-    pub distance: PartConfig<dyn RegisteredDistance>,
-    /// The temperature T (default 1.0).
-    pub temperature: f64,
-    /// The loss's name (default `"SoftNearestNeighborLoss"`).
-    pub name: String,
-    /// Keras's reduction name (default `"auto"`), `"mean_over_non_zero"`, or a registered
-    /// user reducer.
-    pub reduction: PartConfig<dyn RegisteredReducer>,
-    /// Whether the self-pair is removed from the positives (default `true`).
-    #[cfg_attr(
-        feature = "serde",
-        serde(skip_serializing_if = "crate::common::is_true")
-    )]
-    pub remove_diagonal: bool,
-}
+/// What the temperature accepts.
+const DIVISOR: &str = "a finite, non-zero number (the distances are divided by it)";
 
-impl Default for SoftNearestNeighborLossConfig {
-    fn default() -> Self {
-        Self {
-            distance: "sql2".into(),
-            temperature: 1.0,
-            name: "SoftNearestNeighborLoss".into(),
-            reduction: "auto".into(),
-            remove_diagonal: true,
-        }
-    }
-}
-
-impl SoftNearestNeighborLossConfig {
-    config_setters! {
-        /// Sets `distance` (a name, a built-in distance, or a registered part).
-        distance: impl Into<PartConfig<dyn RegisteredDistance>>,
-        /// Sets `temperature`.
-        temperature: f64,
-        /// Sets `name`.
-        name: impl Into<String>,
-        /// Sets `reduction` (a Keras reduction, or a registered user reducer's `Arc`).
-        reduction: impl Into<PartConfig<dyn RegisteredReducer>>,
-        /// Sets `remove_diagonal`.
-        remove_diagonal: bool,
-    }
-
+dense_loss! {
+    /// `SoftNearestNeighborLoss`'s arguments with TF Similarity 0.17.1's names and defaults,
+    /// not yet validated.
+    ///
+    /// | key | default | meaning |
+    /// | --- | --- | --- |
+    /// | `distance` | `"sql2"` (squared euclidean) | a distance name or alias, or a registered distance |
+    /// | `temperature` | 1.0 | T, finite and non-zero (negative values are accepted, as in TF) |
+    /// | `name` | `"SoftNearestNeighborLoss"` | |
+    /// | `reduction` | `"auto"` | Keras's reduction name, `"mean_over_non_zero"`, or a registered reducer |
+    /// | `remove_diagonal` | `true` | TF's hidden keyword (only decides whether singletons count) |
+    ///
+    /// ```
+    /// use metric_loss_losses::SoftNearestNeighborLossConfig;
+    /// let loss = SoftNearestNeighborLossConfig::default().temperature(0.5).build()?;
+    /// assert_eq!(loss.config()?.distance, "squared_euclidean".into());
+    /// assert!(SoftNearestNeighborLossConfig::default().temperature(0.0).build().is_err());
+    /// # Ok::<(), metric_loss_core::LossError>(())
+    /// ```
+    config: SoftNearestNeighborLossConfig,
+    /// TF Similarity's `SoftNearestNeighborLoss`.
+    ///
+    /// # Arguments
+    /// See [`SoftNearestNeighborLossConfig`] (TF Similarity's names and defaults); `Default` is
+    /// TF's defaults and `config()` gives the arguments back. In code,
+    /// [`SoftNearestNeighborLoss::with_parts`] takes any distance and reducer
+    /// ([`DenseParts`](metric_loss_triplet::DenseParts)), yours included.
+    ///
+    /// # Formula
+    /// With Eᵢⱼ = e^{−Dᵢⱼ/T} for j ≠ i (the self-pair is always left out), Aᵢ = Σⱼ Eᵢⱼ,
+    /// Bᵢ = Σ_{j ∈ P} Eᵢⱼ and rᵢ = Bᵢ/Aᵢ:
+    ///
+    /// ℓᵢ = −ln(10⁻⁹ + rᵢ) for an anchor with a positive, 0 otherwise.
+    ///
+    /// ∂ℓᵢ/∂Dᵢⱼ = (Eᵢⱼ/T) / (10⁻⁹ + rᵢ) · (Pᵢⱼ/Aᵢ − Bᵢ/Aᵢ²), through
+    /// [`metric_loss_core::Distance::dense_vjp`].
+    ///
+    /// Like TF on CPU, e^x is flushed to 0 below the smallest normal number (x < −87.34 in
+    /// f32). An anchor whose positive terms all underflow while others do not gets TF's cap
+    /// −ln(10⁻⁹) ≈ 20.72, with zero gradient.
+    ///
+    /// # Degenerate anchors
+    /// - No positive: 0 (with `remove_diagonal = false` a singleton counts as having a
+    ///   positive, and gets the cap 20.72 as in TF).
+    /// - One-class batch: rᵢ = 1, ℓᵢ = −ln(1 + 10⁻⁹) = −0.0 in f32.
+    ///
+    /// # Differences from TF Similarity 0.17.1
+    /// - **Fully underflowed rows.** When every e^{−Dᵢⱼ/T} of a row underflows (Aᵢ = 0) TF gives
+    ///   0/0 = NaN — for that anchor, even a singleton, and so for the batch loss and the whole
+    ///   gradient. Here such a row (or one whose sum overflows, T < 0) is recomputed with the
+    ///   exponentials shifted by the row's largest exponent, which leaves rᵢ and the gradient
+    ///   mathematically unchanged: the value is the finite, exact one.
+    /// - **Batch of one** (no key besides the anchor): TF gives NaN; here ℓ = 0 with zero
+    ///   gradient.
+    /// - T = 0 is rejected by `build` (TF: NaN); so is a non-finite T.
+    /// - With separate keys (e.g. under [`crate::XBM`]) the loss works row-wise over the keys,
+    ///   the key (i, i) being the anchor itself when the keys start with the queries. TF fails
+    ///   (an n×n mask against an n×m matrix).
+    ///
+    /// # Overflow: `NonFiniteResult`
+    /// Finite inputs can still overflow the dtype. A row whose own loss or ∂ℓᵢ/∂D is not
+    /// finite is [`metric_loss_core::LossError::Unsupported`] naming the anchor; after
+    /// that, a sample weight times a per-example loss, a reduced sum beyond
+    /// the dtype's range (positive and negative weights then give ∞ − ∞) and a gradient entry
+    /// that overflows (sample weights around 1e30, or embeddings near the dtype's maximum,
+    /// e.g. 3e38 in f32, through the distance's VJP) are
+    /// [`metric_loss_core::LossError::NonFiniteResult`] naming the first such value. The
+    /// loss never returns ±∞ or NaN.
+    ///
+    /// # Example
+    /// ```
+    /// use metric_loss_core::MetricLossExt;
+    /// use metric_loss_losses::SoftNearestNeighborLoss;
+    ///
+    /// let x = [1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
+    /// let out = SoftNearestNeighborLoss::default().evaluate(&[0, 0, 1, 2], &x, 2)?;
+    /// assert!((out.per_example[0] - 0.2332574).abs() < 1e-6);
+    /// assert!((out.loss - 0.1909596).abs() < 1e-6);
+    /// # Ok::<(), metric_loss_core::LossError>(())
+    /// ```
+    ///
+    /// # Cost per call
+    /// As [`crate::MultiSimilarityLoss`]: the distance matrix, O(n·m) exponentials and two
+    /// matrix products for the gradient; two `n x m` matrices of memory.
+    loss: SoftNearestNeighborLoss,
+    class: "SoftNearestNeighborLoss",
+    distance: "sql2",
+    fields: {
+        /// The temperature T (default 1.0).
+        temperature = 1.0 => finite_nonzero("temperature", temperature, DIVISOR)?;
+    },
     /// Validates the arguments.
     ///
     /// # Errors
-    /// [`LossError::UnknownDistance`], [`LossError::UnknownReduction`],
-    /// [`LossError::InvalidParameter`] for T = 0 (TF Similarity divides by it: NaN) or a
-    /// non-finite T.
-    pub fn build(&self) -> Result<SoftNearestNeighborLoss, LossError> {
-        Ok(SoftNearestNeighborLoss {
-            parts: DenseParts::from_config(&self.distance, &self.reduction)?,
-            temperature: finite_nonzero(
-                "temperature",
-                self.temperature,
-                "a finite, non-zero number (the distances are divided by it)",
-            )?,
-            name: self.name.clone(),
-            remove_diagonal: self.remove_diagonal,
-        })
-    }
-}
-
-/// TF Similarity's `SoftNearestNeighborLoss`.
-///
-/// # Arguments
-/// See [`SoftNearestNeighborLossConfig`] (TF Similarity's names and defaults); `Default` is
-/// TF's defaults and `config()` gives the arguments back. In code,
-/// [`SoftNearestNeighborLoss::with_parts`] takes any distance and reducer ([`DenseParts`]),
-/// yours included.
-///
-/// # Formula
-/// With Eᵢⱼ = e^{−Dᵢⱼ/T} for j ≠ i (the self-pair is always left out), Aᵢ = Σⱼ Eᵢⱼ,
-/// Bᵢ = Σ_{j ∈ P} Eᵢⱼ and rᵢ = Bᵢ/Aᵢ:
-///
-/// ℓᵢ = −ln(10⁻⁹ + rᵢ) for an anchor with a positive, 0 otherwise.
-///
-/// ∂ℓᵢ/∂Dᵢⱼ = (Eᵢⱼ/T) / (10⁻⁹ + rᵢ) · (Pᵢⱼ/Aᵢ − Bᵢ/Aᵢ²), through
-/// [`metric_loss_core::Distance::dense_vjp`].
-///
-/// Like TF on CPU, e^x is flushed to 0 below the smallest normal number (x < −87.34 in
-/// f32). An anchor whose positive terms all underflow while others do not gets TF's cap
-/// −ln(10⁻⁹) ≈ 20.72, with zero gradient.
-///
-/// # Degenerate anchors
-/// - No positive: 0 (with `remove_diagonal = false` a singleton counts as having a
-///   positive, and gets the cap 20.72 as in TF).
-/// - One-class batch: rᵢ = 1, ℓᵢ = −ln(1 + 10⁻⁹) = −0.0 in f32.
-///
-/// # Differences from TF Similarity 0.17.1
-/// - **Fully underflowed rows.** When every e^{−Dᵢⱼ/T} of a row underflows (Aᵢ = 0) TF gives
-///   0/0 = NaN — for that anchor, even a singleton, and so for the batch loss and the whole
-///   gradient. Here such a row (or one whose sum overflows, T < 0) is recomputed with the
-///   exponentials shifted by the row's largest exponent, which leaves rᵢ and the gradient
-///   mathematically unchanged: the value is the finite, exact one.
-/// - **Batch of one** (no key besides the anchor): TF gives NaN; here ℓ = 0 with zero
-///   gradient.
-/// - T = 0 is rejected by `build` (TF: NaN); so is a non-finite T.
-/// - With separate keys (e.g. under [`crate::XBM`]) the loss works row-wise over the keys,
-///   the key (i, i) being the anchor itself when the keys start with the queries. TF fails
-///   (an n×n mask against an n×m matrix).
-///
-/// # Overflow: `NonFiniteResult`
-/// Finite inputs can still overflow the dtype. A row whose own loss or ∂ℓᵢ/∂D is not
-/// finite is [`metric_loss_core::LossError::Unsupported`] naming the anchor; after
-/// that, a sample weight times a per-example loss, a reduced sum beyond
-/// the dtype's range (positive and negative weights then give ∞ − ∞) and a gradient entry
-/// that overflows (sample weights around 1e30, or embeddings near the dtype's maximum,
-/// e.g. 3e38 in f32, through the distance's VJP) are
-/// [`metric_loss_core::LossError::NonFiniteResult`] naming the first such value. The
-/// loss never returns ±∞ or NaN.
-///
-/// # Example
-/// ```
-/// use metric_loss_core::MetricLossExt;
-/// use metric_loss_losses::SoftNearestNeighborLoss;
-///
-/// let x = [1.0f32, 0.0, 0.8, 0.6, 0.0, 1.0, -0.6, -0.8];
-/// let out = SoftNearestNeighborLoss::default().evaluate(&[0, 0, 1, 2], &x, 2)?;
-/// assert!((out.per_example[0] - 0.2332574).abs() < 1e-6);
-/// assert!((out.loss - 0.1909596).abs() < 1e-6);
-/// # Ok::<(), metric_loss_core::LossError>(())
-/// ```
-///
-/// # Cost per call
-/// As [`crate::MultiSimilarityLoss`]: the distance matrix, O(n·m) exponentials and two
-/// matrix products for the gradient; two `n x m` matrices of memory.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SoftNearestNeighborLoss {
-    parts: DenseParts,
-    temperature: f64,
-    name: String,
-    remove_diagonal: bool,
-}
-
-impl Default for SoftNearestNeighborLoss {
-    fn default() -> Self {
-        SoftNearestNeighborLossConfig::default()
-            .build()
-            .expect("the default config is valid")
-    }
-}
-
-impl SoftNearestNeighborLoss {
-    /// The default arguments, to adjust and `build`.
-    pub fn builder() -> SoftNearestNeighborLossConfig {
-        SoftNearestNeighborLossConfig::default()
-    }
-
-    /// The loss's arguments (`get_config`): building them again gives an identical loss.
-    ///
-    /// # Errors
-    /// [`LossError::Unsupported`] when a part is neither built-in nor registered: a config
-    /// could not name it.
-    pub fn config(&self) -> Result<SoftNearestNeighborLossConfig, LossError> {
-        let (distance, reduction) = self.parts.config(&self.name)?;
-        Ok(SoftNearestNeighborLossConfig {
-            distance,
-            temperature: self.temperature,
-            name: self.name.clone(),
-            reduction,
-            remove_diagonal: self.remove_diagonal,
-        })
-    }
-
-    dense_parts_methods! {
-        /// The same loss with other parts: any distance and reducer, yours included (see
-        /// [`crate::MultiSimilarityLoss::with_parts`]).
-    }
+    /// [`LossError::UnknownDistance`](metric_loss_core::LossError::UnknownDistance),
+    /// [`LossError::UnknownReduction`](metric_loss_core::LossError::UnknownReduction),
+    /// [`LossError::InvalidParameter`](metric_loss_core::LossError::InvalidParameter) for T = 0 (TF
+    /// Similarity divides by it: NaN) or a non-finite T.
+    build,
+    /// The same loss with other parts: any distance and reducer, yours included (see
+    /// [`crate::MultiSimilarityLoss::with_parts`]).
+    with_parts,
 }
 
 impl RowLoss for SoftNearestNeighborLoss {
@@ -250,8 +162,6 @@ impl RowLoss for SoftNearestNeighborLoss {
         -denom.ln()
     }
 }
-
-row_metric_loss!(SoftNearestNeighborLoss);
 
 /// Eᵢⱼ = e^{−Dᵢⱼ/T − shift} into `grad` (0 for the anchor itself) and each key's side into
 /// `side`; returns A = Σ Eᵢⱼ, B (its part over the positives) and whether the row has a
