@@ -30,9 +30,9 @@
 //! | the crate root, [`prelude`] | `metric-loss-core` | the [`MetricLoss`] trait, [`LossInput`], [`LossOutput`], [`Workspace`], [`LossError`], and the parts a loss composes: the [`Distance`], [`Miner`] and [`Reducer`] traits ([`Reduction`], [`MeanOverNonZero`], [`Threshold`]) |
 //! | `distances` | `metric-loss-distances` | TF Similarity's six distances (`DistanceKind`), L2 normalisation, the row splitting of the `threads` feature |
 //! | `mining` | `metric-loss-mining` | TF Similarity's mining (`StrategyMiner`: easy, hard, semi-hard) and `GivenTriplets` |
-//! | `triplet` | `metric-loss-triplet` | `TripletLoss`, its typed `TripletLossBuilder` and its `TripletLossConfig`; the driver of every loss on mined anchors (`MinedLoss`, `MinedParts`, `mined_metric_loss!`) |
+//! | `triplet` | `metric-loss-triplet` | `TripletLoss`, its typed `TripletLossBuilder` and its `TripletLossConfig`; the drivers of the losses on mined anchors (`MinedLoss`, `MinedParts`, `mined_metric_loss!`) and over whole rows (`RowLoss`, `DenseParts`, `row_metric_loss!`) |
 //! | `losses` | `metric-loss-losses` | `PNLoss`, `MultiSimilarityLoss`, `CircleLoss`, `SoftNearestNeighborLoss`, `XBM` |
-//! | `pml` | `metric-loss-pml` | pytorch-metric-learning's `ContrastiveLoss`, `NTXentLoss`, `SupConLoss`, the losses owning a parameter matrix (`ArcFaceLoss`, `CosFaceLoss`, `SubCenterArcFaceLoss`, `ProxyAnchorLoss`), its distances and reducers |
+//! | `pml` | `metric-loss-pml` | pytorch-metric-learning's `ContrastiveLoss`, `NTXentLoss`, `SupConLoss`, the losses owning a parameter matrix (`ArcFaceLoss`, `CosFaceLoss`, `SubCenterArcFaceLoss`, `ProxyAnchorLoss`), its distances and reducers, and the driver of pair losses (`PairFormula`, `PairLoss`, `pair_metric_loss!`) |
 //! | `views` | `metric-loss-views` | TF Similarity's two-view losses: `MultiNegativesRankLoss`, `SimCLRLoss`, `SimSiamLoss`, `Barlow`, `VicReg` (on `LossInput::views`) |
 //! | `registry` | `metric-loss-registry` | any loss, yours included, from a config file (`load`, `from_str`) and back (`get_config`) |
 //! | `candle` | `metric-loss-candle` | any loss as a candle operation with its backward pass |
@@ -126,8 +126,8 @@ pub mod prelude {
 
     #[cfg(feature = "triplet")]
     pub use metric_loss_triplet::{
-        mined_metric_loss, AnchorScore, AnchorView, Margin, MinedLoss, MinedParts, TripletLoss,
-        TripletLossBuilder, TripletLossConfig,
+        mined_metric_loss, row_metric_loss, AnchorScore, AnchorView, DenseParts, Margin, MinedLoss,
+        MinedParts, RowLoss, RowView, TripletLoss, TripletLossBuilder, TripletLossConfig,
     };
 
     #[cfg(feature = "losses")]
@@ -137,8 +137,8 @@ pub mod prelude {
 
     #[cfg(feature = "pml")]
     pub use metric_loss_pml::{
-        ArcFaceLoss, ContrastiveLoss, CosFaceLoss, NTXentLoss, ProxyAnchorLoss,
-        SubCenterArcFaceLoss, SupConLoss,
+        pair_metric_loss, ArcFaceLoss, ContrastiveLoss, CosFaceLoss, Elements, NTXentLoss,
+        PairFormula, PairLoss, ProxyAnchorLoss, Scores, SubCenterArcFaceLoss, SupConLoss,
     };
 
     #[cfg(feature = "views")]
