@@ -28,15 +28,29 @@ impl PairFormula for Contrastive {
 
     fn forward<T: DenseFloat>(&self, s: &Scores<'_, T>, subs: &mut [Elements<T>]) -> bool {
         let (pos, neg) = subs.split_at_mut(1);
+        let (pos, neg) = (&mut pos[0], &mut neg[0]);
         let (pm, nm) = (T::from_f64(self.pos_margin), T::from_f64(self.neg_margin));
         for i in s.rows() {
-            for (j, &d) in s.row(i).iter().enumerate() {
-                if s.positive(i, j) {
-                    pos[0].push_plain(i, j, hinge(s.similarity, d, pm));
-                } else if s.negative(i, j) {
-                    neg[0].push_plain(i, j, hinge(s.similarity, nm, d));
-                }
-            }
+            let (row, (label, key_labels, diag)) = (s.row(i), s.row_labels(i));
+            pos.fill_row(i, row.len(), |pos_values, pos_cols| {
+                let mut kept_pos = 0;
+                neg.fill_row(i, row.len(), |neg_values, neg_cols| {
+                    let mut kept_neg = 0;
+                    for (j, (&d, &y)) in row.iter().zip(key_labels).enumerate() {
+                        if y != label {
+                            neg_values[kept_neg] = hinge(s.similarity, nm, d);
+                            neg_cols[kept_neg] = j as u32;
+                            kept_neg += 1;
+                        } else if j != diag {
+                            pos_values[kept_pos] = hinge(s.similarity, d, pm);
+                            pos_cols[kept_pos] = j as u32;
+                            kept_pos += 1;
+                        }
+                    }
+                    kept_neg
+                });
+                kept_pos
+            });
         }
         true
     }

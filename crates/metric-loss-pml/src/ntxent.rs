@@ -83,11 +83,11 @@ impl PairFormula for NTXent {
         let span = elements.span(s.rows());
         let mut e = span.start;
         while e < span.end {
-            let i = elements.anchors[e];
+            let i = elements.anchors[e] as usize;
             let first = e;
             // Σ over the anchor's positives of scale · r/(den (r+tiny)) · e^{max ν − c}.
             let mut neg_weight = T::ZERO;
-            while e < span.end && elements.anchors[e] == i {
+            while e < span.end && elements.anchors[e] as usize == i {
                 neg_weight += elements.scales[e] * elements.aux[e][1];
                 e += 1;
             }
@@ -100,7 +100,7 @@ impl PairFormula for NTXent {
             }
             for f in first..e {
                 let [d_pos, _] = elements.aux[f];
-                out[elements.cols[f]] += elements.scales[f] * d_pos * dl;
+                out[elements.cols[f] as usize] += elements.scales[f] * d_pos * dl;
             }
         }
     }

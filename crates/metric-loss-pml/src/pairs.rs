@@ -93,6 +93,15 @@ impl<'a, T: Float> Scores<'a, T> {
         self.query_labels[i] == self.key_labels[j] && !(self.remove_diagonal && i == j)
     }
 
+    /// Anchor `i`'s label, every key's label, and the key the diagonal rule takes out of
+    /// the positives (`usize::MAX` for none): key j is a positive if its label equals the
+    /// anchor's and j is not that key, a negative if its label differs. For a pass over a
+    /// whole row without a lookup per pair.
+    pub fn row_labels(&self, i: usize) -> (i64, &'a [i64], usize) {
+        let diag = if self.remove_diagonal { i } else { usize::MAX };
+        (self.query_labels[i], self.key_labels, diag)
+    }
+
     /// (i, j) is a negative pair: different labels.
     pub fn negative(&self, i: usize, j: usize) -> bool {
         self.query_labels[i] != self.key_labels[j]
@@ -167,8 +176,8 @@ impl<'a, T: Float> Scores<'a, T> {
 #[derive(Debug, Default)]
 pub struct Elements<T> {
     pub(crate) values: Vec<T>,
-    pub(crate) anchors: Vec<usize>,
-    pub(crate) cols: Vec<usize>,
+    pub(crate) anchors: Vec<u32>,
+    pub(crate) cols: Vec<u32>,
     pub(crate) aux: Vec<[T; 2]>,
     /// ∂L/∂element, written by the reducer.
     pub(crate) scales: Vec<T>,
@@ -201,12 +210,12 @@ impl<T: Float> Elements<T> {
     }
 
     /// Each element's anchor (non-decreasing).
-    pub fn anchors(&self) -> &[usize] {
+    pub fn anchors(&self) -> &[u32] {
         &self.anchors
     }
 
     /// Each element's column (a key, or whatever the formula records).
-    pub fn cols(&self) -> &[usize] {
+    pub fn cols(&self) -> &[u32] {
         &self.cols
     }
 
@@ -238,14 +247,36 @@ impl<T: Float> Elements<T> {
     /// A formula uses either this or [`Elements::push`], never both.
     pub fn push_plain(&mut self, anchor: usize, col: usize, value: T) {
         self.values.push(value);
-        self.anchors.push(anchor);
-        self.cols.push(col);
+        // 32 bits each (a pair loss has n·m elements, and every byte of each is written and
+        // read again): anchors and keys fit, as a call holds at most 2³² distances.
+        self.anchors.push(anchor as u32);
+        self.cols.push(col as u32);
+    }
+
+    /// Appends up to `max` elements of anchor `anchor` at once: `fill` writes the values
+    /// and columns of the first k of the `max` slots it is given and returns k; the other
+    /// slots are dropped. For a formula with an element per pair, whose pushes one at a
+    /// time keep each vector's length in memory (the three vectors may alias as far as the
+    /// compiler knows), so that every push waits on the previous one's store.
+    pub(crate) fn fill_row(
+        &mut self,
+        anchor: usize,
+        max: usize,
+        fill: impl FnOnce(&mut [T], &mut [u32]) -> usize,
+    ) {
+        let start = self.values.len();
+        self.values.resize(start + max, T::ZERO);
+        self.cols.resize(start + max, 0);
+        let count = fill(&mut self.values[start..], &mut self.cols[start..]).min(max);
+        self.values.truncate(start + count);
+        self.cols.truncate(start + count);
+        self.anchors.resize(start + count, anchor as u32);
     }
 
     /// The indices of the elements of anchors `rows` (elements are pushed anchor by
     /// anchor, in order).
     pub fn span(&self, rows: Range<usize>) -> Range<usize> {
-        let below = |end: usize| self.anchors.partition_point(|&a| a < end);
+        let below = |end: usize| self.anchors.partition_point(|&a| (a as usize) < end);
         below(rows.start)..below(rows.end)
     }
 
@@ -258,8 +289,8 @@ impl<T: Float> Elements<T> {
     ) -> impl Iterator<Item = (usize, usize, T, [T; 2], T)> + '_ {
         self.span(rows).map(|e| {
             (
-                self.anchors[e],
-                self.cols[e],
+                self.anchors[e] as usize,
+                self.cols[e] as usize,
                 self.values[e],
                 self.aux.get(e).copied().unwrap_or([T::ZERO; 2]),
                 self.scales[e],
@@ -531,14 +562,14 @@ pub(crate) fn run_pairs_in_strips<T: DenseFloat, F: PairFormula>(
             SampleWeight::None
         } else {
             sub.weights
-                .extend(sub.anchors.iter().map(|&a| weights.get(a)));
+                .extend(sub.anchors.iter().map(|&a| weights.get(a as usize)));
             SampleWeight::PerExample(&sub.weights)
         };
         sub.scales.resize(sub.values.len(), T::ZERO);
         out.loss += reducer.reduce(&sub.values, &element_weights, &mut sub.scales);
         for ((&anchor, &value), &scale) in sub.anchors.iter().zip(&sub.values).zip(&sub.scales) {
             if scale != T::ZERO {
-                out.per_example[anchor] += scale * value;
+                out.per_example[anchor as usize] += scale * value;
             }
         }
     }
@@ -692,7 +723,7 @@ fn distances<T: Float>(
 /// Checks that `count` elements fit in the memory one distance matrix may take.
 fn check_element_count<T>(count: u128, n: usize, m: usize) -> Result<(), LossError> {
     // Each element: its value, aux pair, scale and weight, its anchor and column.
-    let each = (5 * std::mem::size_of::<T>() + 2 * std::mem::size_of::<usize>()) as u128;
+    let each = (5 * std::mem::size_of::<T>() + 2 * std::mem::size_of::<u32>()) as u128;
     let bytes = count * each;
     if bytes > MAX_DISTANCE_MATRIX_BYTES {
         return Err(LossError::TooLarge {
