@@ -131,7 +131,7 @@ struct RowsScratch<T, S> {
     key_grad: Vec<T>,
     scales: Vec<T>,
     rows: Vec<S>,
-    classes: KeyClasses,
+    classes: ClassNumbers,
 }
 
 impl<T, S> Default for RowsScratch<T, S> {
@@ -143,22 +143,24 @@ impl<T, S> Default for RowsScratch<T, S> {
             key_grad: Vec::new(),
             scales: Vec::new(),
             rows: Vec::new(),
-            classes: KeyClasses::default(),
+            classes: ClassNumbers::default(),
         }
     }
 }
 
 /// The keys' labels as small class numbers: row formulas compare 32-bit numbers, which
-/// vectorise on every x86-64 (64-bit lane comparisons need SSE4.1).
+/// vectorise on every x86-64 (64-bit lane comparisons need SSE4.1). Not the mining crate's
+/// `KeyClasses`, which lists each label's keys: a row formula reads every key anyway and
+/// wants one number per key.
 #[derive(Debug, Default)]
-struct KeyClasses {
+struct ClassNumbers {
     /// Each key's class.
     of_key: Vec<u32>,
     /// (label, class) for each distinct label, by label.
     by_label: Vec<(i64, u32)>,
 }
 
-impl KeyClasses {
+impl ClassNumbers {
     /// Numbers the distinct labels of `keys` (allocation-free once the buffers are grown).
     fn assign(&mut self, keys: &[i64]) {
         self.by_label.clear();
