@@ -448,6 +448,34 @@ pub fn for_row_ranges<T: Send>(
     run_rows(chunks, &f);
 }
 
+/// Whether `test` holds for every chunk of consecutive whole rows of `data` (`row_len`
+/// entries per row), the chunks tested on [`threads_for`] threads (a read-only pass over a
+/// large matrix, such as a finiteness check, is otherwise a serial step between parallel
+/// ones).
+///
+/// ```
+/// use metric_loss_distances::parallel::all_row_chunks;
+/// let m = vec![1.0f32; 512 * 512];
+/// assert!(all_row_chunks(&m, 512, |rows| rows.iter().all(|v| v.is_finite())));
+/// ```
+pub fn all_row_chunks<T: Sync>(
+    data: &[T],
+    row_len: usize,
+    test: impl Fn(&[T]) -> bool + Sync,
+) -> bool {
+    let rows = data.len().checked_div(row_len).unwrap_or(0);
+    let threads = threads_for(rows);
+    if threads <= 1 {
+        return test(data);
+    }
+    let mut chunks: Vec<(&[T], bool)> = data
+        .chunks(rows.div_ceil(threads) * row_len)
+        .map(|c| (c, false))
+        .collect();
+    for_each_item(&mut chunks, &|(rows, holds)| *holds = test(rows));
+    chunks.iter().all(|(_, holds)| *holds)
+}
+
 /// `task` on every item, each item a task of its own, in parallel (`threads` feature;
 /// else one after another).
 pub fn for_each_item<P: Send>(items: &mut [P], task: &(dyn Fn(&mut P) + Sync)) {

@@ -4,6 +4,8 @@
 use metric_loss_core::{Distance, Float, LossError, LossInput, LossOutput};
 
 use metric_loss_distances::lanes::all_finite;
+use metric_loss_distances::parallel::all_row_chunks;
+use metric_loss_distances::wide::with_avx2;
 
 use crate::check_matrix_size;
 
@@ -95,7 +97,7 @@ pub fn finite_distances<T: Float>(
     matrix: &[T],
     m: usize,
 ) -> Result<(), LossError> {
-    if all_finite(matrix) {
+    if all_row_chunks(matrix, m, |rows| with_avx2(|| all_finite(rows))) {
         return Ok(());
     }
     match matrix.iter().position(|v| !v.is_finite()) {

@@ -8,7 +8,7 @@ use metric_loss_core::{
     reduce_checked, AllowNonFinite, Distance, Float, LossError, LossInput, LossOutput, Workspace,
 };
 use metric_loss_distances::lanes::{all_finite, DenseFloat};
-use metric_loss_distances::parallel::for_row_chunks_with_scratch;
+use metric_loss_distances::parallel::{for_row_chunks_with_scratch, for_rows_on, threads_for};
 use metric_loss_distances::wide::with_avx2;
 
 use crate::{full_distance_matrix, CallShape, DenseParts};
@@ -322,11 +322,19 @@ fn matrix_gradient<T: Float, S>(
 ) {
     let (q, k) = (input.queries().embeddings(), input.keys().embeddings());
     let m = k.rows();
-    for (g_row, &g) in scratch.dist_grad.chunks_exact_mut(m).zip(&scratch.scales) {
-        for v in g_row.iter_mut() {
-            *v = if g == T::ZERO { T::ZERO } else { *v * g };
-        }
-    }
+    let scales = &scratch.scales;
+    for_rows_on(
+        threads_for(scales.len()),
+        &mut scratch.dist_grad,
+        m,
+        |r0, rows| {
+            for (g_row, &g) in rows.chunks_exact_mut(m).zip(&scales[r0..]) {
+                for v in g_row.iter_mut() {
+                    *v = if g == T::ZERO { T::ZERO } else { *v * g };
+                }
+            }
+        },
+    );
     if input.keys_are_queries() {
         distance.dense_vjp_same(
             q,
