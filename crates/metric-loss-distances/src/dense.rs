@@ -9,18 +9,17 @@
 //! | euclidean | the same with H = G / D (0 where D = 0) and factor 1 | |
 //!
 //! Clamped entries (cosine's `max(1 − q·k, 0)` and squared euclidean's `max(s, 0)` when the
-//! clamp is active, which `Distance::matrix` writes as `-0.0`) pass no gradient: the
-//! products include them, and a fix-up pass takes their contribution out again, one
-//! O(dims) correction per clamped entry (rare: only near-identical pairs are clamped). The
-//! branch rule is exactly `pair_vjp`'s. Manhattan and
-//! snr visit every non-zero entry with `pair_vjp`.
+//! clamp is active, which `Distance::matrix` writes as `-0.0`) pass no gradient: their
+//! upstream entries are set to 0 before the products (the branch rule is exactly
+//! `pair_vjp`'s). Manhattan and snr visit every non-zero entry with `pair_vjp`.
 //!
 //! Cost: two `n x m x dims` matrix products plus O(n·m) (and an `n x m` temporary for
 //! euclidean, an `m`-vector of column sums for both euclidean distances).
 
 use metric_loss_core::{Distance, Embeddings, Float};
 
-use crate::parallel::gemm_rows;
+use crate::parallel::{for_rows_on, gemm_rows, threads_for};
+use crate::transpose::add_transpose;
 use crate::DistanceKind;
 
 /// The dense VJP of `kind`; see the module documentation. `col_sums` is reusable memory
@@ -45,25 +44,12 @@ pub(crate) fn dense_vjp<T: Float>(
     match kind {
         DistanceKind::InnerProduct => products(q, k, dist_grad, T::ONE, grad_q, grad_k),
         DistanceKind::Cosine => {
+            drop_clamped(dist, dist_grad, m);
             products(q, k, dist_grad, -T::ONE, grad_q, grad_k);
-            for_each_clamped(dist, dist_grad, m, |i, j, g| {
-                // Undo the −g·k / −g·q the products added for a clipped entry.
-                axpy(g, k.row(j), &mut grad_q[i * dims..(i + 1) * dims]);
-                axpy(g, q.row(i), &mut grad_k[j * dims..(j + 1) * dims]);
-            });
         }
         DistanceKind::SquaredEuclidean => {
+            drop_clamped(dist, dist_grad, m);
             differences(q, k, dist_grad, T::from_f64(2.0), grad_q, grad_k, col_sums);
-            for_each_clamped(dist, dist_grad, m, |i, j, g| {
-                let (qi, kj) = (q.row(i), k.row(j));
-                let two_g = T::from_f64(2.0) * g;
-                let (gq, gk) = (i * dims, j * dims);
-                for t in 0..dims {
-                    let diff = qi[t] - kj[t];
-                    grad_q[gq + t] -= two_g * diff;
-                    grad_k[gk + t] += two_g * diff;
-                }
-            });
         }
         DistanceKind::Euclidean => {
             // Below the 1e-18 clamp the value is exactly 0 and the gradient is 0. The
@@ -107,22 +93,11 @@ pub(crate) fn dense_vjp_same<T: Float>(
     match kind {
         DistanceKind::InnerProduct => symmetric_product(x, dist_grad, T::ONE, grad),
         DistanceKind::Cosine => {
-            // The clamp fix-up reads G itself, so it runs before G becomes S.
-            for_each_clamped(dist, dist_grad, n, |i, j, g| {
-                axpy(g, x.row(j), &mut grad[i * dims..(i + 1) * dims]);
-                axpy(g, x.row(i), &mut grad[j * dims..(j + 1) * dims]);
-            });
+            drop_clamped(dist, dist_grad, n);
             symmetric_product(x, dist_grad, -T::ONE, grad);
         }
         DistanceKind::SquaredEuclidean => {
-            for_each_clamped(dist, dist_grad, n, |i, j, g| {
-                let two_g = T::from_f64(2.0) * g;
-                for t in 0..dims {
-                    let diff = x.row(i)[t] - x.row(j)[t];
-                    grad[i * dims + t] -= two_g * diff;
-                    grad[j * dims + t] += two_g * diff;
-                }
-            });
+            drop_clamped(dist, dist_grad, n);
             symmetric_differences(x, dist_grad, T::from_f64(2.0), grad);
         }
         DistanceKind::Euclidean => {
@@ -134,59 +109,6 @@ pub(crate) fn dense_vjp_same<T: Float>(
         DistanceKind::Manhattan | DistanceKind::Snr => return false,
     }
     true
-}
-
-/// Overwrites the square `n x n` row-major matrix `g` with G + Gᵀ, a pair of 32 x 32 tiles
-/// at a time. Each tile pair is copied row by row into two local tiles and the transposed reads
-/// go to the local copy: read in place, a column of a 1024-wide f32 matrix is 32 lines
-/// 4096 bytes apart, all in one L1 set, and the in-place version spent a fifth of a
-/// MultiSimilarity call (N = 1024) on those conflict misses.
-///
-/// ```
-/// let mut g = [1.0f32, 2.0, 3.0, 4.0];
-/// metric_loss_distances::add_transpose(&mut g, 2);
-/// assert_eq!(g, [2.0, 5.0, 5.0, 8.0]);
-/// ```
-///
-/// # Panics
-/// If `g` is shorter than `n * n`.
-pub fn add_transpose<T: Float>(g: &mut [T], n: usize) {
-    const TILE: usize = 32;
-    let mut upper = [[T::ZERO; TILE]; TILE];
-    let mut lower = [[T::ZERO; TILE]; TILE];
-    for ib in (0..n).step_by(TILE) {
-        let rows = TILE.min(n - ib);
-        for jb in (ib..n).step_by(TILE) {
-            let cols = TILE.min(n - jb);
-            // upper[a][b] = G[ib + a][jb + b], lower[b][a] = G[jb + b][ib + a].
-            for (a, tile_row) in upper.iter_mut().enumerate().take(rows) {
-                let at = (ib + a) * n + jb;
-                tile_row[..cols].copy_from_slice(&g[at..at + cols]);
-            }
-            for (b, tile_row) in lower.iter_mut().enumerate().take(cols) {
-                let at = (jb + b) * n + ib;
-                tile_row[..rows].copy_from_slice(&g[at..at + rows]);
-            }
-            for (a, tile_row) in upper.iter_mut().enumerate().take(rows) {
-                for (b, v) in tile_row.iter_mut().enumerate().take(cols) {
-                    *v += lower[b][a];
-                }
-            }
-            for (b, tile_row) in lower.iter_mut().enumerate().take(cols) {
-                for (a, v) in tile_row.iter_mut().enumerate().take(rows) {
-                    *v = upper[a][b];
-                }
-            }
-            for (a, tile_row) in upper.iter().enumerate().take(rows) {
-                let at = (ib + a) * n + jb;
-                g[at..at + cols].copy_from_slice(&tile_row[..cols]);
-            }
-            for (b, tile_row) in lower.iter().enumerate().take(cols) {
-                let at = (jb + b) * n + ib;
-                g[at..at + rows].copy_from_slice(&tile_row[..rows]);
-            }
-        }
-    }
 }
 
 /// grad += alpha · (G + Gᵀ) X, consuming G.
@@ -289,30 +211,26 @@ fn differences<T: Float>(
     }
 }
 
-/// Calls `f(i, j, g)` for every entry whose clamp is active (written as `-0.0` by
-/// `Distance::matrix`, exactly the entries `pair_vjp` blocks) and whose upstream gradient
-/// is not zero.
-fn for_each_clamped<T: Float>(
-    dist: &[T],
-    dist_grad: &[T],
-    m: usize,
-    mut f: impl FnMut(usize, usize, T),
-) {
+/// Zeroes the upstream gradient of every entry whose clamp is active (written as `-0.0`
+/// by `Distance::matrix`, exactly the entries `pair_vjp` blocks), so that the products
+/// pass none of it; rows split over threads.
+fn drop_clamped<T: Float>(dist: &[T], dist_grad: &mut [T], m: usize) {
     // Zeros are rare (the diagonal, duplicate rows): a vectorised test per block first,
-    // the exact test only in blocks that hold a zero. The plain scan was 6% of a
-    // MultiSimilarity call at N = 1024 on two threads.
+    // the exact test only in blocks that hold a zero.
     const BLOCK: usize = 64;
-    for (b, (ds, gs)) in dist.chunks(BLOCK).zip(dist_grad.chunks(BLOCK)).enumerate() {
-        if !ds.iter().fold(false, |any, d| any | (*d == T::ZERO)) {
-            continue;
-        }
-        for (t, (d, g)) in ds.iter().zip(gs).enumerate() {
-            if *d == T::ZERO && d.is_sign_negative() && *g != T::ZERO {
-                let at = b * BLOCK + t;
-                f(at / m, at % m, *g);
+    let rows = dist.len().checked_div(m).unwrap_or(0);
+    for_rows_on(threads_for(rows), dist_grad, m, |r0, grads| {
+        let ds = &dist[r0 * m..r0 * m + grads.len()];
+        for (ds, gs) in ds.chunks(BLOCK).zip(grads.chunks_mut(BLOCK)) {
+            if ds.iter().fold(false, |any, d| any | (*d == T::ZERO)) {
+                for (d, g) in ds.iter().zip(gs) {
+                    if *d == T::ZERO && d.is_sign_negative() {
+                        *g = T::ZERO;
+                    }
+                }
             }
         }
-    }
+    });
 }
 
 fn axpy<T: Float>(alpha: T, x: &[T], y: &mut [T]) {
@@ -364,24 +282,6 @@ mod tests {
                 ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
             })
             .collect()
-    }
-
-    #[test]
-    fn symmetrise_adds_the_transpose_exactly() {
-        for n in [0usize, 1, 31, 32, 33, 70] {
-            let g = values(n * n, 9);
-            let mut got = g.clone();
-            add_transpose(&mut got, n);
-            for i in 0..n {
-                for j in 0..n {
-                    assert_eq!(
-                        got[i * n + j],
-                        g[i * n + j] + g[j * n + i],
-                        "{n}: ({i}, {j})"
-                    );
-                }
-            }
-        }
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::ops::Range;
 
 use metric_loss_core::Float;
 
+use crate::bands::{split_square, Band, SquareWork};
 use crate::parallel::{for_row_ranges, for_rows_on};
 use crate::wide::with_avx2;
 
@@ -119,24 +120,26 @@ pub(crate) fn product<T: Float>(
 
 /// `out = epilogue(alpha · X Xᵀ)` (`n x n`).
 ///
-/// On one thread the product is computed for the upper triangle only, one strip of
-/// `BLOCK` rows at a time; each strip is then mirrored onto the lower triangle and
-/// `epilogue(i, j0, segment)` applied in place to every row segment (entries `(i, j0..)`),
-/// while the strip is in cache. Every entry (i, j) is `epilogue(i, j, p)` of the same
-/// product value p as entry (j, i), exactly as if the epilogue ran on a mirrored matrix,
-/// so asymmetric epilogues (norms, variances) keep their arithmetic.
+/// The product is computed for the upper triangle only, one strip of `BLOCK` rows at a
+/// time; each strip is then mirrored onto the lower triangle and `epilogue(i, j0, segment)`
+/// applied in place to every row segment (entries `(i, j0..)`), while the strip is in
+/// cache. Every entry (i, j) is `epilogue(i, j, p)` of the same product value p as entry
+/// (j, i), exactly as if the epilogue ran on a mirrored matrix, so asymmetric epilogues
+/// (norms, variances) keep their arithmetic.
 ///
 /// Compared with a product, a full mirror pass and a full epilogue pass over the finished
 /// matrix, this touches each entry once while it is hot: at N = 4096 the separate mirror
 /// alone (strided writes over a 64 MiB matrix) cost about as much as the half product.
 ///
-/// On several threads it is [`gram_with`]: whole rows per thread, twice
-/// the multiply-adds but no mirror (whose writes cross every thread's rows). The values
-/// are the same: the kernel computes entry (j, i) from the same products in the same
-/// order as entry (i, j) (a test checks this bit for bit). A parallel upper-triangle
-/// product followed by a parallel mirror was measured on 2 threads and was no faster at
-/// N = 1024 and slower at N = 4096 (72 ms against 50 ms): the mirror is bound by memory
-/// traffic, not by arithmetic.
+/// On several threads the rows are cut into bands ([`split_square`]): each thread takes the
+/// triangle of its own band, then the blocks between two bands in rounds of disjoint pairs,
+/// each block's product mirrored into the other band while it is hot. The kernel computes
+/// entry (j, i) from the same products in the same order as entry (i, j) whatever the
+/// block's shape, so the values do not depend on the thread count (a test checks this bit
+/// for bit). Against whole rows per thread with the full product (no mirror), the bands
+/// took MultiSimilarity's forward at N = 4096 on 2 threads from 55 to 46 ms; a parallel
+/// upper-triangle product followed by a separate parallel mirror pass had been slower
+/// than either (72 ms against 50 ms then), bound by memory traffic.
 pub(crate) fn gram_symmetric_with<T: Float>(
     threads: usize,
     x: &[T],
@@ -146,23 +149,87 @@ pub(crate) fn gram_symmetric_with<T: Float>(
     out: &mut [T],
     epilogue: impl Fn(usize, usize, &mut [T]) + Sync,
 ) {
-    if threads > 1 {
-        return gram_with(threads, x, x, n, n, dims, alpha, out, epilogue);
+    let work = SymmetricProduct {
+        x,
+        dims,
+        alpha,
+        epilogue,
+    };
+    split_square(&mut out[..n * n], n, threads.max(1), BLOCK, &work);
+}
+
+/// `alpha · X Xᵀ` and its epilogue as band work (see [`gram_symmetric_with`]).
+struct SymmetricProduct<'x, T, E> {
+    x: &'x [T],
+    dims: usize,
+    alpha: T,
+    epilogue: E,
+}
+
+impl<T: Float, E: Fn(usize, usize, &mut [T]) + Sync> SquareWork<T> for SymmetricProduct<'_, T, E> {
+    /// The band's own triangle strip by strip, each strip mirrored below the diagonal.
+    fn within(&self, band: Band<'_, T>, n: usize) {
+        let (first, end) = (band.first, band.end(n));
+        let (x, epilogue) = (self.x, &self.epilogue);
+        for strip in strips(first..end) {
+            let (r0, r1) = (strip.start, strip.end);
+            let at = (r0 - first) * n;
+            upper_strip(
+                x,
+                n,
+                self.dims,
+                self.alpha,
+                strip,
+                end,
+                &mut band.rows[at..],
+            );
+            // The strip's upper part holds raw products: mirror them, running the epilogue
+            // on both copies as they pass through the cache (in the AVX2 copy).
+            with_avx2(
+                #[inline(always)]
+                || {
+                    mirror_strip(band.rows, n, first, r0, r1, end, epilogue);
+                    for i in r0..r1 {
+                        let at = (i - first) * n + i;
+                        epilogue(i, i, &mut band.rows[at..at + 1]);
+                    }
+                },
+            );
+        }
     }
-    for strip in strips(0..n) {
-        let (r0, r1) = (strip.start, strip.end);
-        upper_strip(x, n, dims, alpha, strip, &mut out[r0 * n..]);
-        // The strip's upper part holds raw products: mirror them, running the epilogue on
-        // both copies as they pass through the cache (in the AVX2 copy).
-        with_avx2(
-            #[inline(always)]
-            || {
-                mirror_strip(out, n, r0, r1, &epilogue);
-                for i in r0..r1 {
-                    epilogue(i, i, &mut out[i * n + i..i * n + i + 1]);
-                }
-            },
-        );
+
+    /// `a`'s rows against `b`'s columns strip by strip, each strip's block mirrored into
+    /// `b`'s rows.
+    fn across(&self, a: Band<'_, T>, b: Band<'_, T>, n: usize) {
+        let (x, dims, epilogue) = (self.x, self.dims, &self.epilogue);
+        let cols = b.len(n);
+        for strip in strips(a.first..a.end(n)) {
+            let (r0, r1) = (strip.start, strip.end);
+            T::gemm(
+                r1 - r0,
+                dims,
+                cols,
+                self.alpha,
+                (&x[r0 * dims..], dims, 1),
+                (&x[b.first * dims..], 1, dims),
+                T::ZERO,
+                (&mut a.rows[(r0 - a.first) * n + b.first..], n, 1),
+            );
+            with_avx2(
+                #[inline(always)]
+                || {
+                    mirror_block(
+                        &mut *a.rows,
+                        a.first,
+                        &mut *b.rows,
+                        b.first,
+                        n,
+                        strip,
+                        epilogue,
+                    )
+                },
+            );
+        }
     }
 }
 
@@ -185,7 +252,7 @@ pub(crate) fn gram_upper_with<T: Float>(
     for_row_ranges(bounds, out, n, |start, rows| {
         for strip in strips(start..start + rows.len() / n) {
             let at = (strip.start - start) * n;
-            upper_strip(x, n, dims, alpha, strip.clone(), &mut rows[at..]);
+            upper_strip(x, n, dims, alpha, strip.clone(), n, &mut rows[at..]);
             for i in strip {
                 epilogue(i, i, &mut rows[(i - start) * n + i..(i - start + 1) * n]);
             }
@@ -199,7 +266,7 @@ fn strips(rows: Range<usize>) -> impl Iterator<Item = Range<usize>> {
     rows.step_by(BLOCK).map(move |r0| r0..(r0 + BLOCK).min(end))
 }
 
-/// The products of rows `rows` with columns `rows.start..n` (the strip's upper part and
+/// The products of rows `rows` with columns `rows.start..end` (the strip's upper part and
 /// the square block on its diagonal) into `out`, which starts at row `rows.start`
 /// (`n` entries per row).
 fn upper_strip<T: Float>(
@@ -208,13 +275,14 @@ fn upper_strip<T: Float>(
     dims: usize,
     alpha: T,
     rows: Range<usize>,
+    end: usize,
     out: &mut [T],
 ) {
     let r0 = rows.start;
     T::gemm(
         rows.len(),
         dims,
-        n - r0,
+        end - r0,
         alpha,
         (&x[r0 * dims..], dims, 1),
         (&x[r0 * dims..], 1, dims),
@@ -223,28 +291,54 @@ fn upper_strip<T: Float>(
     );
 }
 
-/// Copies the upper-triangle entries of rows `r0..r1` (columns `> i`) onto the lower
-/// triangle (rows `j > i`, columns `r0..r1`), and runs `epilogue` on every entry off the
-/// diagonal it reads or writes: the upper segment right after it is read, the lower one
-/// right after it is written. Tiles of `TILE` columns are read row by row into a small
-/// transposed buffer, then written as contiguous row segments: no strided writes, no
-/// cache-set thrashing at power-of-two strides.
+/// Copies the upper-triangle entries of rows `r0..r1` (columns `i < j < end`) onto the
+/// lower triangle (rows `j`, columns `r0..r1`) of `out`, whose first row is row `base` of
+/// the matrix, and runs `epilogue` on every entry off the diagonal it reads or writes: the
+/// upper segment right after it is read, the lower one right after it is written. The
+/// strip's own square block is mirrored within the strip, the rest into the rows below it
+/// ([`mirror_block`]).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn mirror_strip<T: Float>(
     out: &mut [T],
     n: usize,
+    base: usize,
     r0: usize,
     r1: usize,
+    end: usize,
+    epilogue: &impl Fn(usize, usize, &mut [T]),
+) {
+    let (strip, below) = out[(r0 - base) * n..].split_at_mut((r1 - r0) * n);
+    mirror_square(strip, n, r0, epilogue);
+    mirror_block(
+        strip,
+        r0,
+        &mut below[..(end - r1) * n],
+        r1,
+        n,
+        r0..r1,
+        epilogue,
+    );
+}
+
+/// [`mirror_strip`] on the strip's square block (`strip` holds its rows from row `r0`):
+/// entries (i, j) with `r0 ≤ i < j < r0 + rows` onto (j, i).
+#[inline(always)]
+fn mirror_square<T: Float>(
+    strip: &mut [T],
+    n: usize,
+    r0: usize,
     epilogue: &impl Fn(usize, usize, &mut [T]),
 ) {
     let mut buf = [[T::ZERO; BLOCK]; TILE];
+    let r1 = r0 + strip.len() / n;
     let mut j0 = r0 + 1;
-    while j0 < n {
-        let j1 = (j0 + TILE).min(n);
-        // Rows i < j of the strip hold entry (i, j).
-        let rows = (j1 - 1).min(r1) - r0;
-        for i in r0..r0 + rows {
-            let src = &mut out[i * n + j0..i * n + j1];
+    while j0 < r1 {
+        let j1 = (j0 + TILE).min(r1);
+        // Rows i < j of the block hold entry (i, j).
+        for i in r0..j1 - 1 {
+            let at = (i - r0) * n;
+            let src = &mut strip[at + j0..at + j1];
             for (t, v) in src.iter().enumerate() {
                 buf[t][i - r0] = *v;
             }
@@ -253,9 +347,46 @@ fn mirror_strip<T: Float>(
             epilogue(i, j0 + skip, &mut src[skip..]);
         }
         for (t, j) in (j0..j1).enumerate() {
-            let len = j.min(r1) - r0;
-            let dst = &mut out[j * n + r0..j * n + r0 + len];
-            dst.copy_from_slice(&buf[t][..len]);
+            let at = (j - r0) * n + r0;
+            let dst = &mut strip[at..at + (j - r0)];
+            dst.copy_from_slice(&buf[t][..j - r0]);
+            epilogue(j, r0, dst);
+        }
+        j0 = j1;
+    }
+}
+
+/// [`mirror_strip`] between two bands: the entries of rows `strip` (in `upper`, whose
+/// first row is `upper_first`) at the columns of `lower`'s rows are copied to `lower`
+/// (rows `lower_first..`, columns `strip`), the epilogue run on both copies.
+#[inline(always)]
+fn mirror_block<T: Float>(
+    upper: &mut [T],
+    upper_first: usize,
+    lower: &mut [T],
+    lower_first: usize,
+    n: usize,
+    strip: Range<usize>,
+    epilogue: &impl Fn(usize, usize, &mut [T]),
+) {
+    let mut buf = [[T::ZERO; BLOCK]; TILE];
+    let (r0, r1) = (strip.start, strip.end);
+    let end = lower_first + lower.len() / n;
+    let mut j0 = lower_first;
+    while j0 < end {
+        let j1 = (j0 + TILE).min(end);
+        for i in r0..r1 {
+            let at = (i - upper_first) * n;
+            let src = &mut upper[at + j0..at + j1];
+            for (t, v) in src.iter().enumerate() {
+                buf[t][i - r0] = *v;
+            }
+            epilogue(i, j0, src);
+        }
+        for (t, j) in (j0..j1).enumerate() {
+            let at = (j - lower_first) * n + r0;
+            let dst = &mut lower[at..at + (r1 - r0)];
+            dst.copy_from_slice(&buf[t][..r1 - r0]);
             epilogue(j, r0, dst);
         }
         j0 = j1;
@@ -276,7 +407,7 @@ fn mirror_strip<T: Float>(
 /// If `out` is shorter than `n * n`.
 pub fn mirror_upper<T: Float>(out: &mut [T], n: usize) {
     for strip in strips(0..n) {
-        mirror_strip(out, n, strip.start, strip.end, &|_, _, _| {});
+        mirror_strip(out, n, 0, strip.start, strip.end, n, &|_, _, _| {});
     }
 }
 
@@ -328,7 +459,7 @@ mod tests {
     /// symmetric result bit for bit, with an epilogue that depends on the indices, at
     /// widths inside one and across several of the kernel's depth blocks.
     fn threads_agree_bit_for_bit<T: Float>(bits: impl Fn(T) -> u64) {
-        for (n, d) in [(300, 7), (260, 128), (140, 600)] {
+        for (n, d) in [(300, 7), (260, 128), (140, 600), (600, 9)] {
             let x: Vec<T> = (0..n * d)
                 .map(|i| T::from_f64(((i * 7919 % 1013) as f64 - 506.0) / 97.0))
                 .collect();

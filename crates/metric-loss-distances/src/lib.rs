@@ -41,6 +41,7 @@
 //! # Supported Rust versions
 //! 1.89 or newer (nalgebra 0.35 requires it).
 
+mod bands;
 mod dense;
 mod gram;
 mod kernels;
@@ -48,9 +49,10 @@ mod kind;
 pub mod lanes;
 mod normalize;
 pub mod parallel;
+mod transpose;
 pub mod wide;
 
-pub use dense::add_transpose;
 pub use gram::mirror_upper;
 pub use kind::DistanceKind;
 pub use normalize::{l2_normalize, l2_normalize_vjp};
+pub use transpose::add_transpose;
