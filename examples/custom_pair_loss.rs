@@ -48,10 +48,11 @@ impl PairFormula for SquaredContrastiveLoss {
         let margin = T::from_f64(self.margin.0);
         let (pos, neg) = subs.split_at_mut(1);
         for i in s.rows() {
-            for (j, &d) in s.row(i).iter().enumerate() {
-                if s.positive(i, j) {
+            // `sides` reads the row's labels once (no label lookup per pair).
+            for (j, (&d, (positive, negative))) in s.row(i).iter().zip(s.sides(i)).enumerate() {
+                if positive {
                     pos[0].push_plain(i, j, d * d);
-                } else if s.negative(i, j) {
+                } else if negative {
                     let h = (margin - d).max(T::ZERO);
                     neg[0].push_plain(i, j, h * h);
                 }

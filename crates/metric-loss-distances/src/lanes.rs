@@ -183,10 +183,24 @@ pub fn max<T: DenseFloat>(v: &[T]) -> T {
 pub fn exp_shifted_sum<T: DenseFloat>(v: &mut [T], c: T) -> T {
     // A plain map first (the loop vectoriser's case, unlike an exponential inside per-lane
     // accumulators), then the sum.
+    exp_shifted(v, c);
+    sum(v)
+}
+
+/// Replaces each vⱼ by e^{vⱼ − c}: [`exp_shifted_sum`] for a caller that already has the
+/// sum (a softmax's backward pass recomputing its numerators).
+///
+/// ```
+/// let mut v = [0.0f32, 1.0];
+/// metric_loss_distances::lanes::exp_shifted(&mut v, 1.0);
+/// assert_eq!(v[1], 1.0);
+/// assert!((v[0] - (-1.0f32).exp()).abs() < 1e-7);
+/// ```
+#[inline(always)]
+pub fn exp_shifted<T: DenseFloat>(v: &mut [T], c: T) {
     for x in v.iter_mut() {
         *x = T::exp_ftz(*x - c);
     }
-    sum(v)
 }
 
 #[cfg(test)]

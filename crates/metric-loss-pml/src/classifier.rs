@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::fmt::Debug;
 
 use metric_loss_core::{Float, LossError, LossInput, LossOutput, ParameterShape};
-use metric_loss_distances::lanes::{exp_shifted_sum, max, DenseFloat};
+use metric_loss_distances::lanes::{exp_shifted, exp_shifted_sum, max, DenseFloat};
 use metric_loss_distances::parallel::for_row_chunks_with_scratch;
 use metric_loss_distances::wide::with_avx2;
 use metric_loss_triplet::DenseParts;
@@ -188,7 +188,7 @@ impl<M: TargetMargin> Classifier<M> {
                             // The softmax row, then scattered to the picked sub-centers.
                             exps.clear();
                             exps.extend_from_slice(&logits[i * classes..(i + 1) * classes]);
-                            exp_shifted_sum(exps, log_norm);
+                            exp_shifted(exps, log_norm);
                             let gs = g * scale;
                             let row = &matrix[i * cols..(i + 1) * cols];
                             let pick = |c: usize| c * k + best_sub_center(&row[c * k..(c + 1) * k]);

@@ -31,17 +31,17 @@ impl PairFormula for Contrastive {
         let (pos, neg) = (&mut pos[0], &mut neg[0]);
         let (pm, nm) = (T::from_f64(self.pos_margin), T::from_f64(self.neg_margin));
         for i in s.rows() {
-            let (row, (label, key_labels, diag)) = (s.row(i), s.row_labels(i));
+            let row = s.row(i);
             pos.fill_row(i, row.len(), |pos_values, pos_cols| {
                 let mut kept_pos = 0;
                 neg.fill_row(i, row.len(), |neg_values, neg_cols| {
                     let mut kept_neg = 0;
-                    for (j, (&d, &y)) in row.iter().zip(key_labels).enumerate() {
-                        if y != label {
+                    for (j, (&d, (positive, negative))) in row.iter().zip(s.sides(i)).enumerate() {
+                        if negative {
                             neg_values[kept_neg] = hinge(s.similarity, nm, d);
                             neg_cols[kept_neg] = j as u32;
                             kept_neg += 1;
-                        } else if j != diag {
+                        } else if positive {
                             pos_values[kept_pos] = hinge(s.similarity, d, pm);
                             pos_cols[kept_pos] = j as u32;
                             kept_pos += 1;

@@ -18,7 +18,7 @@ pub(crate) struct NTXent {
 /// long) left holding each column's exp(ν − max) (0 for the other columns).
 #[inline(always)]
 fn negatives<T: DenseFloat>(s: &Scores<'_, T>, i: usize, t: T, row: &mut [T]) -> Option<(T, T)> {
-    s.kept_logits(i, t, row, |j| s.negative(i, j));
+    s.kept_logits_by_side(i, t, row, |_, negative| negative);
     let top = max(row);
     if top == T::from_f64(f64::NEG_INFINITY) {
         row.fill(T::ZERO);
@@ -44,8 +44,8 @@ impl PairFormula for NTXent {
         row.resize(s.cols, T::ZERO);
         for i in s.rows() {
             let negs = negatives(s, i, t, &mut row);
-            for (j, &v) in s.row(i).iter().enumerate() {
-                if !s.positive(i, j) {
+            for (j, (&v, (positive, _))) in s.row(i).iter().zip(s.sides(i)).enumerate() {
+                if !positive {
                     continue;
                 }
                 let l = s.logit(v, t);

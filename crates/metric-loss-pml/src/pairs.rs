@@ -162,6 +162,34 @@ impl<'a, T: Float> Scores<'a, T> {
         }
     }
 
+    /// Row `i`'s logits into `out`, −∞ where `kept(positive, negative)` is false for the
+    /// key: [`Scores::kept_logits`] for a rule on the pair's sides, from the labels
+    /// ([`Scores::sides`]) without a lookup per pair, so that the pass vectorises.
+    #[inline(always)]
+    pub fn kept_logits_by_side(
+        &self,
+        i: usize,
+        temperature: T,
+        out: &mut [T],
+        kept: impl Fn(bool, bool) -> bool,
+    ) {
+        let none = T::from_f64(f64::NEG_INFINITY);
+        for ((o, v), (positive, negative)) in out.iter_mut().zip(self.row(i)).zip(self.sides(i)) {
+            let l = self.logit(*v, temperature);
+            *o = if kept(positive, negative) { l } else { none };
+        }
+    }
+
+    /// Each key's ([`Scores::positive`], [`Scores::negative`]) for anchor `i`, in column
+    /// order, from the labels without a lookup per pair.
+    #[inline(always)]
+    pub fn sides(&self, i: usize) -> impl Iterator<Item = (bool, bool)> + 'a {
+        let (label, keys, diag) = self.row_labels(i);
+        keys.iter()
+            .enumerate()
+            .map(move |(j, &k)| (k == label && j != diag, k != label))
+    }
+
     /// The score a softmax runs over: the entry for a similarity, its negation for a
     /// distance, divided by `temperature`.
     pub fn logit(&self, v: T, temperature: T) -> T {

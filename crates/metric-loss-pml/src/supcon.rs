@@ -1,6 +1,6 @@
 //! [`SupConLoss`]: pytorch-metric-learning's supervised contrastive loss.
 
-use metric_loss_distances::lanes::{exp_shifted_sum, max, DenseFloat};
+use metric_loss_distances::lanes::{exp_shifted, max, sum, DenseFloat};
 
 use crate::loss_config::pair_loss;
 use metric_loss_core::params::finite_nonzero;
@@ -33,21 +33,40 @@ impl PairFormula for SupCon {
             let row = s.row(i);
             // PML shifts by the maximum over every column, kept or not.
             s.kept_logits(i, t, &mut buf, |_| true);
-            let shift = max(&buf).max(T::from_f64(f64::MIN));
-            for (j, v) in buf.iter_mut().enumerate() {
-                let kept = s.positive(i, j) || s.negative(i, j);
-                *v = if kept { *v - shift } else { none };
-            }
-            let c = max(&buf);
+            let top = max(&buf);
+            let shift = top.max(T::from_f64(f64::MIN));
+            // Every key is a positive or a negative but the anchor itself when the diagonal
+            // rule leaves it out: the softmax's own maximum needs a second pass only when
+            // that key holds the row's.
+            let (label, keys, diag) = s.row_labels(i);
+            let kept_top = match keys.get(diag).is_some_and(|&y| y == label) {
+                true if buf[diag] == top => {
+                    buf[diag] = none;
+                    max(&buf)
+                }
+                true => {
+                    buf[diag] = none;
+                    top
+                }
+                false => top,
+            };
+            // max(ℓⱼ − shift) over the kept keys, as rounding is monotone.
+            let c = kept_top - shift;
             let lse = if c == none {
                 T::ZERO
             } else {
-                c + exp_shifted_sum(&mut buf, c).ln()
+                // PML's two shifts, in its order; e^−∞ = 0 drops the left-out key.
+                for v in buf.iter_mut() {
+                    *v = T::exp_ftz((*v - shift) - c);
+                }
+                c + sum(&buf).ln()
             };
             let (mut count, mut sum) = (T::ZERO, T::ZERO);
-            for j in (0..s.cols).filter(|&j| s.positive(i, j)) {
-                count += T::ONE;
-                sum += (s.logit(row[j], t) - shift) - lse;
+            for (&v, (positive, _)) in row.iter().zip(s.sides(i)) {
+                if positive {
+                    count += T::ONE;
+                    sum += (s.logit(v, t) - shift) - lse;
+                }
             }
             subs[0].push(i, 0, -(sum / (count + tiny)), [lse + shift, count]);
         }
@@ -72,10 +91,10 @@ impl PairFormula for SupCon {
             let factor = scale / (count + tiny) * dl;
             let out = s.grad_row(grad, i);
             // σ in place (0 off the kept columns), then the weights.
-            s.kept_logits(i, t, out, |j| s.positive(i, j) || s.negative(i, j));
-            exp_shifted_sum(out, lse);
-            for (j, g) in out.iter_mut().enumerate() {
-                let p = if s.positive(i, j) { T::ONE } else { T::ZERO };
+            s.kept_logits_by_side(i, t, out, |positive, negative| positive || negative);
+            exp_shifted(out, lse);
+            for (g, (positive, _)) in out.iter_mut().zip(s.sides(i)) {
+                let p = if positive { T::ONE } else { T::ZERO };
                 *g = (count * *g - p) * factor;
             }
         }
