@@ -212,6 +212,9 @@ pub struct Elements<T> {
     weights: Vec<T>,
     /// A row's worth of memory the formula may use as it likes (kept across calls).
     pub(crate) row: Vec<T>,
+    /// [`Elements::fill_row`]'s slots, kept across rows and calls.
+    slot_values: Vec<T>,
+    slot_cols: Vec<u32>,
 }
 
 impl<T: Float> Elements<T> {
@@ -285,20 +288,25 @@ impl<T: Float> Elements<T> {
     /// and columns of the first k of the `max` slots it is given and returns k; the other
     /// slots are dropped. For a formula with an element per pair, whose pushes one at a
     /// time keep each vector's length in memory (the three vectors may alias as far as the
-    /// compiler knows), so that every push waits on the previous one's store.
+    /// compiler knows), so that every push waits on the previous one's store. The slots
+    /// are memory of their own, kept across rows and calls, and the k kept elements are
+    /// copied from them: slots at the end of the element vectors, zeroed for every row and
+    /// trimmed, cost a row's worth of stores even for a side that keeps a few pairs.
     pub(crate) fn fill_row(
         &mut self,
         anchor: usize,
         max: usize,
         fill: impl FnOnce(&mut [T], &mut [u32]) -> usize,
     ) {
-        let start = self.values.len();
-        self.values.resize(start + max, T::ZERO);
-        self.cols.resize(start + max, 0);
-        let count = fill(&mut self.values[start..], &mut self.cols[start..]).min(max);
-        self.values.truncate(start + count);
-        self.cols.truncate(start + count);
-        self.anchors.resize(start + count, anchor as u32);
+        if self.slot_values.len() < max {
+            self.slot_values.resize(max, T::ZERO);
+            self.slot_cols.resize(max, 0);
+        }
+        let count = fill(&mut self.slot_values[..max], &mut self.slot_cols[..max]).min(max);
+        self.values.extend_from_slice(&self.slot_values[..count]);
+        self.cols.extend_from_slice(&self.slot_cols[..count]);
+        self.anchors
+            .resize(self.anchors.len() + count, anchor as u32);
     }
 
     /// The indices of the elements of anchors `rows` (elements are pushed anchor by
