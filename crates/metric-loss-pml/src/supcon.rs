@@ -39,16 +39,15 @@ impl PairFormula for SupCon {
             // rule leaves it out: the softmax's own maximum needs a second pass only when
             // that key holds the row's.
             let (label, keys, diag) = s.row_labels(i);
-            let kept_top = match keys.get(diag).is_some_and(|&y| y == label) {
-                true if buf[diag] == top => {
-                    buf[diag] = none;
+            let kept_top = if keys.get(diag).is_some_and(|&y| y == label) {
+                let own = std::mem::replace(&mut buf[diag], none);
+                if own == top {
                     max(&buf)
-                }
-                true => {
-                    buf[diag] = none;
+                } else {
                     top
                 }
-                false => top,
+            } else {
+                top
             };
             // max(ℓⱼ − shift) over the kept keys, as rounding is monotone.
             let c = kept_top - shift;
